@@ -1,0 +1,163 @@
+"""Command line: ``prefaudit inspect | audit ...``.
+
+Exit codes: 0 pass, 1 the gate failed, 2 bad input or usage (one or two lines on stderr,
+never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from prefaudit.errors import PrefauditError  # noqa: E402
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="+", help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok")
+    p.add_argument("--format", default="auto", help="input format (default: detect); see `prefaudit formats`")
+    p.add_argument("--pairs", choices=["best_worst", "all"], default=None,
+                   help="UltraFeedback: best-vs-worst completion (default) or all pairs")
+    p.add_argument("--responses", default=None,
+                   help="generic long table: the responses file (pair_id, prompt, response_a, response_b)")
+
+
+def _load(args: argparse.Namespace):  # -> Loaded
+    from prefaudit.loaders import load
+
+    options = {k: v for k, v in (("pairs", args.pairs), ("responses", args.responses)) if v is not None}
+    data = args.data[0] if len(args.data) == 1 else args.data
+    return load(data, format=args.format, **options)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from prefaudit.audit import summarize_table
+
+    table, report = _load(args)
+    info = {"formats": sorted(set(report.formats)), **summarize_table(table),
+            "load_report": report.to_dict()}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_PASS
+    print(f"format(s):   {', '.join(info['formats'])}")
+    print(f"records:     {report.n_records}")
+    print(f"judgements:  {info['n_judgements']}")
+    print(f"pairs:       {info['n_pairs']}")
+    print(f"annotators:  {info['n_annotators']}" + (" (multi-annotator)" if info["multi_annotator"] else ""))
+    print(f"ties:        {info['n_ties']}")
+    print(f"prompts:     {info['n_unique_prompts']} unique" + (", conversational" if info["conversational"] else ""))
+    lines = report.summary_lines()
+    print("load report: " + ("nothing dropped, repaired or coerced" if not lines else ""))
+    for line in lines:
+        print("  " + line)
+    return EXIT_PASS
+
+
+def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+    opts: dict[str, dict[str, Any]] = {
+        "length": {k: v for k, v in (("tokenizer", args.tokenizer), ("max_length", args.max_length)) if v is not None},
+        "coverage": {**cache, **{k: v for k, v in (("embedding_model", args.embedding_model),) if v is not None}},
+        "margins": {**cache, **{k: v for k, v in (("reference_model", args.reference_model), ("beta", args.beta),
+                                                    ("max_length", args.max_length)) if v is not None}},
+    }
+    if args.target:
+        from prefaudit.loaders.prompts import load_prompts
+
+        opts["coverage"]["target"] = load_prompts(args.target)
+    return {k: v for k, v in opts.items() if v}
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from prefaudit.audit import audit
+
+    loaded = _load(args)
+    analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
+    result = audit(loaded.table, analyzers, load_report=loaded.report, seed=args.seed,
+                   options=_analyzer_options(args),
+                   config={"data": [str(p) for p in args.data], "format": args.format})
+    paths = result.write(args.out)
+    print(f"wrote {paths['audit']} and {paths['pair_flags']}", file=sys.stderr)
+    _print_metrics(result.metrics)
+    return EXIT_PASS
+
+
+def _print_metrics(metrics: dict[str, float | None]) -> None:
+    for key, value in metrics.items():
+        shown = "not measured" if value is None else f"{value:.4g}"
+        print(f"  {key:<48} {shown}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefaudit", description="Audit preference data before DPO.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="detected format, counts and the load report")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("audit", help="run the analyzers; write audit.json and pair_flags.csv")
+    _add_data_args(p)
+    p.add_argument("--out", default="prefaudit_out", help="output folder (default: prefaudit_out)")
+    p.add_argument("--analyzers", default=None,
+                   help="comma-separated subset of hygiene,agreement,coverage,length,margins "
+                        "(default: all but margins; margins too when --reference-model is given)")
+    p.add_argument("--seed", type=int, default=0, help="seed for every random step (default 0)")
+    p.add_argument("--tokenizer", default=None, help="length: a local tokenizer path or hub id for token counts")
+    p.add_argument("--max-length", type=int, default=None, help="token budget per sequence (truncation share)")
+    p.add_argument("--embedding-model", default=None, help="coverage: sentence-transformers model (path or id)")
+    p.add_argument("--target", default=None, help="coverage: target prompts (any loader format or a .txt list)")
+    p.add_argument("--reference-model", default=None,
+                   help="margins: reference (SFT) model: local dir, hub id, .gguf file, or 'smollm2'")
+    p.add_argument("--beta", type=float, default=None, help="margins: DPO beta (default 0.1)")
+    p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("formats", help="list the input formats prefaudit reads")
+    p.set_defaults(func=cmd_formats)
+    return parser
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    from prefaudit.loaders import FORMAT_NAMES, format_module
+
+    for name in FORMAT_NAMES:
+        doc = (format_module(name).__doc__ or "").strip().splitlines()
+        print(f"{name:<16} {doc[0] if doc else ''}")
+    return EXIT_PASS
+
+
+def _version() -> str:
+    from prefaudit import __version__
+
+    return f"prefaudit {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prefaudit`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except PrefauditError as exc:
+        print(f"prefaudit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("prefaudit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

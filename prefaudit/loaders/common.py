@@ -1,0 +1,137 @@
+"""What every format module shares: the per-record context and field readers.
+
+A format module defines ``NAME`` (str), ``sniff(record) -> bool`` (does a record look like
+this format?) and ``convert(record, ctx) -> list[dict]`` (the canonical rows of one record).
+Field readers raise :class:`DataFormatError` naming file, line/record and field on bad
+input, and count every coercion in the :class:`LoadReport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefaudit.errors import DataFormatError
+from prefaudit.loaders.report import LoadReport
+
+
+@dataclass
+class Context:
+    """Where a record came from, the report to count into, and format options."""
+
+    path: str
+    source: str
+    report: LoadReport
+    options: dict[str, Any] = field(default_factory=dict)
+    line: int | None = None
+    record: int = 0
+
+    def error(self, message: str, field: str | None = None) -> DataFormatError:
+        return DataFormatError(message, path=self.path, line=self.line, record=self.record,
+                               field=field)
+
+    def note(self, reason: str, action: Any, description: str) -> None:
+        self.report.note(reason, self.record, action, description)
+
+    @property
+    def default_pair_id(self) -> str:
+        return f"{self.source}:{self.record}"
+
+
+def row(ctx: Context, pair_id: str, prompt: str, chosen: str, rejected: str, *,
+        annotator: str | None = None, tie: bool = False, strength: float | None = None,
+        prompt_messages: list[dict[str, str]] | None = None,
+        chosen_messages: list[dict[str, str]] | None = None,
+        rejected_messages: list[dict[str, str]] | None = None,
+        load_flags: str = "") -> dict[str, Any]:
+    """One canonical row (see :mod:`prefaudit.schema`)."""
+    out: dict[str, Any] = {
+        "pair_id": pair_id, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+        "annotator": annotator, "tie": tie,
+        "strength": float("nan") if strength is None else float(strength),
+        "source": ctx.source, "load_flags": load_flags,
+    }
+    if prompt_messages is not None:
+        out["prompt_messages"] = prompt_messages
+        out["chosen_messages"] = chosen_messages
+        out["rejected_messages"] = rejected_messages
+    return out
+
+
+def require(record: Mapping[str, Any], key: str, ctx: Context) -> Any:
+    """The value of a required field; missing or null is an error."""
+    if key not in record:
+        raise ctx.error(f"missing required field (record has: {', '.join(map(str, record)) or 'no fields'})",
+                        field=key)
+    value = record[key]
+    if value is None:
+        raise ctx.error("required field is null", field=key)
+    return value
+
+
+def text(record: Mapping[str, Any], key: str, ctx: Context, *, required: bool = True,
+         default: str = "") -> str:
+    """A text field. JSON booleans are coerced to "true"/"false" and counted (a known quirk of
+    generated datasets, e.g. PandaLM); numbers, lists and objects are errors."""
+    if not required and record.get(key) is None:
+        return default
+    return as_text(require(record, key, ctx), key, ctx)
+
+
+def as_text(value: Any, key: str, ctx: Context) -> str:
+    """Check/coerce one value to text (see :func:`text`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        ctx.note(f"coerced_bool_{key}", "coerced",
+                 f"field '{key}' held a JSON boolean, not text; kept as the text "
+                 f"'{str(value).lower()}'")
+        return str(value).lower()
+    raise ctx.error(f"expected text, got {type(value).__name__} ({value!r:.60})", field=key)
+
+
+def note_empty(value: str, key: str, ctx: Context) -> None:
+    """Count (and keep) an empty or whitespace-only response; hygiene flags it."""
+    if not value.strip():
+        ctx.note(f"empty_{key}", "kept", f"field '{key}' is empty or whitespace; kept, flagged by hygiene")
+
+
+def messages(value: Any, key: str, ctx: Context, *, role_key: str = "role",
+             content_key: str = "content", role_map: Mapping[str, str] | None = None
+             ) -> list[dict[str, str]]:
+    """A list of chat messages as ``[{"role", "content"}]`` (roles renamed via ``role_map``)."""
+    if not isinstance(value, list):
+        raise ctx.error(f"expected a list of messages, got {type(value).__name__}", field=key)
+    out = []
+    for j, m in enumerate(value):
+        if not isinstance(m, Mapping) or role_key not in m or content_key not in m:
+            raise ctx.error(f"message {j} must be an object with '{role_key}' and '{content_key}'",
+                            field=key)
+        role = m[role_key]
+        if role_map is not None:
+            if role not in role_map:
+                raise ctx.error(f"message {j} has unknown role {role!r}; expected one of "
+                                f"{sorted(role_map)}", field=key)
+            role = role_map[role]
+        out.append({"role": str(role), "content": as_text(m[content_key], key, ctx)})
+    return out
+
+
+def render_messages(msgs: list[dict[str, str]]) -> str:
+    """Plain-text rendering of a conversation, HH-RLHF style ("\\n\\nHuman: ...")."""
+    names = {"user": "Human", "assistant": "Assistant", "system": "System"}
+    return "".join(f"\n\n{names.get(m['role'], m['role'].capitalize())}: {m['content']}" for m in msgs)
+
+
+def parse_choice(value: Any, mapping: Mapping[Any, str], key: str, ctx: Context) -> str | None:
+    """Map a label value to "A" / "B" / "tie"; unknown values are counted and give None
+    (the caller drops that judgement)."""
+    norm = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(norm, float) and norm.is_integer():
+        norm = int(norm)
+    if norm in mapping and not isinstance(norm, bool):
+        return mapping[norm]
+    ctx.note(f"unknown_{key}", "dropped",
+             f"field '{key}' had a value outside {sorted(map(str, mapping))}; judgement dropped")
+    return None

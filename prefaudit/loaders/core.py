@@ -1,0 +1,210 @@
+"""``load()``: any supported file(s) or DataFrame -> canonical pair table + LoadReport."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from prefaudit.errors import DataFormatError, UnknownFormatError
+from prefaudit.loaders.common import Context
+from prefaudit.loaders.io import Record, is_data_file, iter_records
+from prefaudit.loaders.report import LoadReport
+from prefaudit.schema import MESSAGE_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
+
+#: Format modules in sniffing order: the first whose ``sniff`` accepts a file's first record wins.
+FORMAT_NAMES: tuple[str, ...] = (
+    "trl_standard", "hh_rlhf",
+)
+SNIFF_RECORDS = 5
+
+
+class Loaded(NamedTuple):
+    """What :func:`load` returns: the canonical table and what loading did."""
+
+    table: pd.DataFrame
+    report: LoadReport
+
+
+def format_module(name: str) -> ModuleType:
+    """The module implementing format ``name``."""
+    if name not in FORMAT_NAMES:
+        raise UnknownFormatError(f"unknown format {name!r}; known formats: {', '.join(FORMAT_NAMES)}")
+    return importlib.import_module(f"prefaudit.loaders.formats.{name}")
+
+
+def detect_format(records: list[dict[str, Any]], where: str) -> str:
+    """Name of the first format whose ``sniff`` accepts the first records."""
+    if not records:
+        raise UnknownFormatError(f"{where}: no records to detect the format from")
+    for name in FORMAT_NAMES:
+        mod = format_module(name)
+        if all(mod.sniff(r) for r in records[:SNIFF_RECORDS]):
+            return name
+    keys = ", ".join(map(str, list(records[0])[:12]))
+    raise UnknownFormatError(
+        f"{where}: cannot detect the format of the first record (fields: {keys}); "
+        f"pass format= one of {', '.join(FORMAT_NAMES)}")
+
+
+def load(data: str | Path | pd.DataFrame | Iterable[str | Path], format: str = "auto",
+         *, source: str | None = None, **options: Any) -> Loaded:
+    """Load preference data into the canonical pair table.
+
+    Parameters
+    ----------
+    data:
+        A file (.jsonl, .json, .csv, .parquet, each optionally .gz), a directory (every data
+        file below it, in sorted order), a list of files, or a DataFrame (either already
+        canonical, or one record per row in any supported format).
+    format:
+        ``"auto"`` to detect from the first records of each file, or a name in
+        :data:`FORMAT_NAMES`.
+    source:
+        Name stored in the ``source`` column (default: parent folder and file name).
+    **options:
+        Format options, e.g. ``pairs="all"`` for UltraFeedback, ``responses=PATH`` for the
+        generic long table.
+
+    Returns
+    -------
+    Loaded
+        ``(table, report)``. Nothing is dropped or altered without being counted in ``report``.
+    """
+    if isinstance(data, pd.DataFrame):
+        return _load_frame(data, format, source or "<DataFrame>", options)
+    paths = _expand(data)
+    report, frames = LoadReport(), []
+    for path in paths:
+        table, rep = _load_file(path, format, source, options)
+        frames.append(table)
+        report.merge(rep)
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    _check_unique_judgements(table, report)
+    return Loaded(table, report)
+
+
+def _expand(data: str | Path | Iterable[str | Path]) -> list[Path]:
+    items = [data] if isinstance(data, (str, Path)) else list(data)
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and is_data_file(q))
+            if not found:
+                raise UnknownFormatError(f"{p}: directory holds no .jsonl/.json/.csv/.parquet files")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DataFormatError("no such file or directory", path=str(p))
+    if not paths:
+        raise UnknownFormatError("no input files given")
+    return paths
+
+
+def _source_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _load_file(path: Path, format: str, source: str | None, options: dict[str, Any]) -> Loaded:
+    records = iter_records(path)
+    head = _take(records, SNIFF_RECORDS)
+    name = detect_format([r for _, _, r in head], str(path)) if format == "auto" else format
+    return _convert(name, _chain(head, records), str(path), source or _source_name(path), options)
+
+
+def _load_frame(frame: pd.DataFrame, format: str, source: str, options: dict[str, Any]) -> Loaded:
+    if format == "auto" and set(REQUIRED_COLUMNS) <= set(frame.columns):
+        table = validate(frame)
+        report = LoadReport([source], ["canonical"], len(table), len(table))
+        _check_unique_judgements(table, report)
+        return Loaded(table, report)
+    recs = ((None, i, {k: _unbox(v) for k, v in r.items()})
+            for i, r in enumerate(frame.to_dict("records"), start=1))
+    head = _take(recs, SNIFF_RECORDS)
+    name = detect_format([r for _, _, r in head], source) if format == "auto" else format
+    loaded = _convert(name, _chain(head, recs), source, source, options)
+    _check_unique_judgements(loaded.table, loaded.report)
+    return loaded
+
+
+def _unbox(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_unbox(x) for x in v.tolist()]
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if v is pd.NA:
+        return None
+    return v
+
+
+def _take(it: Iterator[Record], n: int) -> list[Record]:
+    out = []
+    for rec in it:
+        out.append(rec)
+        if len(out) == n:
+            break
+    return out
+
+
+def _chain(head: list[Record], rest: Iterator[Record]) -> Iterator[Record]:
+    yield from head
+    yield from rest
+
+
+def _convert(name: str, records: Iterator[Record], path: str, source: str,
+             options: dict[str, Any]) -> Loaded:
+    mod = format_module(name)
+    report = LoadReport([path], [name])
+    ctx = Context(path=path, source=source, report=report, options=options)
+    prepare = getattr(mod, "prepare", None)
+    if prepare is not None:
+        prepare(ctx)
+    columns: dict[str, list[Any]] = {}
+    n_rows = 0
+    for r in _rows(mod, records, ctx):
+        for k in r.keys() - columns.keys():
+            columns[k] = [None] * n_rows
+        for k, col in columns.items():
+            col.append(r.get(k))
+        n_rows += 1
+    report.n_rows = n_rows
+    if not n_rows:
+        return Loaded(empty_table(), report)
+    table = pd.DataFrame(columns)
+    ordered = [c for c in (*REQUIRED_COLUMNS, *MESSAGE_COLUMNS, "load_flags") if c in table.columns]
+    table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
+    return Loaded(table, report)
+
+
+def _rows(mod: ModuleType, records: Iterator[Record], ctx: Context) -> Iterator[dict[str, Any]]:
+    """Rows of every record, then any rows the module emits at the end (``finish``)."""
+    convert = mod.convert
+    for line, rec_no, rec in records:
+        ctx.line, ctx.record = line, rec_no
+        ctx.report.n_records += 1
+        yield from convert(rec, ctx)
+    finish = getattr(mod, "finish", None)
+    if finish is not None:
+        yield from finish(ctx)
+
+
+def _check_unique_judgements(table: pd.DataFrame, report: LoadReport) -> None:
+    """Two rows with the same (pair_id, annotator) would double-count a judgement: the
+    pair ids of a source must be unique per annotator."""
+    if table.empty:
+        return
+    key = table["pair_id"].astype(str) + "\x00" + table["annotator"].astype("string").fillna("")
+    dup = key.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataFormatError(
+            f"pair_id {table['pair_id'].iloc[i]!r} appears twice for the same annotator; "
+            "pair ids must be unique per annotator (rename, or load the files separately)",
+            path=str(table["source"].iloc[i]), record=i + 1, field="pair_id")

@@ -1,0 +1,1 @@
+"""One module per public preference-data format (see :mod:`prefaudit.loaders.common`)."""

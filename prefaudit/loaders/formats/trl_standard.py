@@ -1,0 +1,53 @@
+"""TRL standard preference format: explicit ``prompt``, ``chosen``, ``rejected``.
+
+Each is either text, or (conversational) a list of ``{"role", "content"}`` messages: the
+prompt holds the conversation so far, chosen/rejected the assistant turn(s). Optional
+``score_chosen``/``score_rejected`` (UltraFeedback-binarized style) give ``strength`` as
+their difference; equal scores make a tie. An optional ``id`` or ``pair_id`` names the pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prefaudit.loaders.common import (
+    Context, as_text, messages, note_empty, render_messages, require, row,
+)
+
+NAME = "trl_standard"
+
+
+def sniff(record: Mapping[str, Any]) -> bool:
+    return {"prompt", "chosen", "rejected"} <= record.keys()
+
+
+def _side(record: Mapping[str, Any], key: str, ctx: Context) -> tuple[str, list[dict[str, str]] | None]:
+    value = require(record, key, ctx)
+    if isinstance(value, list):
+        msgs = messages(value, key, ctx)
+        if key == "prompt":
+            return render_messages(msgs), msgs
+        return "\n\n".join(m["content"] for m in msgs), msgs
+    return as_text(value, key, ctx), None
+
+
+def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    prompt, pm = _side(record, "prompt", ctx)
+    chosen, cm = _side(record, "chosen", ctx)
+    rejected, rm = _side(record, "rejected", ctx)
+    if (pm is None) != (cm is None) or (cm is None) != (rm is None):
+        raise ctx.error("prompt, chosen and rejected must all be text or all be message lists",
+                        field="chosen" if (pm is None) != (cm is None) else "rejected")
+    note_empty(chosen, "chosen", ctx)
+    note_empty(rejected, "rejected", ctx)
+    strength, tie = None, False
+    if record.get("score_chosen") is not None and record.get("score_rejected") is not None:
+        try:
+            strength = float(record["score_chosen"]) - float(record["score_rejected"])
+        except (TypeError, ValueError):
+            raise ctx.error("expected a number", field="score_chosen/score_rejected") from None
+        tie = strength == 0
+    pair_id = str(record.get("pair_id", record.get("id", ctx.default_pair_id)))
+    return [row(ctx, pair_id, prompt, chosen, rejected, tie=tie, strength=strength,
+                prompt_messages=pm, chosen_messages=cm, rejected_messages=rm)]

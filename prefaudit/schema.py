@@ -1,0 +1,192 @@
+"""The canonical pair table every loader produces and every analyzer reads.
+
+One row per *judgement* (one annotator's verdict on one comparison):
+
+============  ===========  =============================================================
+column        dtype        meaning
+============  ===========  =============================================================
+pair_id       str          stable id of the (prompt, response A, response B) comparison
+prompt        str          the prompt, or the conversation before the last assistant turn
+chosen        str          the response this judgement prefers
+rejected      str          the response it does not prefer
+annotator     str or NA    who judged (NA for single-label datasets)
+tie           bool         judged equal; chosen/rejected are then in source order (A, B)
+strength      float or NA  margin the source gives (score or rating difference), if any
+source        str          file or dataset name
+============  ===========  =============================================================
+
+Optional columns: ``prompt_messages``, ``chosen_messages``, ``rejected_messages`` (lists of
+``{"role", "content"}`` dicts, for conversational data, so a chat template can be applied
+later) and ``load_flags`` (";"-separated codes a loader attached to a kept-but-suspect row,
+e.g. ``prefix_mismatch``).
+
+Several rows share a ``pair_id`` when several annotators judged the same comparison;
+:func:`label_matrix` turns them into a pairs x annotators matrix of labels A / B / tie, and
+:func:`to_pairs` collapses them into one training pair per comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from prefaudit.errors import SchemaError
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "pair_id", "prompt", "chosen", "rejected", "annotator", "tie", "strength", "source",
+)
+MESSAGE_COLUMNS: tuple[str, ...] = ("prompt_messages", "chosen_messages", "rejected_messages")
+OPTIONAL_COLUMNS: tuple[str, ...] = (*MESSAGE_COLUMNS, "load_flags")
+
+#: Codes of the label matrix: the annotator preferred response A, response B, or called a tie.
+LABEL_A, LABEL_B, LABEL_TIE = 0, 1, 2
+LABEL_NAMES: tuple[str, ...] = ("A", "B", "tie")
+
+
+def empty_table() -> pd.DataFrame:
+    """An empty canonical table with the right dtypes."""
+    return normalize_dtypes(pd.DataFrame({c: [] for c in REQUIRED_COLUMNS}))
+
+
+def normalize_dtypes(table: pd.DataFrame) -> pd.DataFrame:
+    """Cast the required columns to their canonical dtypes (in place on a copy)."""
+    out = table.copy()
+    for col in ("pair_id", "prompt", "chosen", "rejected", "source"):
+        out[col] = out[col].astype(object)
+    out["annotator"] = out["annotator"].astype("string")
+    out["tie"] = out["tie"].astype(bool)
+    out["strength"] = pd.to_numeric(out["strength"], errors="raise").astype("float64")
+    return out.reset_index(drop=True)
+
+
+def validate(table: pd.DataFrame) -> pd.DataFrame:
+    """Check that ``table`` is a canonical pair table and return it with canonical dtypes.
+
+    Raises :class:`~prefaudit.errors.SchemaError` naming the column and the first bad row.
+    Text columns must hold ``str`` (empty strings are allowed: hygiene reports them);
+    ``tie`` must be boolean; ``strength`` numeric or missing; ``pair_id`` never missing.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise SchemaError(f"expected a pandas DataFrame, got {type(table).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise SchemaError(
+            f"table is missing required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}"
+        )
+    for col in ("pair_id", "prompt", "chosen", "rejected", "source"):
+        bad = ~table[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SchemaError(
+                f"column '{col}', row {i}: expected text, got {type(table[col].iloc[i]).__name__} "
+                f"({table[col].iloc[i]!r:.60})"
+            )
+    tie = table["tie"]
+    if not (pd.api.types.is_bool_dtype(tie) or tie.map(lambda v: isinstance(v, (bool, np.bool_))).all()):
+        raise SchemaError("column 'tie': expected booleans")
+    try:
+        pd.to_numeric(table["strength"], errors="raise")
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"column 'strength': expected numbers or missing values ({exc})") from None
+    for col in MESSAGE_COLUMNS:
+        if col in table.columns:
+            bad = ~table[col].map(_is_messages_or_missing).to_numpy(dtype=bool)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise SchemaError(
+                    f"column '{col}', row {i}: expected a list of {{'role', 'content'}} dicts"
+                )
+    return normalize_dtypes(table)
+
+
+def _is_messages_or_missing(value: object) -> bool:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return True
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in value
+    )
+
+
+def is_conversational(table: pd.DataFrame) -> bool:
+    """Whether the table keeps message lists (so a chat template can be applied)."""
+    return "prompt_messages" in table.columns and table["prompt_messages"].notna().any()
+
+
+def n_annotators_per_pair(table: pd.DataFrame) -> pd.Series:
+    """Number of judgements per ``pair_id``."""
+    return table.groupby("pair_id", sort=False).size()
+
+
+def is_multi_annotator(table: pd.DataFrame) -> bool:
+    """True when at least one comparison was judged more than once."""
+    return bool(len(table)) and bool((n_annotators_per_pair(table) > 1).any())
+
+
+def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """Each judgement as a label on an oriented pair.
+
+    Response A of a pair is the ``chosen`` text of its first row (for a tie, the first of the
+    two texts in source order). Returns a frame with ``pair_id``, ``annotator`` (NA filled with
+    ``"_single"``) and ``label`` in {LABEL_A, LABEL_B, LABEL_TIE}.
+    """
+    first_a = table.groupby("pair_id", sort=False)["chosen"].transform("first")
+    label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
+                     np.where(table["chosen"].to_numpy() == first_a.to_numpy(), LABEL_A, LABEL_B))
+    return pd.DataFrame({
+        "pair_id": table["pair_id"].to_numpy(),
+        "annotator": table["annotator"].astype("string").fillna("_single").to_numpy(),
+        "label": label.astype(np.int8),
+    })
+
+
+def label_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Pairs x annotators matrix of labels (0 = A, 1 = B, 2 = tie, NaN = not judged).
+
+    Rows are ``pair_id`` in order of first appearance, columns are annotators sorted by name.
+    If an annotator judged the same pair twice, their last judgement counts.
+    """
+    labels = pair_labels(table)
+    order = pd.unique(labels["pair_id"])
+    mat = labels.pivot_table(index="pair_id", columns="annotator", values="label", aggfunc="last")
+    mat = mat.reindex(index=order).astype("float64")
+    mat.columns = mat.columns.astype(str)
+    return mat.sort_index(axis=1)
+
+
+def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison, oriented by the majority of its judgements.
+
+    Single-label tables pass through unchanged. For multi-annotator tables, the row of each
+    pair is the one whose label (A or B) has the most votes; pairs whose majority is a tie or
+    whose A and B votes are level keep a tie row (``tie=True``). Adds ``n_judgements`` and
+    ``vote_share`` (share of the pair's judgements that agree with the kept orientation).
+    """
+    if not is_multi_annotator(table):
+        out = table.copy()
+        out["n_judgements"] = 1
+        out["vote_share"] = np.where(out["tie"], np.nan, 1.0)
+        return out.reset_index(drop=True)
+    labels = pair_labels(table)
+    counts = pd.crosstab(labels["pair_id"], labels["label"]).reindex(
+        columns=[LABEL_A, LABEL_B, LABEL_TIE], fill_value=0)
+    order = pd.unique(labels["pair_id"])
+    counts = counts.reindex(order)
+    a, b, t = (counts[c].to_numpy() for c in (LABEL_A, LABEL_B, LABEL_TIE))
+    n = a + b + t
+    winner = np.where((a > b) & (a >= t), LABEL_A, np.where((b > a) & (b >= t), LABEL_B, LABEL_TIE))
+    first = table.groupby("pair_id", sort=False).head(1).set_index("pair_id").reindex(order)
+    out = first.reset_index()
+    a_text, b_text = out["chosen"].copy(), out["rejected"].copy()
+    out["chosen"] = np.where(winner == LABEL_B, b_text, a_text)
+    out["rejected"] = np.where(winner == LABEL_B, a_text, b_text)
+    out["tie"] = winner == LABEL_TIE
+    out["annotator"] = pd.array([pd.NA] * len(out), dtype="string")
+    out["n_judgements"] = n
+    share = np.where(winner == LABEL_A, a, np.where(winner == LABEL_B, b, t)) / np.maximum(n, 1)
+    out["vote_share"] = share
+    if "chosen_messages" in out.columns:
+        cm, rm = out["chosen_messages"].copy(), out["rejected_messages"].copy()
+        out["chosen_messages"] = np.where(winner == LABEL_B, rm, cm)
+        out["rejected_messages"] = np.where(winner == LABEL_B, cm, rm)
+    return out
