@@ -85,10 +85,53 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = audit(loaded.table, analyzers, load_report=loaded.report, seed=args.seed,
                    options=_analyzer_options(args),
                    config={"data": [str(p) for p in args.data], "format": args.format})
+    verdict = None if args.no_gate else _run_gate(result, args, args.out)
+    if verdict is not None:
+        result.verdict = verdict.to_dict()
     paths = result.write(args.out)
     print(f"wrote {paths['audit']} and {paths['pair_flags']}", file=sys.stderr)
     _print_metrics(result.metrics)
-    return EXIT_PASS
+    if verdict is None:
+        return EXIT_PASS
+    _print_verdict(verdict)
+    return verdict.exit_code(args.strict)
+
+
+def _add_gate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", default=None, help="gate policy TOML (default: the bundled default policy)")
+    p.add_argument("--strict", action="store_true", help="exit 1 on WARN as well as on FAIL")
+    p.add_argument("--junit", default=None, metavar="PATH", help="also write the verdict as JUnit XML to PATH")
+
+
+def _run_gate(audit_or_metrics: Any, args: argparse.Namespace, out_dir: str | Path):  # -> Verdict
+    """Evaluate the policy; write ``verdict.json`` into ``out_dir`` (and JUnit XML if asked)."""
+    from prefaudit.gate import evaluate, load_policy
+
+    verdict = evaluate(audit_or_metrics, load_policy(args.policy))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.junit:
+        Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.junit).write_text(verdict.to_junit_xml(strict=args.strict), encoding="utf-8")
+    return verdict
+
+
+def _print_verdict(verdict: Any) -> None:
+    counts = verdict.to_dict()["counts"]
+    print(f"gate: {verdict.status.upper()} (policy {verdict.policy}: {counts['pass']} pass, {counts['warn']} warn, "
+          f"{counts['fail']} fail, {counts['not_measured']} not measured)")
+    for line in verdict.reasons:
+        print("  " + line)
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from prefaudit.audit import read_audit
+
+    result = read_audit(args.audit)
+    verdict = _run_gate(result, args, args.out or Path(args.audit).parent)
+    _print_verdict(verdict)
+    return verdict.exit_code(args.strict)
 
 
 def _print_metrics(metrics: dict[str, float | None]) -> None:
@@ -122,7 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="margins: reference (SFT) model: local dir, hub id, .gguf file, or 'smollm2'")
     p.add_argument("--beta", type=float, default=None, help="margins: DPO beta (default 0.1)")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
+    _add_gate_args(p)
+    p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("gate", help="check a saved audit.json against a policy; write verdict.json")
+    p.add_argument("audit", help="an audit.json written by `prefaudit audit`")
+    _add_gate_args(p)
+    p.add_argument("--out", default=None, help="folder for verdict.json (default: the audit's folder)")
+    p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("formats", help="list the input formats prefaudit reads")
     p.set_defaults(func=cmd_formats)
