@@ -8,6 +8,8 @@ input, and count every coercion in the :class:`LoadReport`.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ class Context:
     options: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
     record: int = 0
+    #: per-file working state of the format module (e.g. a joined table, judgements seen)
+    state: dict[str, Any] = field(default_factory=dict)
 
     def error(self, message: str, field: str | None = None) -> DataFormatError:
         return DataFormatError(message, path=self.path, line=self.line, record=self.record,
@@ -59,14 +63,15 @@ def row(ctx: Context, pair_id: str, prompt: str, chosen: str, rejected: str, *,
     return out
 
 
-def require(record: Mapping[str, Any], key: str, ctx: Context) -> Any:
-    """The value of a required field; missing or null is an error."""
+def require(record: Mapping[str, Any], key: str, ctx: Context, *, where: str | None = None) -> Any:
+    """The value of a required field; missing or null is an error naming ``where`` (default:
+    ``key``; e.g. ``completions[2].response`` for a nested field)."""
     if key not in record:
         raise ctx.error(f"missing required field (record has: {', '.join(map(str, record)) or 'no fields'})",
-                        field=key)
+                        field=where or key)
     value = record[key]
     if value is None:
-        raise ctx.error("required field is null", field=key)
+        raise ctx.error("required field is null", field=where or key)
     return value
 
 
@@ -79,8 +84,8 @@ def text(record: Mapping[str, Any], key: str, ctx: Context, *, required: bool = 
     return as_text(require(record, key, ctx), key, ctx)
 
 
-def as_text(value: Any, key: str, ctx: Context) -> str:
-    """Check/coerce one value to text (see :func:`text`)."""
+def as_text(value: Any, key: str, ctx: Context, *, where: str | None = None) -> str:
+    """Check/coerce one value to text (see :func:`text`); errors name ``where`` (default ``key``)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -88,7 +93,7 @@ def as_text(value: Any, key: str, ctx: Context) -> str:
                  f"field '{key}' held a JSON boolean, not text; kept as the text "
                  f"'{str(value).lower()}'")
         return str(value).lower()
-    raise ctx.error(f"expected text, got {type(value).__name__} ({value!r:.60})", field=key)
+    raise ctx.error(f"expected text, got {type(value).__name__} ({value!r:.60})", field=where or key)
 
 
 def note_empty(value: str, key: str, ctx: Context) -> None:
@@ -126,8 +131,15 @@ def render_messages(msgs: list[dict[str, str]]) -> str:
 
 def parse_choice(value: Any, mapping: Mapping[Any, str], key: str, ctx: Context) -> str | None:
     """Map a label value to "A" / "B" / "tie"; unknown values are counted and give None
-    (the caller drops that judgement)."""
+    (the caller drops that judgement).
+
+    Text is matched case- and space-insensitively, and text that spells a number ("2",
+    "1.5", as CSV cells hold them) is matched as that number, so ``mapping`` needs only
+    lower-case text keys and numeric keys.
+    """
     norm = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(norm, str) and number(norm) is not None:
+        norm = float(norm)
     if isinstance(norm, float) and norm.is_integer():
         norm = int(norm)
     if norm in mapping and not isinstance(norm, bool):
@@ -135,3 +147,40 @@ def parse_choice(value: Any, mapping: Mapping[Any, str], key: str, ctx: Context)
     ctx.note(f"unknown_{key}", "dropped",
              f"field '{key}' had a value outside {sorted(map(str, mapping))}; judgement dropped")
     return None
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a number or numeric text; None for anything else (booleans,
+    "N/A", NaN, null)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def instruction_prompt(instruction: str, input_text: str) -> str:
+    """Alpaca-style prompt text: the instruction, then the input (if any) after a blank line."""
+    return f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
+
+
+def content_id(ctx: Context, *parts: str) -> str:
+    """A pair id from the content itself (source-prefixed SHA-1 of ``parts``), so every
+    judgement of the same comparison gets the same id wherever it appears in the file."""
+    digest = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+    return f"{ctx.source}:{digest}"
+
+
+def first_judgement(ctx: Context, pair_id: str, annotator: str | None) -> bool:
+    """True the first time ``annotator`` judges ``pair_id`` in this file; a repeat is
+    counted as ``duplicate_judgement`` (dropped) so no judgement is double-counted."""
+    seen: set[tuple[str, str | None]] = ctx.state.setdefault("judged", set())
+    key = (pair_id, annotator)
+    if key in seen:
+        ctx.note("duplicate_judgement", "dropped",
+                 "the same annotator judged the same comparison again; later judgement dropped")
+        return False
+    seen.add(key)
+    return True

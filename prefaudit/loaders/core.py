@@ -19,7 +19,8 @@ from prefaudit.schema import MESSAGE_COLUMNS, REQUIRED_COLUMNS, empty_table, nor
 
 #: Format modules in sniffing order: the first whose ``sniff`` accepts a file's first record wins.
 FORMAT_NAMES: tuple[str, ...] = (
-    "trl_standard", "hh_rlhf",
+    "trl_standard", "llama_factory", "hh_rlhf", "ultrafeedback", "shp", "pandalm",
+    "alpacafarm", "mt_bench", "llmbar", "generic_long",
 )
 SNIFF_RECORDS = 5
 

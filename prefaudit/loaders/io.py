@@ -120,16 +120,28 @@ def _iter_csv(path: Path) -> Iterator[Record]:
                 raise DataFormatError(
                     f"row has {len(reader.fieldnames) + len(row[None])} fields, header has "
                     f"{len(reader.fieldnames)}", path=str(path), line=reader.line_num)
-            yield reader.line_num, i, {k: _csv_value(v) for k, v in row.items()}
+            yield reader.line_num, i, {k: _csv_value(k, v) for k, v in row.items()}
 
 
-def _csv_value(v: str | None) -> Any:
-    """CSV cells are text; cells that hold a JSON list/object (message lists) are parsed."""
-    if v and v[0] in "[{":
+#: CSV columns whose cells may hold JSON (message lists, completion lists, ``{from, value}``).
+STRUCTURED_COLUMNS = frozenset({
+    "prompt", "chosen", "rejected", "messages", "conversations", "completions",
+    "conversation_a", "conversation_b", *(f"{c}_messages" for c in ("prompt", "chosen", "rejected")),
+})
+
+
+def _csv_value(column: str, v: str | None) -> Any:
+    """CSV cells are text. A cell of a structured column that holds a JSON object or a
+    list of objects is parsed; anything else (a response that merely starts with "[") stays
+    text."""
+    if v and v[0] in "[{" and column in STRUCTURED_COLUMNS:
         try:
-            return json.loads(v)
+            parsed = json.loads(v)
         except json.JSONDecodeError:
             return v
+        if isinstance(parsed, dict) or (
+                isinstance(parsed, list) and parsed and all(isinstance(x, dict) for x in parsed)):
+            return parsed
     return v
 
 

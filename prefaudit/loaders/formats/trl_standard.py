@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from prefaudit.loaders.common import (
-    Context, as_text, messages, note_empty, render_messages, require, row,
+    Context,
+    as_text,
+    messages,
+    note_empty,
+    render_messages,
+    require,
+    row,
 )
 
 NAME = "trl_standard"

@@ -1,0 +1,62 @@
+"""Stanford SHP: a Reddit ``history``, two comments ``human_ref_A``/``human_ref_B``, ``labels`` (1 = A preferred).
+
+``strength`` is the natural log of the score ratio, ``ln(score_chosen / score_rejected)``
+(SHP's own ``score_ratio`` on a log scale: 0.69 means the preferred comment got twice the
+upvotes). It is missing, and counted as ``no_score_ratio``, when a score is absent or not
+positive. A label that contradicts the scores (negative strength) is kept and counted.
+Pair ids are ``<source>:<post_id>:<c_root_id_A>:<c_root_id_B>`` when those ids exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from prefaudit.loaders.common import Context, note_empty, number, parse_choice, require, row, text
+
+NAME = "shp"
+LABELS = {1: "A", 0: "B"}
+
+
+def sniff(record: Mapping[str, Any]) -> bool:
+    return {"human_ref_A", "human_ref_B", "labels"} <= record.keys()
+
+
+def _pair_id(record: Mapping[str, Any], ctx: Context) -> str:
+    ids = [record.get(k) for k in ("post_id", "c_root_id_A", "c_root_id_B")]
+    if all(v is not None and v != "" for v in ids):
+        return ":".join([ctx.source, *map(str, ids)])
+    return ctx.default_pair_id
+
+
+def _score(record: Mapping[str, Any], key: str, ctx: Context) -> float | None:
+    value = record.get(key)
+    if value is None or value == "":
+        return None
+    x = number(value)
+    if x is None:
+        raise ctx.error(f"expected a number, got {value!r:.40}", field=key)
+    return x
+
+
+def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    prompt = text(record, "history", ctx)
+    ref_a, ref_b = text(record, "human_ref_A", ctx), text(record, "human_ref_B", ctx)
+    note_empty(ref_a, "human_ref_A", ctx)
+    note_empty(ref_b, "human_ref_B", ctx)
+    choice = parse_choice(require(record, "labels", ctx), LABELS, "labels", ctx)
+    if choice is None:
+        return []
+    score_a, score_b = _score(record, "score_A", ctx), _score(record, "score_B", ctx)
+    if choice == "B":
+        ref_a, ref_b, score_a, score_b = ref_b, ref_a, score_b, score_a
+    strength = None
+    if score_a is not None and score_b is not None and score_a > 0 and score_b > 0:
+        strength = math.log(score_a / score_b)
+        if strength < 0:
+            ctx.note("label_contradicts_scores", "kept",
+                     "the preferred comment has the lower score; kept with a negative strength")
+    else:
+        ctx.note("no_score_ratio", "kept", "score_A/score_B missing or not positive; strength left empty")
+    return [row(ctx, _pair_id(record, ctx), prompt, ref_a, ref_b, strength=strength)]
