@@ -1,0 +1,324 @@
+"""Hygiene: defects of individual pairs that need no model to find.
+
+Works on *pairs* (one row per ``pair_id``; multi-annotator judgements are collapsed with
+:func:`prefaudit.schema.to_pairs`, so several annotators judging one pair is never a
+duplicate). Flag reasons (one row per pair and reason in ``pair_flags``):
+
+``empty_response``
+    chosen or rejected is empty or whitespace only.
+``identical_responses``
+    chosen == rejected, exactly (score 1.0) or after normalisation (score 0.9).
+``duplicate_pair``
+    same prompt and the same two responses (in either order) as an earlier pair, with the same
+    label or with a tie on one side; exactly (score 1.0) or after normalising case, whitespace
+    and Unicode (NFKC; score 0.9). The first occurrence is not flagged; ``detail`` names it.
+``contradictory_duplicate``
+    same prompt and responses as another pair but the opposite preference (A > B in one,
+    B > A in the other): every pair of such a group is flagged, since which label is right is
+    unknown.
+``truncated``
+    a response looks cut off (see :func:`prefaudit.text.truncation_sign`: unclosed code fence
+    1.0, ends mid-sentence 0.8, ends with an ellipsis 0.6).
+``length_outlier``
+    a non-empty response whose robust z-score of log length (median / MAD over all non-empty
+    chosen and rejected responses) exceeds ``length_z`` in absolute value; score is |z|.
+``encoding_damage``
+    prompt, chosen or rejected holds a U+FFFD replacement character, mojibake ("Ã©", "â€™")
+    or a control character (see :func:`prefaudit.text.encoding_damage`).
+loader codes, e.g. ``prefix_mismatch``
+    rows the loader kept but marked in ``load_flags``.
+
+Repeated prompts are reported as a metric and a table, not as per-pair flags: many datasets
+compare several response pairs per prompt by design (PandaLM: 999 pairs over 170 prompts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prefaudit.results import AnalyzerResult, concat_flags, make_flags
+from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, to_pairs
+from prefaudit.text import encoding_damage, log_length, normalize_text, truncation_sign
+
+NAME = "hygiene"
+#: What a loader's ``load_flags`` code means, for the flag detail.
+LOAD_FLAG_DETAILS: dict[str, str] = {
+    "prefix_mismatch": "loader: chosen and rejected transcripts differ before the last assistant "
+                       "turn (kept with the chosen side's prompt)",
+}
+_TRUNCATION_SCORE = {"unclosed code fence": 1.0, "ends mid-sentence": 0.8, "ends with an ellipsis": 0.6}
+_MAD_TO_SD = 0.6745
+_N_HIST_BINS = 30
+_N_REPEATED_PROMPTS = 10
+_EXCERPT = 60
+
+
+def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncation_words: int = 40,
+                    min_last_line_words: int = 8) -> AnalyzerResult:
+    """Find hygiene defects in a canonical pair table.
+
+    Parameters
+    ----------
+    table:
+        A canonical pair table (:mod:`prefaudit.schema`).
+    length_z:
+        A response is a length outlier when the robust z-score of its log length exceeds this
+        in absolute value (3.5 is the Iglewicz-Hoaglin cut-off).
+    min_truncation_words, min_last_line_words:
+        Length conditions of the "ends mid-sentence" / "ends with an ellipsis" truncation rules
+        (see :func:`prefaudit.text.truncation_sign`).
+
+    Returns
+    -------
+    AnalyzerResult
+        ``hygiene.*`` metrics (shares of pairs), ``pair_flags`` (reasons above), figures
+        ``flag_counts`` and ``length_histogram``, table ``repeated_prompts``.
+    """
+    result = AnalyzerResult(NAME, params={"length_z": length_z, "min_truncation_words": min_truncation_words,
+                                          "min_last_line_words": min_last_line_words})
+    pairs = to_pairs(table).reset_index(drop=True)
+    n = len(pairs)
+    result.add_metric("n_pairs", n, "number of distinct pairs (pair_id) checked")
+    if n == 0:
+        result.notes.append("The table has no pairs; no hygiene check could run.")
+        return result
+    ids = pairs["pair_id"].astype(str).to_numpy(dtype=object)
+    chosen, rejected = pairs["chosen"].astype(str), pairs["rejected"].astype(str)
+    norm_prompt = normalize_text(pairs["prompt"])
+    norm_chosen, norm_rejected = normalize_text(chosen), normalize_text(rejected)
+
+    frames = [
+        _empty_flags(ids, chosen, rejected),
+        _identical_flags(ids, chosen, rejected, norm_chosen, norm_rejected),
+        *_duplicate_flags(ids, pairs, norm_prompt, norm_chosen, norm_rejected),
+        _truncation_flags(ids, chosen, rejected, min_truncation_words, min_last_line_words),
+        _length_flags(ids, chosen, rejected, length_z, result),
+        _encoding_flags(ids, pairs),
+        _load_flags(table),
+    ]
+    flags = concat_flags(frames)
+    result.pair_flags = flags
+
+    per_reason = flags.groupby("reason")["pair_id"].nunique()
+    share = {r: int(c) / n for r, c in per_reason.items()}
+    exact_dup = flags.loc[(flags["reason"] == "duplicate_pair") & (flags["score"] == 1.0), "pair_id"].nunique()
+    dup_prompt = norm_prompt.duplicated().to_numpy()
+    load_reasons = [r for r in per_reason.index if r not in _BUILTIN_REASONS]
+    loader_flagged = flags.loc[flags["reason"].isin(load_reasons), "pair_id"].nunique()
+
+    result.add_metric("empty_response_share", share.get("empty_response", 0.0),
+                      "share of pairs whose chosen or rejected response is empty or whitespace only")
+    result.add_metric("identical_pair_share", share.get("identical_responses", 0.0),
+                      "share of pairs whose chosen and rejected are equal (exactly or after normalisation)")
+    result.add_metric("exact_duplicate_pair_share", exact_dup / n,
+                      "share of pairs repeating an earlier pair's exact prompt and responses with a "
+                      "compatible label (first occurrences not counted)")
+    result.add_metric("duplicate_pair_share", share.get("duplicate_pair", 0.0),
+                      "share of pairs repeating an earlier pair's prompt and responses after normalising "
+                      "case/whitespace/Unicode, with a compatible label (first occurrences not counted)")
+    result.add_metric("contradiction_share", share.get("contradictory_duplicate", 0.0),
+                      "share of pairs whose prompt and responses recur in another pair with the opposite "
+                      "preference (all members of such groups counted)")
+    result.add_metric("duplicate_prompt_share", float(dup_prompt.mean()),
+                      "share of pairs whose normalised prompt already appeared in an earlier pair")
+    result.add_metric("n_unique_prompts", int(n - dup_prompt.sum()),
+                      "number of distinct prompts after normalising case/whitespace/Unicode")
+    result.add_metric("truncated_share", share.get("truncated", 0.0),
+                      "share of pairs with a response that looks cut off (unclosed code fence, ends "
+                      "mid-sentence or with an ellipsis)")
+    result.add_metric("length_outlier_share", share.get("length_outlier", 0.0),
+                      f"share of pairs with a non-empty response whose robust z of log length exceeds "
+                      f"{length_z:g} in absolute value")
+    result.add_metric("encoding_damage_share", share.get("encoding_damage", 0.0),
+                      "share of pairs whose prompt or a response holds U+FFFD, mojibake or a control character")
+    result.add_metric("load_flagged_share", loader_flagged / n,
+                      "share of pairs the loader kept but marked as suspect (load_flags, e.g. prefix_mismatch)")
+    result.add_metric("flagged_share", flags["pair_id"].nunique() / n,
+                      "share of pairs with at least one hygiene flag")
+
+    result.figures["flag_counts"] = {str(r): int(c) for r, c in per_reason.items()}
+    result.figures["length_histogram"] = _length_histogram(chosen, rejected)
+    result.tables["repeated_prompts"] = _repeated_prompts(pairs["prompt"], norm_prompt)
+    if not load_reasons and "load_flags" not in table.columns:
+        result.notes.append("The table has no load_flags column; loader marks could not be reported.")
+    return result
+
+
+_BUILTIN_REASONS = frozenset({
+    "empty_response", "identical_responses", "duplicate_pair", "contradictory_duplicate",
+    "truncated", "length_outlier", "encoding_damage",
+})
+
+
+def _empty_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series) -> pd.DataFrame:
+    c = (chosen.str.strip() == "").to_numpy(dtype=bool)
+    r = (rejected.str.strip() == "").to_numpy(dtype=bool)
+    hit = c | r
+    detail = np.where(c & r, "chosen and rejected are empty", np.where(c, "chosen is empty", "rejected is empty"))
+    return make_flags(ids[hit], "empty_response", 1.0, detail[hit])
+
+
+def _identical_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series,
+                     norm_chosen: pd.Series, norm_rejected: pd.Series) -> pd.DataFrame:
+    exact = (chosen.to_numpy() == rejected.to_numpy()).astype(bool)
+    normal = (norm_chosen.to_numpy() == norm_rejected.to_numpy()).astype(bool) & ~exact
+    hit = exact | normal
+    detail = np.where(exact, "chosen and rejected are identical",
+                      "chosen and rejected are identical after normalising case, whitespace and Unicode")
+    return make_flags(ids[hit], "identical_responses", np.where(exact, 1.0, 0.9)[hit], detail[hit])
+
+
+def _duplicate_flags(ids: np.ndarray, pairs: pd.DataFrame, norm_prompt: pd.Series,
+                     norm_chosen: pd.Series, norm_rejected: pd.Series) -> list[pd.DataFrame]:
+    """duplicate_pair and contradictory_duplicate flags, across distinct pair ids."""
+    tie = pairs["tie"].to_numpy(dtype=bool)
+    group, orient = _pair_keys(norm_prompt, norm_chosen, norm_rejected, tie)
+    exact_group, _ = _pair_keys(pairs["prompt"].astype(str), pairs["chosen"].astype(str),
+                                pairs["rejected"].astype(str), tie)
+    pos = np.arange(len(group))
+    every = np.ones(len(group), dtype=bool)
+    first_in_group = _first_where(group, every)
+    first_same = _first_where(group * 3 + orient, every)
+    is_pref = orient != LABEL_TIE
+    first_a = _first_where(group, orient == LABEL_A)
+    first_b = _first_where(group, orient == LABEL_B)
+    contradicted = is_pref & (first_a >= 0) & (first_b >= 0)
+
+    # A duplicate repeats an earlier pair with the same label, or with a tie on either side;
+    # the first pair to state the opposite preference is a contradiction, not a duplicate.
+    new_opposite = contradicted & (first_same == pos)
+    dup = (first_in_group != pos) & ~new_opposite
+    ref = np.where(first_same != pos, first_same, first_in_group)
+    exact = exact_group == exact_group[ref]
+    label_note = np.where(orient[ref] == orient, "", " (one of the two is labelled a tie)")
+    dup_detail = np.where(exact, "exact duplicate of pair ",
+                          "duplicate after normalising case, whitespace and Unicode of pair ")
+    dup_detail = pd.Series(dup_detail, dtype=object) + pd.Series(ids[ref], dtype=object) + label_note
+    dup_flags = make_flags(ids[dup], "duplicate_pair", np.where(exact, 1.0, 0.9)[dup],
+                           dup_detail.to_numpy(dtype=object)[dup])
+
+    # For each contradicted pair, name the first pair of its group with the other preference.
+    other = np.where(orient == LABEL_A, first_b, first_a)
+    safe_other = np.where(contradicted, other, 0)
+    con_detail = ("same prompt and responses with the opposite preference in pair "
+                  + pd.Series(ids[safe_other], dtype=object))
+    con_flags = make_flags(ids[contradicted], "contradictory_duplicate", 1.0,
+                           con_detail.to_numpy(dtype=object)[contradicted])
+    return [dup_flags, con_flags]
+
+
+def _pair_keys(prompt: pd.Series, chosen: pd.Series, rejected: pd.Series,
+               tie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group id of (prompt, {response, response}) ignoring response order, and the orientation
+    of each pair's label within its group: LABEL_A if the preferred response is the group's
+    first response (in a fixed order), LABEL_B if the other, LABEL_TIE for ties and for pairs
+    whose two responses are equal."""
+    p_code = pd.factorize(prompt.to_numpy(dtype=object))[0]
+    r_code = pd.factorize(np.concatenate([chosen.to_numpy(dtype=object), rejected.to_numpy(dtype=object)]))[0]
+    c_code, j_code = r_code[: len(chosen)], r_code[len(chosen):]
+    lo, hi = np.minimum(c_code, j_code), np.maximum(c_code, j_code)
+    group = pd.MultiIndex.from_arrays([p_code, lo, hi]).factorize()[0]
+    orient = np.where(tie | (c_code == j_code), LABEL_TIE, np.where(c_code == lo, LABEL_A, LABEL_B))
+    return group, orient
+
+
+def _first_where(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, the position of the first row of its group where ``mask`` holds (-1 if none)."""
+    never = np.iinfo(np.int64).max
+    pos = pd.Series(np.where(mask, np.arange(len(mask)), never))
+    first = pos.groupby(group).transform("min").to_numpy()
+    return np.where(first == never, -1, first)
+
+
+def _truncation_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series,
+                      min_words: int, min_last_line_words: int) -> pd.DataFrame:
+    frames = []
+    for side, texts in (("chosen", chosen), ("rejected", rejected)):
+        sign = truncation_sign(texts, min_words=min_words, min_last_line_words=min_last_line_words)
+        hit = (sign != "").to_numpy(dtype=bool)
+        tail = texts[hit].str.rstrip().str[-_EXCERPT:].map(repr)
+        detail = f"{side} " + sign[hit] + ": ..." + tail
+        frames.append(make_flags(ids[hit], "truncated", sign[hit].map(_TRUNCATION_SCORE).to_numpy(),
+                                 detail.to_numpy(dtype=object)))
+    return _one_per_pair(frames)
+
+
+def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, length_z: float,
+                  result: AnalyzerResult) -> pd.DataFrame:
+    lc, lr = log_length(chosen), log_length(rejected)
+    ec = (chosen.str.strip() == "").to_numpy(dtype=bool)
+    er = (rejected.str.strip() == "").to_numpy(dtype=bool)
+    pooled = np.concatenate([lc[~ec], lr[~er]])
+    if pooled.size == 0:
+        return make_flags([], "length_outlier")
+    med = float(np.median(pooled))
+    mad = float(np.median(np.abs(pooled - med)))
+    if mad == 0.0:
+        result.notes.append("More than half of the responses have the same length; length outliers "
+                            "were not computed (median absolute deviation is 0).")
+        return make_flags([], "length_outlier")
+    typical = int(round(10 ** med - 1))
+    frames = []
+    for side, texts, loglen, empty in (("chosen", chosen, lc, ec), ("rejected", rejected, lr, er)):
+        z = _MAD_TO_SD * (loglen - med) / mad
+        hit = (np.abs(z) > length_z) & ~empty
+        n_chars = texts[hit].str.len().to_numpy()
+        detail = [f"{side} is {c:,} characters (robust z {zz:+.1f}; median response {typical:,})"
+                  for c, zz in zip(n_chars, z[hit], strict=True)]
+        frames.append(make_flags(ids[hit], "length_outlier", np.abs(z[hit]), detail))
+    lo_chars, hi_chars = (int(round(10 ** (med + s * length_z * mad / _MAD_TO_SD) - 1)) for s in (-1, 1))
+    result.figures["length_outlier_bounds"] = {"min_chars": lo_chars, "max_chars": hi_chars,
+                                               "median_chars": typical}
+    return _one_per_pair(frames)
+
+
+def _encoding_flags(ids: np.ndarray, pairs: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for field in ("prompt", "chosen", "rejected"):
+        damage = encoding_damage(pairs[field])
+        hit = (damage != "").to_numpy(dtype=bool)
+        frames.append(make_flags(ids[hit], "encoding_damage", 1.0,
+                                 (f"{field}: " + damage[hit]).to_numpy(dtype=object)))
+    return _one_per_pair(frames)
+
+
+def _load_flags(table: pd.DataFrame) -> pd.DataFrame:
+    if "load_flags" not in table.columns:
+        return make_flags([], "load_flag")
+    codes = table[["pair_id", "load_flags"]].dropna()
+    codes = codes.assign(reason=codes["load_flags"].astype(str).str.split(";")).explode("reason")
+    codes["reason"] = codes["reason"].str.strip()
+    codes = codes[codes["reason"] != ""].drop_duplicates(["pair_id", "reason"])
+    detail = codes["reason"].map(lambda r: LOAD_FLAG_DETAILS.get(r, f"loader marked the row '{r}'"))
+    return make_flags(codes["pair_id"].astype(str), codes["reason"].to_numpy(dtype=object), 1.0,
+                      detail.to_numpy(dtype=object))
+
+
+def _one_per_pair(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Merge per-side flags of one reason: one row per pair, the worst score, details joined."""
+    flags = concat_flags(frames)
+    if flags.empty:
+        return flags
+    flags = flags.sort_values("score", ascending=False, kind="mergesort")
+    return (flags.groupby("pair_id", sort=False)
+            .agg(reason=("reason", "first"), score=("score", "max"), detail=("detail", "; ".join))
+            .reset_index())
+
+
+def _length_histogram(chosen: pd.Series, rejected: pd.Series) -> dict[str, Any]:
+    lc, lr = log_length(chosen), log_length(rejected)
+    top = max(float(np.max(lc)), float(np.max(lr)), 1.0)
+    edges = np.linspace(0.0, np.ceil(top * 10) / 10, _N_HIST_BINS + 1)
+    return {"unit": "log10(1 + characters)", "bin_edges": edges.round(4).tolist(),
+            "chosen": np.histogram(lc, edges)[0].tolist(), "rejected": np.histogram(lr, edges)[0].tolist()}
+
+
+def _repeated_prompts(prompt: pd.Series, norm_prompt: pd.Series) -> pd.DataFrame:
+    counts = norm_prompt.value_counts(sort=True)
+    counts = counts[counts > 1].head(_N_REPEATED_PROMPTS)
+    first_text = prompt.groupby(norm_prompt.to_numpy()).first()
+    return pd.DataFrame({"prompt": [first_text[k][:200] for k in counts.index],
+                         "n_pairs": counts.to_numpy(dtype=int)})
