@@ -90,11 +90,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
         result.verdict = verdict.to_dict()
     paths = result.write(args.out)
     print(f"wrote {paths['audit']} and {paths['pair_flags']}", file=sys.stderr)
+    _write_reports(result, args.out, pdf=not args.no_pdf)
     _print_metrics(result.metrics)
     if verdict is None:
         return EXIT_PASS
     _print_verdict(verdict)
     return verdict.exit_code(args.strict)
+
+
+def _write_reports(result: Any, out_dir: str | Path, *, pdf: bool) -> None:
+    from prefaudit.report import write_reports
+
+    paths = write_reports(result, out_dir, pdf=pdf)
+    print("wrote " + " and ".join(str(p) for p in paths.values()), file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    # The path, not read_audit(): the report needs the saved flag counts, which an
+    # AuditResult rebuilt from JSON (holding only the worst flags) cannot recount.
+    _write_reports(args.audit, args.out or Path(args.audit).parent, pdf=not args.no_pdf)
+    return EXIT_PASS
 
 
 def _add_gate_args(p: argparse.ArgumentParser) -> None:
@@ -167,7 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
     _add_gate_args(p)
     p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
+    p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("report", help="re-render report.html and report.pdf from a saved audit.json")
+    p.add_argument("audit", help="an audit.json written by `prefaudit audit`")
+    p.add_argument("--out", default=None, help="output folder (default: the audit's folder)")
+    p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("gate", help="check a saved audit.json against a policy; write verdict.json")
     p.add_argument("audit", help="an audit.json written by `prefaudit audit`")

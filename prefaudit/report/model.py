@@ -232,33 +232,29 @@ def _as_dict(audit: AuditResult | Mapping[str, Any] | str | Path) -> dict[str, A
 
 
 def _verdict(v: Mapping[str, Any] | None) -> Verdict:
+    """The gate's verdict dict (see ``prefaudit.gate.Verdict.to_dict``) as a first-screen badge."""
     if not v:
         return Verdict("NONE", "No policy evaluated: the numbers below were not checked against thresholds "
-                               "(run the audit with a policy, or `prefaudit gate`).", [])
+                               "(run `prefaudit audit --policy FILE` or `prefaudit gate`).", [])
     status = VERDICT_WORDS.get(str(v.get("status", "")).lower(), str(v.get("status", "?")).upper())
-    rules = [RuleRow(metric=str(r.get("metric", "")), status=str(r.get("status", "")).upper(),
+    rules = [RuleRow(metric=str(r.get("metric", "")), status=str(r.get("status", "")).upper().replace("_", " "),
                      observed_text=format_number(r.get("observed")),
-                     bound_text=_bound_text(r.get("min"), r.get("max")),
+                     bound_text=str(r["threshold"]) if r.get("threshold") else _bound_text(r.get("min"), r.get("max")),
                      severity=str(r.get("severity", "")), message=str(r.get("message", "")))
              for r in v.get("rules", []) or []]
-    order = {"FAIL": 0, "WARN": 1}
-    rules.sort(key=lambda r: order.get(r.status, 2))
-    failed = sum(r.status == "FAIL" for r in rules)
-    warned = sum(r.status == "WARN" for r in rules)
-    passed = len(rules) - failed - warned
-    if status == "FAIL":
-        why = f"{failed} rule(s) failed" + (f", {warned} warned" if warned else "")
-    elif status == "WARN":
-        why = f"{warned} rule(s) warned, none failed"
-    else:
-        why = f"all {passed} rule(s) passed" if rules else "no rules"
+    order = {"FAIL": 0, "WARN": 1, "NOT MEASURED": 2}
+    rules.sort(key=lambda r: order.get(r.status, 3))
+    n = {s: sum(r.status == s for r in rules) for s in ("FAIL", "WARN", "PASS", "NOT MEASURED")}
+    parts = [f"{n[s]} {word}" for s, word in (("FAIL", "failed"), ("WARN", "warned"), ("PASS", "passed"),
+                                                ("NOT MEASURED", "not measured")) if n[s]]
+    why = f"{len(rules)} rule(s): " + ", ".join(parts) if rules else "the policy has no rules"
     policy = v.get("policy")
-    return Verdict(status, f"{status}: {why}" + (f" (policy {policy})" if policy else ""), rules)
+    return Verdict(status, why + (f" (policy {policy})" if policy else ""), rules)
 
 
 def _bound_text(lo: Any, hi: Any) -> str:
     if lo is not None and hi is not None:
-        return f"between {format_number(lo)} and {format_number(hi)}"
+        return f"in [{format_number(lo)}, {format_number(hi)}]"
     if lo is not None:
         return f">= {format_number(lo)}"
     if hi is not None:
