@@ -1,0 +1,380 @@
+"""Length and verbosity bias: how much does "the longer answer wins" explain the labels?
+
+Works on pairs (multi-annotator tables are collapsed by majority with
+:func:`prefaudit.schema.to_pairs`); tied pairs are excluded from every bias measure and
+counted. Lengths are in characters (the bias measures), words, and — given a tokenizer —
+tokens, whose statistics show how much of the data a DPO ``max_length`` budget would truncate.
+
+Bias measures over the non-tied pairs:
+
+- the share whose chosen response is strictly longer, with a Wilson interval, and an exact
+  binomial (sign) test against 0.5 over the pairs of unequal length;
+- accuracy and ROC AUC of a predictor that only looks at length, on pairs shown in a seeded
+  random order (response A is the chosen one half the time);
+- a logistic regression of "A is chosen" on log2(len A / len B), with a 95% interval of the
+  slope;
+- the same share by bins of length ratio and by prompt cluster;
+- what seeded length-balanced resampling (:mod:`prefaudit.analyzers.length_balance`) would
+  leave of the bias, and how many pairs it costs.
+
+Flags the pairs most likely to teach "be longer": chosen much longer and the label weakly
+supported (low agreement posterior, split vote, or low source strength).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from prefaudit.analyzers.length_balance import RATIO_EDGES, balanced_keep, log_length_ratio, ratio_bin
+from prefaudit.analyzers.length_stats import binomial_p, logistic_fit, rank_auc, wilson_interval
+from prefaudit.errors import ConfigError
+from prefaudit.results import AnalyzerResult, make_flags
+from prefaudit.schema import is_conversational, to_pairs, validate
+from prefaudit.scoring.tokens import count_tokens, has_chat_template, load_tokenizer, render_chat
+
+FLAG_REASON = "longer_chosen_low_support"
+_QUANTILES = {"p50": 0.5, "p95": 0.95}
+
+
+def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, max_length: int = 512,
+                   support: pd.Series | None = None, clusters: pd.Series | None = None, seed: int = 0,
+                   alpha: float = 0.05, much_longer: float = 2.0, low_support: float = 0.75,
+                   low_strength_quantile: float = 0.25, batch_size: int = 2048) -> AnalyzerResult:
+    """Measure length bias in a canonical pair table.
+
+    Parameters
+    ----------
+    table:
+        A canonical pair table.
+    tokenizer:
+        A local tokenizer path or a loaded ``transformers`` tokenizer; adds token statistics
+        (chat-templated for conversational data). None: characters and words only.
+    max_length:
+        Token budget of one DPO sequence (prompt + response + EOS).
+    support:
+        Per ``pair_id``, the probability that the final label is right (the agreement
+        analyzer's consensus posterior). Without it: the vote share of multi-annotator pairs,
+        else the percentile of the source ``strength``, else unknown.
+    clusters:
+        Per ``pair_id``, a prompt cluster id (from the coverage analyzer).
+    seed:
+        Seeds the random A/B order of the length-only predictor and the balanced resampling.
+    alpha:
+        Significance level of the binomial test that calls the data length-biased.
+    much_longer:
+        Chosen/rejected character ratio from which a weakly supported pair is flagged.
+    low_support:
+        Support (posterior or vote share) below which a label counts as weakly supported.
+    low_strength_quantile:
+        With strength as support: pairs in this lowest share of strengths count as weak.
+    batch_size:
+        Texts per tokenizer call.
+    """
+    if max_length <= 0:
+        raise ConfigError(f"length: max_length must be a positive number of tokens, got {max_length}")
+    if much_longer <= 1:
+        raise ConfigError(f"length: much_longer must be a ratio above 1, got {much_longer}")
+    for name, s in (("support", support), ("clusters", clusters)):
+        if s is not None and not isinstance(s, pd.Series):
+            raise ConfigError(f"length: {name} must be a pandas Series indexed by pair_id, "
+                              f"got {type(s).__name__}")
+    pairs = to_pairs(validate(table))
+    res = AnalyzerResult(analyzer="length", params={
+        "tokenizer": None if tokenizer is None else str(getattr(tokenizer, "name_or_path", tokenizer)),
+        "max_length": max_length, "seed": seed, "alpha": alpha, "much_longer": much_longer,
+        "low_support": low_support, "low_strength_quantile": low_strength_quantile,
+        "ratio_bin_edges": list(RATIO_EDGES[:-1]) + ["inf"]})
+
+    c_chars = pairs["chosen"].str.len().to_numpy(dtype=np.int64)
+    r_chars = pairs["rejected"].str.len().to_numpy(dtype=np.int64)
+    tie = pairs["tie"].to_numpy(dtype=bool)
+    lr = log_length_ratio(c_chars, r_chars)
+    pair_data = pd.DataFrame({
+        "chosen_chars": c_chars, "rejected_chars": r_chars,
+        "chosen_words": _words(pairs["chosen"]), "rejected_words": _words(pairs["rejected"]),
+        "log_length_ratio": lr, "chosen_longer": c_chars > r_chars, "tie": tie,
+    }, index=pd.Index(pairs["pair_id"].astype(str), name="pair_id"))
+
+    _size_metrics(res, pair_data)
+    if tokenizer is not None:
+        _token_metrics(res, pairs, load_tokenizer(tokenizer), max_length, batch_size, pair_data)
+    live = ~tie
+    if live.sum() == 0:
+        res.notes.append("length: every pair is a tie, so no length bias can be measured.")
+        res.pair_data = pair_data
+        return res
+    _bias_metrics(res, lr[live], "", seed, alpha)
+    _strength_metric(res, pairs, lr, live)
+    _bins(res, lr[live])
+    _counterfactual(res, lr, tie, seed)
+    if clusters is not None:
+        _clusters(res, lr[live], clusters.reindex(pair_data.index[live]), alpha)
+    _flags(res, pairs, pair_data, support, much_longer, low_support, low_strength_quantile)
+    res.pair_data = pair_data
+    return res
+
+
+def _words(texts: pd.Series) -> np.ndarray:
+    return texts.str.count(r"\S+").to_numpy(dtype=np.int64)
+
+
+def _size_metrics(res: AnalyzerResult, d: pd.DataFrame) -> None:
+    res.add_metric("n_pairs", len(d), "number of comparisons analysed (multi-annotator pairs collapsed)")
+    res.add_metric("n_ties_excluded", int(d["tie"].sum()),
+                   "pairs whose label is a tie (or a level vote), left out of every bias measure")
+    live = d[~d["tie"]]
+    res.add_metric("n_equal_length", int((live["chosen_chars"] == live["rejected_chars"]).sum()),
+                   "non-tied pairs whose two responses have the same number of characters")
+    for side in ("chosen", "rejected"):
+        res.add_metric(f"{side}_chars_median", float(d[f"{side}_chars"].median()) if len(d) else None,
+                       f"median length of the {side} responses, in characters")
+        res.add_metric(f"{side}_words_mean", float(d[f"{side}_words"].mean()) if len(d) else None,
+                       f"mean length of the {side} responses, in whitespace-separated words")
+    res.add_metric("mean_log_length_ratio", float(live["log_length_ratio"].mean()) if len(live) else None,
+                   "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, "
+                   "+1 = chosen twice as long on average (geometric)")
+
+
+def _bias_metrics(res: AnalyzerResult, lr: np.ndarray, prefix: str, seed: int, alpha: float | None) -> None:
+    """Share, binomial test, length-only predictor and logistic slope of non-tied log ratios ``lr``."""
+    n = len(lr)
+    k = int((lr > 0).sum())
+    n_unequal = int((lr != 0).sum())
+    low, high = wilson_interval(k, n)
+    what = "after length-balanced resampling, " if prefix else ""
+    res.add_metric(f"{prefix}share_longer_chosen", k / n,
+                   f"{what}share of non-tied pairs whose chosen response has strictly more characters "
+                   "(equal-length pairs count as not longer); 95% Wilson interval", low=low, high=high)
+    if not prefix:
+        ulow, uhigh = wilson_interval(k, n_unequal)
+        res.add_metric("share_longer_chosen_unequal", k / n_unequal if n_unequal else None,
+                       "share of non-tied pairs of unequal length whose chosen response is the longer; "
+                       "95% Wilson interval", low=ulow, high=uhigh)
+        p = binomial_p(k, n_unequal)
+        res.add_metric("binomial_p", p, "two-sided exact binomial (sign) test that the longer response "
+                       "is chosen half the time, over non-tied pairs of unequal length")
+        biased = None if not np.isfinite(p) else float(p < alpha and k / n_unequal > 0.5)
+        res.add_metric("length_biased", biased, f"1 if the longer response wins significantly more than half "
+                       f"the time (binomial_p < {alpha} and share above 0.5), else 0")
+        if np.isfinite(p) and p < alpha and k / n_unequal < 0.5:
+            res.notes.append(f"length: the shorter response is chosen significantly more often "
+                             f"({1 - k / n_unequal:.1%} of {n_unequal} pairs of unequal length, binomial p = "
+                             f"{p:.2g}); training on this data rewards brevity.")
+        if biased:
+            res.notes.append(f"length: the longer response is chosen in {k / n_unequal:.1%} of {n_unequal} "
+                             f"pairs of unequal length (binomial p = {p:.2g}); training on this data rewards "
+                             "length.")
+    # Random presentation order: A is the chosen response when not swapped.
+    swap = np.random.default_rng(seed).random(n) < 0.5
+    y = ~swap
+    x = np.where(swap, -lr, lr)
+    acc = float(np.mean(np.where(x == 0, 0.5, (x > 0) == y)))
+    res.add_metric(f"{prefix}length_accuracy", acc,
+                   f"{what}accuracy of 'the longer response is chosen' on pairs in random A/B order "
+                   "(equal lengths count as half right); 0.5 = length carries no signal")
+    res.add_metric(f"{prefix}length_auc", rank_auc(y, x),
+                   f"{what}ROC AUC of log2(len A / len B) as a predictor of 'A is chosen', pairs in "
+                   "seeded random A/B order; 0.5 = no length signal, 1 = the longer always wins")
+    fit = logistic_fit(x, y)
+    res.add_metric(f"{prefix}logit_slope", fit.slope if fit.converged else None,
+                   f"{what}logistic regression of 'A is chosen' on log2(len A / len B): change in log-odds "
+                   "per doubling of relative length; 95% Wald interval", low=fit.slope_low, high=fit.slope_high)
+    if not prefix:
+        res.figures["logit_curve"] = _logit_curve(fit) if fit.converged else None
+        if not fit.converged:
+            res.notes.append("length: the logistic fit did not converge (length separates the labels "
+                             "perfectly, or there is too little variation); logit_slope is not reported.")
+
+
+def _logit_curve(fit: Any) -> dict[str, list[float]]:
+    grid = np.linspace(-4, 4, 33)
+    p = 1 / (1 + np.exp(-(fit.intercept + fit.slope * grid)))
+    return {"log2_ratio": grid.round(4).tolist(), "p_chosen": p.round(6).tolist()}
+
+
+def _strength_metric(res: AnalyzerResult, pairs: pd.DataFrame, lr: np.ndarray, live: np.ndarray) -> None:
+    strength = pairs["strength"].to_numpy(dtype=float)
+    ok = live & np.isfinite(strength)
+    if ok.sum() < 3 or np.ptp(strength[ok]) == 0 or np.ptp(lr[ok]) == 0:
+        res.notes.append("length: the source gives no varying strength, so its correlation with the "
+                         "length ratio is not measured.")
+        return
+    rho, p = stats.spearmanr(lr[ok], strength[ok])
+    res.add_metric("strength_spearman", float(rho), "Spearman correlation of log2(chosen/rejected chars) "
+                   "with the source's preference strength; > 0 means longer chosen answers win by more")
+    res.add_metric("strength_spearman_p", float(p), "p-value of strength_spearman (no correlation)")
+
+
+def _bins(res: AnalyzerResult, lr: np.ndarray) -> None:
+    b = ratio_bin(lr)
+    rows = []
+    for i in range(len(RATIO_EDGES) - 1):
+        in_bin = b == i
+        n, k = int(in_bin.sum()), int((in_bin & (lr > 0)).sum())
+        low, high = wilson_interval(k, n)
+        hi = RATIO_EDGES[i + 1]
+        rows.append({"ratio_from": RATIO_EDGES[i], "ratio_to": hi,
+                     "label": f"{RATIO_EDGES[i]:g}-{hi:g}x" if np.isfinite(hi) else f">{RATIO_EDGES[i]:g}x",
+                     "n_pairs": n, "share_longer_chosen": k / n if n else np.nan,
+                     "low": low, "high": high})
+    by_bin = pd.DataFrame(rows)
+    res.tables["by_length_ratio"] = by_bin
+    res.figures["bias_by_length_ratio"] = {
+        "bin_edges": list(RATIO_EDGES[:-1]) + [None], "labels": by_bin["label"].tolist(),
+        "n_pairs": by_bin["n_pairs"].tolist(), "share_longer_chosen": by_bin["share_longer_chosen"].tolist(),
+        "low": by_bin["low"].tolist(), "high": by_bin["high"].tolist(),
+        "n_equal_length": int((b == -1).sum()),
+    }
+    edges = np.linspace(-4, 4, 33)
+    counts, _ = np.histogram(np.clip(lr, -4, 4), bins=edges)
+    res.figures["log_ratio_hist"] = {"edges": edges.tolist(), "counts": counts.tolist(),
+                                     "x": "log2(chosen chars / rejected chars), clipped to [-4, 4]"}
+
+
+def _counterfactual(res: AnalyzerResult, lr: np.ndarray, tie: np.ndarray, seed: int) -> None:
+    keep = balanced_keep(lr, tie, seed=seed)
+    live = ~tie
+    dropped = int((~keep & live).sum())
+    res.add_metric("balanced_pairs_dropped", dropped, "non-tied pairs that length-balanced resampling "
+                   "drops so the longer response wins exactly half the time in every length-ratio bin")
+    res.add_metric("balanced_share_dropped", dropped / int(live.sum()),
+                   "share of the non-tied pairs that length-balanced resampling drops")
+    kept = lr[keep & live]
+    if len(kept) == 0:
+        res.notes.append("length: length-balanced resampling would drop every pair.")
+        return
+    _bias_metrics(res, kept, "balanced_", seed, None)
+
+
+def _clusters(res: AnalyzerResult, lr: np.ndarray, cl: pd.Series, alpha: float) -> None:
+    known = cl.notna().to_numpy()
+    if not known.any():
+        res.notes.append("length: no pair has a prompt cluster; the per-cluster breakdown is skipped.")
+        return
+    frame = pd.DataFrame({"cluster": cl.to_numpy()[known], "longer": lr[known] > 0,
+                          "unequal": lr[known] != 0})
+    g = frame.groupby("cluster", sort=True)
+    out = pd.DataFrame({"n_pairs": g.size(), "n_longer_chosen": g["longer"].sum(), "n_unequal": g["unequal"].sum()})
+    m = len(out)
+    out["share_longer_chosen"] = out["n_longer_chosen"] / out["n_pairs"]
+    ci = [wilson_interval(int(k), int(n)) for k, n in zip(out["n_longer_chosen"], out["n_pairs"], strict=True)]
+    out["low"], out["high"] = [c[0] for c in ci], [c[1] for c in ci]
+    out["binomial_p"] = [binomial_p(int(k), int(n)) for k, n in zip(out["n_longer_chosen"], out["n_unequal"],
+                                                                    strict=True)]
+    out["biased"] = (np.minimum(out["binomial_p"] * m, 1.0) < alpha) & (out["n_longer_chosen"] > out["n_unequal"] / 2)
+    out = out.reset_index()
+    res.tables["by_cluster"] = out
+    res.figures["bias_by_cluster"] = {c: out[c].tolist() for c in
+                                      ("cluster", "n_pairs", "share_longer_chosen", "low", "high", "biased")}
+    res.add_metric("n_clusters_biased", int(out["biased"].sum()),
+                   f"prompt clusters where the longer response wins significantly more than half the time "
+                   f"(binomial test, Bonferroni over {m} clusters, alpha {alpha})")
+    res.add_metric("max_cluster_share_longer_chosen", float(out["share_longer_chosen"].max()),
+                   "highest chosen-longer share among prompt clusters")
+
+
+def _support(pairs: pd.DataFrame, ids: pd.Index, support: pd.Series | None, low_support: float,
+             low_strength_quantile: float) -> tuple[np.ndarray, float, str] | None:
+    """(support per pair in [0, 1], threshold below which it is low, where it came from) or None."""
+    if support is not None:
+        s = pd.to_numeric(support.set_axis(support.index.astype(str)), errors="coerce")
+        return s.reindex(ids).to_numpy(dtype=float), low_support, "agreement posterior"
+    if (pairs["n_judgements"] > 1).any():
+        return pairs["vote_share"].to_numpy(dtype=float), low_support, "vote share"
+    strength = pairs["strength"].where(~pairs["tie"])
+    if strength.notna().sum() >= 3 and strength.nunique() > 1:
+        return strength.rank(pct=True).to_numpy(dtype=float), low_strength_quantile, "strength percentile"
+    return None
+
+
+def _flags(res: AnalyzerResult, pairs: pd.DataFrame, d: pd.DataFrame, support: pd.Series | None,
+           much_longer: float, low_support: float, low_strength_quantile: float) -> None:
+    lr = d["log_length_ratio"].to_numpy()
+    long_ = (lr >= np.log2(much_longer)) & ~d["tie"].to_numpy()
+    res.add_metric("share_chosen_much_longer", float(long_.sum() / max(int((~d["tie"]).sum()), 1)),
+                   f"share of non-tied pairs whose chosen response is at least {much_longer:g}x as long "
+                   "(characters + 1) as the rejected")
+    got = _support(pairs, d.index, support, low_support, low_strength_quantile)
+    if got is None:
+        res.notes.append("length: no label support is known (single label, no strength), so pairs where "
+                         "chosen is much longer cannot be ranked by how contested their label is.")
+        return
+    sup, threshold, origin = got
+    hit = long_ & np.isfinite(sup) & (sup <= threshold if origin == "strength percentile" else sup < threshold)
+    res.add_metric("n_longer_chosen_low_support", int(hit.sum()),
+                   f"pairs whose chosen response is at least {much_longer:g}x longer and whose label is weakly "
+                   f"supported ({origin} {'<=' if origin == 'strength percentile' else '<'} {threshold:g})")
+    idx = np.flatnonzero(hit)
+    if not len(idx):
+        return
+    ratio = np.exp2(lr[idx])
+    score = lr[idx] * (1.0 - sup[idx])
+    c, r = d["chosen_chars"].to_numpy()[idx], d["rejected_chars"].to_numpy()[idx]
+    detail = [f"chosen {ci} chars vs rejected {ri} ({q:.1f}x); label support {s:.2f} ({origin})"
+              for ci, ri, q, s in zip(c, r, ratio, sup[idx], strict=True)]
+    res.pair_flags = make_flags(d.index[idx], FLAG_REASON, score, detail).sort_values(
+        "score", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_length: int, batch_size: int,
+                   d: pd.DataFrame) -> None:
+    texts = _token_texts(res, pairs, tok)
+    n = len(pairs)
+    counts = count_tokens(tok, texts[0] + texts[1] + texts[2], batch_size=batch_size)
+    sides = {"prompt": counts[:n], "chosen": counts[n:2 * n], "rejected": counts[2 * n:]}
+    for side, v in sides.items():
+        d[f"{side}_tokens"] = v
+        res.add_metric(f"{side}_tokens_mean", float(v.mean()) if n else None,
+                       f"mean number of {side} tokens (no special tokens)")
+        for q_name, q in _QUANTILES.items():
+            res.add_metric(f"{side}_tokens_{q_name}", float(np.quantile(v, q)) if n else None,
+                           f"{int(q * 100)}th percentile of {side} tokens")
+        res.add_metric(f"{side}_tokens_max", int(v.max()) if n else None, f"largest number of {side} tokens")
+    eos = 1 if (not texts[3] and getattr(tok, "eos_token", None)) else 0
+    seq = sides["prompt"] + np.maximum(sides["chosen"], sides["rejected"]) + eos
+    d["sequence_tokens"] = seq
+    d["over_budget"] = seq > max_length
+    res.add_metric("share_over_budget", float(d["over_budget"].mean()) if n else None,
+                   f"share of pairs whose prompt + longer response{' + EOS' if eos else ''} exceeds "
+                   f"max_length={max_length} tokens, so DPO training would truncate it")
+    res.add_metric("share_prompt_over_budget", float((sides["prompt"] >= max_length).mean()) if n else None,
+                   f"share of pairs whose prompt alone fills max_length={max_length} tokens "
+                   "(TRL drops them: no response token would be trained on)")
+    live = ~pairs["tie"].to_numpy(dtype=bool)
+    if live.any():
+        res.add_metric("share_longer_chosen_tokens",
+                       float((sides["chosen"][live] > sides["rejected"][live]).mean()),
+                       "share of non-tied pairs whose chosen response has strictly more tokens")
+    top = int(max(counts.max() if len(counts) else 1, 1))
+    edges = np.unique(np.linspace(0, top, 31).round())
+    res.figures["token_hist"] = {"edges": edges.tolist(), "max_length": max_length,
+                                 **{s: np.histogram(v, bins=edges)[0].tolist() for s, v in sides.items()}}
+    res.tables["token_stats"] = pd.DataFrame(
+        {s: {"mean": v.mean(), "p50": np.quantile(v, .5), "p95": np.quantile(v, .95), "max": v.max()}
+         for s, v in sides.items()}).T if n else pd.DataFrame()
+
+
+def _token_texts(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any) -> tuple[list[str], list[str], list[str], bool]:
+    """Prompt, chosen, rejected texts to tokenize, and whether they were chat-templated."""
+    prompts, chosen, rejected = (pairs[c].tolist() for c in ("prompt", "chosen", "rejected"))
+    if not is_conversational(pairs):
+        return prompts, chosen, rejected, False
+    if not has_chat_template(tok):
+        res.notes.append("length: the data is conversational but the tokenizer has no chat template; "
+                         "token counts are of the plain text.")
+        return prompts, chosen, rejected, False
+    has = (pairs["prompt_messages"].map(lambda m: isinstance(m, list))
+           & pairs["chosen_messages"].map(lambda m: isinstance(m, list))
+           & pairs["rejected_messages"].map(lambda m: isinstance(m, list))).to_numpy(dtype=bool)
+    idx = np.flatnonzero(has)
+    p, c, r = render_chat(tok, pairs["prompt_messages"].iloc[idx], pairs["chosen_messages"].iloc[idx],
+                          pairs["rejected_messages"].iloc[idx])
+    for j, i in enumerate(idx):
+        prompts[i], chosen[i], rejected[i] = p[j], c[j], r[j]
+    res.params["chat_template"] = True
+    return prompts, chosen, rejected, True
