@@ -176,8 +176,8 @@ def _duplicate_flags(ids: np.ndarray, pairs: pd.DataFrame, norm_prompt: pd.Serie
     """duplicate_pair and contradictory_duplicate flags, across distinct pair ids."""
     tie = pairs["tie"].to_numpy(dtype=bool)
     group, orient = _pair_keys(norm_prompt, norm_chosen, norm_rejected, tie)
-    exact_group, _ = _pair_keys(pairs["prompt"].astype(str), pairs["chosen"].astype(str),
-                                pairs["rejected"].astype(str), tie)
+    e_group, e_orient = _pair_keys(pairs["prompt"].astype(str), pairs["chosen"].astype(str),
+                                   pairs["rejected"].astype(str), tie)
     pos = np.arange(len(group))
     every = np.ones(len(group), dtype=bool)
     first_in_group = _first_where(group, every)
@@ -191,8 +191,12 @@ def _duplicate_flags(ids: np.ndarray, pairs: pd.DataFrame, norm_prompt: pd.Serie
     # the first pair to state the opposite preference is a contradiction, not a duplicate.
     new_opposite = contradicted & (first_same == pos)
     dup = (first_in_group != pos) & ~new_opposite
-    ref = np.where(first_same != pos, first_same, first_in_group)
-    exact = exact_group == exact_group[ref]
+    # Name an earlier exact twin when there is one (same label, or a tie on either side).
+    e_same = _first_where(e_group * 3 + e_orient, every)
+    e_ref = np.where(e_same != pos, e_same, _first_where(e_group, every))
+    exact = (e_ref != pos) & ((e_orient[e_ref] == e_orient) | (e_orient[e_ref] == LABEL_TIE)
+                              | (e_orient == LABEL_TIE))
+    ref = np.where(exact, e_ref, np.where(first_same != pos, first_same, first_in_group))
     label_note = np.where(orient[ref] == orient, "", " (one of the two is labelled a tie)")
     dup_detail = np.where(exact, "exact duplicate of pair ",
                           "duplicate after normalising case, whitespace and Unicode of pair ")
