@@ -1,0 +1,308 @@
+"""Annotator agreement: how far the labels can be trusted, pair by pair and annotator by annotator.
+
+``analyze_agreement(table)`` reads the pairs x annotators label matrix (A, B, tie; missing
+allowed) and reports raw agreement, Krippendorff's alpha with a bootstrap interval, Fleiss'
+kappa, pairwise Cohen's kappa, per-annotator reliability, a Dawid–Skene consensus label with
+its posterior per pair, contested pairs, and ``flip_rate``: the expected share of the final
+chosen/rejected labels that are the wrong way round. The training step can use ``flip_rate``
+as the noise rate of robust DPO (rDPO) or the label smoothing of conservative DPO (cDPO).
+
+The *final* label of a pair is the orientation :func:`prefaudit.schema.to_pairs` keeps (the
+majority of the pair's judgements; a tie when the majority is a tie or A and B are level).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from prefaudit.analyzers import bootstrap, reliability
+from prefaudit.analyzers.dawid_skene import (
+    DawidSkeneFit,
+    annotator_accuracy,
+    fit_dawid_skene,
+    flip_probability,
+)
+from prefaudit.errors import ConfigError
+from prefaudit.results import AnalyzerResult, concat_flags, make_flags
+from prefaudit.schema import LABEL_NAMES, LABEL_TIE, label_matrix, to_pairs
+
+CHANCE_CAVEAT = ("skewed label shares (e.g. mostly 'B' or almost no ties) make it low even when "
+                 "raw agreement is high; read it next to raw_agreement")
+FLIP_MEANING = ("expected share of final (non-tie) chosen/rejected labels that are the wrong way round "
+                "(a true tie counts half); use as the rDPO noise rate or cDPO label smoothing")
+SINGLE_LABEL_NOTE = ("Agreement cannot be computed: every pair has one label, so there is nothing to "
+                     "compare it with. Reliability, consensus and the Dawid-Skene flip rate need two or "
+                     "more judgements per pair.")
+N_HIST_BINS = 20
+
+
+def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 1000, ci: float = 0.95,
+                      contested_threshold: float = 0.99, ds_smoothing: float = 1.0, ds_tol: float = 1e-6,
+                      ds_max_iter: int = 500, noise_proxy: pd.Series | None = None) -> AnalyzerResult:
+    """Measure annotator agreement and estimate the label-flip rate of a canonical table.
+
+    Parameters
+    ----------
+    table:
+        A canonical judgement table (:mod:`prefaudit.schema`).
+    seed:
+        Seeds the bootstrap; the same table and seed give the same numbers.
+    n_bootstrap:
+        Resamples of the pairs for the intervals of ``krippendorff_alpha`` and ``flip_rate``.
+    ci:
+        Coverage of the percentile intervals.
+    contested_threshold:
+        A pair is contested when the Dawid–Skene posterior of its consensus label is below
+        this, or when its top vote count is shared by two labels (an even split).
+    ds_smoothing, ds_tol, ds_max_iter:
+        Dawid–Skene pseudo-count, convergence tolerance and iteration cap
+        (:func:`prefaudit.analyzers.dawid_skene.fit_dawid_skene`).
+    noise_proxy:
+        For single-label tables only: a per-pair probability (indexed by ``pair_id``, in
+        [0, 1]) that the label is wrong, computed elsewhere (e.g. by another analyzer). Its
+        mean becomes ``flip_rate``, with the series name recorded as the source. Ignored,
+        with a note, when the table has several labels per pair.
+
+    Returns
+    -------
+    AnalyzerResult
+        ``pair_data`` is indexed by ``pair_id`` with ``final_label`` and ``consensus_label``
+        (0 = A, 1 = B, 2 = tie, A being the first row's chosen text), ``consensus_posterior``
+        (Dawid–Skene posterior probability that the *final* label is the true one — for a
+        final tie, that the pair is truly a tie), ``p_a``/``p_b``/``p_tie`` (the full
+        posterior), ``flip_probability``, ``n_labels``, ``majority_share`` (share of the
+        pair's labels equal to its most frequent label) and ``contested``.
+    """
+    if n_bootstrap < 1 or not 0 < ci < 1 or not 0 < contested_threshold <= 1:
+        raise ConfigError(f"agreement needs n_bootstrap >= 1, 0 < ci < 1 and 0 < contested_threshold <= 1 "
+                          f"(got {n_bootstrap}, {ci}, {contested_threshold})")
+    params = {"seed": seed, "n_bootstrap": n_bootstrap, "ci": ci, "contested_threshold": contested_threshold,
+              "ds_smoothing": ds_smoothing, "ds_tol": ds_tol, "ds_max_iter": ds_max_iter}
+    result = AnalyzerResult(analyzer="agreement", params=params)
+    matrix, swapped = neutral_label_matrix(table)
+    labels = matrix.to_numpy()
+    counts = reliability.category_counts(labels)
+    n_labels = counts.sum(axis=1)
+    multi = (n_labels >= 2).any() and matrix.shape[1] >= 2
+    _add_counts(result, matrix, n_labels, multi)
+    if not multi:
+        _single_label(result, matrix.index, noise_proxy, seed, n_bootstrap, ci)
+        return result
+    if noise_proxy is not None:
+        result.notes.append("noise_proxy was ignored: with several labels per pair the flip rate comes "
+                            "from the Dawid-Skene posteriors.")
+
+    fit = fit_dawid_skene(labels, smoothing=ds_smoothing, tol=ds_tol, max_iter=ds_max_iter)
+    posterior = _swap_ab(fit.posterior, swapped)
+    final = _final_labels(table, matrix.index)
+    flip = flip_probability(posterior, final)
+    kappa, overlap = reliability.cohen_kappa_matrix(labels)
+    _add_reliability(result, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
+    pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
+    result.pair_data = pair_data
+    _add_consensus(result, pair_data, fit, contested_threshold)
+    _add_annotators(result, matrix, labels, fit, kappa, overlap)
+    result.pair_flags = _flags(pair_data, contested_threshold)
+    return result
+
+
+def neutral_label_matrix(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The label matrix with each pair oriented by its texts, not by any judgement.
+
+    :func:`prefaudit.schema.label_matrix` calls A the first row's chosen text, so the first
+    annotator's labels are nearly all A, which skews the label shares that kappa and alpha
+    (and the Dawid–Skene confusion matrices) depend on. Here A is whichever of the pair's two
+    texts sorts first, which no judgement influences. Returns the matrix (same rows, columns
+    and codes 0 = A, 1 = B, 2 = tie) and a boolean array, per row, of whether A and B were
+    swapped relative to :func:`~prefaudit.schema.label_matrix`.
+    """
+    matrix = label_matrix(table)
+    first = table.groupby("pair_id", sort=False)[["chosen", "rejected"]].first().reindex(matrix.index)
+    swapped = (first["chosen"].to_numpy() > first["rejected"].to_numpy()).astype(bool)
+    values = matrix.to_numpy()
+    flipped = np.where(values == LABEL_TIE, values, 1.0 - values)
+    oriented = np.where(swapped[:, None], flipped, values)
+    return pd.DataFrame(oriented, index=matrix.index, columns=matrix.columns), swapped
+
+
+def _swap_ab(posterior: np.ndarray, swapped: np.ndarray) -> np.ndarray:
+    """Posterior columns (A, B, tie) back in :func:`~prefaudit.schema.label_matrix` orientation."""
+    out = posterior.copy()
+    out[swapped, 0], out[swapped, 1] = posterior[swapped, 1], posterior[swapped, 0]
+    return out
+
+
+def _add_counts(result: AnalyzerResult, matrix: pd.DataFrame, n_labels: np.ndarray, multi: bool) -> None:
+    annotators = [a for a in matrix.columns if a != "_single"]
+    result.add_metric("n_annotators", len(annotators), "distinct named annotators in the table")
+    result.add_metric("n_pairs_multi", int((n_labels >= 2).sum()) if multi else 0,
+                      "pairs with two or more judgements (the pairs agreement is measured on)")
+    result.add_metric("mean_labels_per_pair", float(n_labels.mean()) if len(n_labels) else None,
+                      "average number of judgements per pair")
+
+
+def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Series | None,
+                  seed: int, n_bootstrap: int, ci: float) -> None:
+    """Metrics with value None and the reason; flip_rate from an external proxy if one is given."""
+    for name, meaning in _RELIABILITY_MEANINGS.items():
+        result.add_metric(name, None, meaning)
+    result.notes.append(SINGLE_LABEL_NOTE)
+    if noise_proxy is None:
+        result.add_metric("flip_rate", None, FLIP_MEANING)
+        result.notes.append("flip_rate: no label-noise proxy was supplied, so no flip rate is estimated.")
+        return
+    proxy = pd.Series(noise_proxy).reindex(pair_ids).astype("float64")
+    values = proxy.dropna().to_numpy()
+    if not len(values) or ((values < 0) | (values > 1)).any():
+        raise ConfigError("noise_proxy must hold probabilities in [0, 1] for at least one pair of the table")
+    sums = bootstrap.bootstrap_sums(values, n_bootstrap, seed)[:, 0]
+    low, high = bootstrap.percentile_interval(sums / len(values), ci)
+    source = str(noise_proxy.name) if noise_proxy.name is not None else "an external noise proxy"
+    result.add_metric("flip_rate", float(values.mean()), f"{FLIP_MEANING}; here the mean of {source}",
+                      low=low, high=high)
+    result.notes.append(f"flip_rate is the mean of {source} over {len(values)} pairs (not a Dawid-Skene "
+                        "estimate: there is only one label per pair).")
+
+
+_RELIABILITY_MEANINGS: dict[str, str] = {
+    "raw_agreement": "mean share of annotator pairs that gave a pair the same label (A, B or tie)",
+    "raw_agreement_no_ties": "raw_agreement counting only A/B labels (tie labels left out)",
+    "krippendorff_alpha": f"Krippendorff's alpha (nominal): 1 perfect, 0 chance-level agreement; {CHANCE_CAVEAT}",
+    "fleiss_kappa": f"Fleiss' kappa (needs the same number of labels on every pair); {CHANCE_CAVEAT}",
+    "mean_cohen_kappa": f"mean pairwise Cohen's kappa over annotator pairs that share pairs; {CHANCE_CAVEAT}",
+    "tie_label_share": "share of all judgements that are ties",
+    "contested_share": "share of pairs whose consensus is uncertain (low posterior or an even split)",
+    "consensus_disagrees_share": "share of pairs where the Dawid-Skene consensus differs from the final label",
+    "min_annotator_accuracy": "Dawid-Skene accuracy of the least reliable annotator (0.5 = coin flip on A/B)",
+    "ds_iterations": "EM iterations Dawid-Skene needed to converge",
+}
+
+
+def _add_reliability(result: AnalyzerResult, counts: np.ndarray, kappa: np.ndarray, overlap: np.ndarray,
+                     seed: int, n_bootstrap: int, ci: float, flip: np.ndarray) -> None:
+    """Agreement coefficients, and alpha and flip_rate with one shared bootstrap over pairs."""
+    m = _RELIABILITY_MEANINGS
+    result.add_metric("raw_agreement", reliability.raw_agreement(counts), m["raw_agreement"])
+    result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]),
+                      m["raw_agreement_no_ties"])
+    parts = reliability.alpha_parts(counts)
+    alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
+    non_tie = np.isfinite(flip)
+    per_pair = np.column_stack([parts, np.where(non_tie, flip, 0.0), non_tie])
+    sums = bootstrap.bootstrap_sums(per_pair, n_bootstrap, seed)
+    boot_alpha = reliability.alpha_from_totals(sums[:, :-2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot_flip = sums[:, -2] / sums[:, -1]
+    low, high = bootstrap.percentile_interval(boot_alpha, ci)
+    result.add_metric("krippendorff_alpha", alpha, m["krippendorff_alpha"], low=low, high=high)
+    fleiss = reliability.fleiss_kappa(counts[counts.sum(axis=1) > 0])
+    result.add_metric("fleiss_kappa", fleiss, m["fleiss_kappa"])
+    if not np.isfinite(fleiss):
+        result.notes.append("fleiss_kappa is not reported: pairs have different numbers of labels "
+                            "(Krippendorff's alpha handles that).")
+    if not np.isfinite(alpha):
+        result.notes.append("krippendorff_alpha is undefined: only one label category occurs.")
+    off = ~np.eye(len(kappa), dtype=bool) & (overlap > 0) & np.isfinite(kappa)
+    result.add_metric("mean_cohen_kappa", float(kappa[off].mean()) if off.any() else None,
+                      m["mean_cohen_kappa"])
+    result.add_metric("tie_label_share", float(counts[:, LABEL_TIE].sum() / counts.sum()), m["tie_label_share"])
+    flip_value = float(flip[non_tie].mean()) if non_tie.any() else None
+    low, high = bootstrap.percentile_interval(boot_flip, ci)
+    result.add_metric("flip_rate", flip_value, FLIP_MEANING, low=low, high=high)
+    result.notes.append(f"flip_rate averages the Dawid-Skene probability that the final label is wrong over "
+                        f"{int(non_tie.sum())} of {len(flip)} pairs whose final label is not a tie; its interval "
+                        "resamples pairs with the model held fixed.")
+
+
+def _final_labels(table: pd.DataFrame, pair_ids: pd.Index) -> np.ndarray:
+    """The final label of each pair (0 = A, 1 = B, 2 = tie) as :func:`to_pairs` orients it."""
+    pairs = to_pairs(table).set_index("pair_id").reindex(pair_ids)
+    text_a = table.groupby("pair_id", sort=False)["chosen"].first().reindex(pair_ids)
+    is_a = pairs["chosen"].to_numpy() == text_a.to_numpy()
+    return np.where(pairs["tie"].to_numpy(dtype=bool), LABEL_TIE, np.where(is_a, 0, 1)).astype(np.int64)
+
+
+def _pair_data(pair_ids: pd.Index, counts: np.ndarray, posterior: np.ndarray, final: np.ndarray,
+               flip: np.ndarray, threshold: float) -> pd.DataFrame:
+    n_labels = counts.sum(axis=1)
+    top = counts.max(axis=1)
+    even_split = (n_labels >= 2) & ((counts == top[:, None]).sum(axis=1) > 1)
+    consensus = posterior.argmax(axis=1)
+    consensus_p = posterior.max(axis=1)
+    rows = np.arange(len(final))
+    return pd.DataFrame({
+        "final_label": final,
+        "consensus_label": consensus,
+        "consensus_posterior": posterior[rows, final],
+        "p_a": posterior[:, 0], "p_b": posterior[:, 1], "p_tie": posterior[:, LABEL_TIE],
+        "flip_probability": flip,
+        "n_labels": n_labels,
+        "majority_share": top / n_labels,
+        "even_split": even_split,
+        "contested": (consensus_p < threshold) | even_split,
+    }, index=pd.Index(pair_ids, name="pair_id"))
+
+
+def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSkeneFit, threshold: float) -> None:
+    m = _RELIABILITY_MEANINGS
+    result.add_metric("contested_share", float(pair_data["contested"].mean()),
+                      f"{m['contested_share']} (posterior below {threshold})")
+    disagree = pair_data["consensus_label"] != pair_data["final_label"]
+    result.add_metric("consensus_disagrees_share", float(disagree.mean()), m["consensus_disagrees_share"])
+    result.add_metric("ds_iterations", fit.n_iter, m["ds_iterations"])
+    if not fit.converged:
+        result.notes.append(f"Dawid-Skene stopped after {fit.n_iter} iterations without converging; "
+                            "its posteriors are approximate.")
+    edges = np.linspace(0.0, 1.0, N_HIST_BINS + 1)
+    hist, _ = np.histogram(pair_data["consensus_posterior"].to_numpy(), bins=edges)
+    result.figures["posterior_histogram"] = {"bin_edges": edges.tolist(), "counts": hist.tolist(),
+                                             "label": "posterior that the final label is right"}
+
+
+def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.ndarray, fit: DawidSkeneFit,
+                    kappa: np.ndarray, overlap: np.ndarray) -> None:
+    names = [str(a) for a in matrix.columns]
+    loo, n_compared = reliability.leave_one_out_agreement(labels)
+    accuracy = annotator_accuracy(fit)
+    per_class = np.diagonal(fit.confusion, axis1=1, axis2=2)
+    used = fit.prior > 0
+    table = pd.DataFrame({
+        "n_labels": (~np.isnan(labels)).sum(axis=0),
+        "loo_majority_agreement": loo,
+        "n_loo_compared": n_compared,
+        "ds_accuracy": accuracy,
+        **{f"ds_recall_{LABEL_NAMES[c]}": per_class[:, c] for c in range(len(LABEL_NAMES)) if used[c]},
+    }, index=pd.Index(names, name="annotator"))
+    table["rank"] = table["ds_accuracy"].rank(ascending=False, method="min").astype(int)
+    result.tables["annotators"] = table.sort_values("rank", kind="mergesort")
+    result.tables["cohen_kappa"] = pd.DataFrame(kappa, index=names, columns=names)
+    result.add_metric("min_annotator_accuracy", float(accuracy.min()), _RELIABILITY_MEANINGS["min_annotator_accuracy"])
+    result.figures["cohen_kappa"] = {"annotators": names, "kappa": _nan_to_none(kappa),
+                                     "overlap": overlap.tolist()}
+    result.figures["annotator_reliability"] = {
+        "annotators": names, "ds_accuracy": accuracy.tolist(), "loo_majority_agreement": _nan_to_none(loo),
+        "n_labels": table["n_labels"].tolist()}
+
+
+def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Contested pairs and pairs whose consensus differs from the final label; score = 1 - posterior."""
+    names = np.array(LABEL_NAMES, dtype=object)
+    contested = pair_data[pair_data["contested"]]
+    best = contested[["p_a", "p_b", "p_tie"]].max(axis=1).to_numpy()
+    detail = [f"{'even split; ' if split else ''}consensus {names[c]} at posterior {p:.2f} "
+              f"(threshold {threshold}); majority share {s:.2f} of {n} labels"
+              for split, c, p, s, n in zip(contested["even_split"], contested["consensus_label"], best,
+                                           contested["majority_share"], contested["n_labels"], strict=True)]
+    flags = [make_flags(contested.index, "contested", 1.0 - contested["consensus_posterior"].to_numpy(), detail)]
+    off = pair_data[pair_data["consensus_label"] != pair_data["final_label"]]
+    detail = [f"final label {names[f]} has posterior {p:.2f}; Dawid-Skene consensus is {names[c]}"
+              for f, p, c in zip(off["final_label"], off["consensus_posterior"], off["consensus_label"], strict=True)]
+    flags.append(make_flags(off.index, "consensus_disagrees_with_final_label",
+                            1.0 - off["consensus_posterior"].to_numpy(), detail))
+    return concat_flags(flags)
+
+
+def _nan_to_none(values: np.ndarray) -> list:
+    return [[None if not np.isfinite(v) else float(v) for v in row] if np.ndim(row) else
+            (None if not np.isfinite(row) else float(row)) for row in np.asarray(values, dtype="float64")]

@@ -1,0 +1,153 @@
+"""Dawid–Skene EM: annotator confusion matrices, a consensus label and its posterior per pair.
+
+The model: each pair has a true class ``z`` (A, B or tie) drawn from ``prior``; annotator
+``j`` reports label ``l`` with probability ``confusion[j, z, l]``, independently of the other
+annotators given ``z``. EM alternates the posterior of ``z`` per pair (E-step) and the
+maximum a posteriori prior and confusion matrices (M-step, with ``smoothing`` pseudo-counts
+per cell so an annotator with few labels is never trusted absolutely).
+
+The fit is deterministic: EM starts from each pair's vote shares (the majority vote), so no
+seed is needed, and it runs on the distinct label patterns weighted by how many pairs share
+each, so its cost grows with the number of patterns, not of pairs. Classes that no annotator
+ever used get posterior 0 (nothing identifies them).
+
+Usable alone::
+
+    fit = fit_dawid_skene(labels)            # labels: pairs x annotators, codes 0..2, NaN missing
+    fit.posterior.argmax(axis=1)             # consensus labels
+    annotator_accuracy(fit)                  # P(annotator's label == truth) per annotator
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from prefaudit.analyzers.reliability import N_CATEGORIES, category_counts
+from prefaudit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DawidSkeneFit:
+    """A fitted Dawid–Skene model.
+
+    Attributes
+    ----------
+    posterior:
+        ``(n_pairs, n_classes)``: probability of each true class given all labels of the pair.
+    confusion:
+        ``(n_annotators, n_classes, n_classes)``: row = true class, column = label given.
+    prior:
+        ``(n_classes,)``: share of pairs in each true class.
+    n_iter:
+        EM iterations run.
+    converged:
+        Whether the largest parameter change fell below the tolerance before ``max_iter``.
+    log_likelihood:
+        Log-likelihood of the labels under the fitted parameters.
+    """
+
+    posterior: np.ndarray
+    confusion: np.ndarray
+    prior: np.ndarray
+    n_iter: int
+    converged: bool
+    log_likelihood: float
+
+
+def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smoothing: float = 1.0,
+                    tol: float = 1e-6, max_iter: int = 500) -> DawidSkeneFit:
+    """Fit Dawid–Skene EM to a pairs x annotators label matrix.
+
+    Parameters
+    ----------
+    labels:
+        Codes ``0 .. n_classes - 1`` with NaN for "not judged"; every pair needs a label.
+    smoothing:
+        Dirichlet pseudo-count added to every confusion cell and prior entry (MAP estimate).
+    tol:
+        Stop when no prior or confusion entry changes by more than this.
+    max_iter:
+        Upper bound on EM iterations.
+    """
+    if smoothing < 0 or tol <= 0 or max_iter < 1:
+        raise ConfigError(f"Dawid–Skene needs smoothing >= 0, tol > 0, max_iter >= 1 "
+                          f"(got {smoothing}, {tol}, {max_iter})")
+    labels = np.asarray(labels, dtype="float64")
+    counts = category_counts(labels, n_classes)
+    if len(labels) == 0 or (counts.sum(axis=1) == 0).any():
+        raise ConfigError("Dawid–Skene needs at least one label on every pair")
+    codes = np.where(np.isnan(labels), -1, labels).astype(np.int64)
+    patterns, inverse, weights = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    used = np.flatnonzero(counts.sum(axis=0) > 0)
+    onehot = (patterns[:, :, None] == used[None, None, :]).astype("float64")  # K x m x C
+    weights = weights.astype("float64")
+
+    post = onehot.sum(axis=1)
+    post /= post.sum(axis=1, keepdims=True)
+    prior, confusion = _m_step(onehot, weights, post, smoothing)
+    converged, n_iter = False, 0
+    while n_iter < max_iter:
+        n_iter += 1
+        post, _ = _e_step(onehot, prior, confusion)
+        new_prior, new_confusion = _m_step(onehot, weights, post, smoothing)
+        change = max(np.abs(new_prior - prior).max(), np.abs(new_confusion - confusion).max())
+        prior, confusion = new_prior, new_confusion
+        if change < tol:
+            converged = True
+            break
+    post, log_norm = _e_step(onehot, prior, confusion)
+
+    n_ann = labels.shape[1]
+    full_post = np.zeros((len(patterns), n_classes))
+    full_post[:, used] = post
+    full_prior = np.zeros(n_classes)
+    full_prior[used] = prior
+    full_conf = np.zeros((n_ann, n_classes, n_classes))
+    full_conf[np.ix_(np.arange(n_ann), used, used)] = confusion
+    return DawidSkeneFit(posterior=full_post[inverse], confusion=full_conf, prior=full_prior,
+                         n_iter=n_iter, converged=converged,
+                         log_likelihood=float(weights @ log_norm))
+
+
+def _e_step(onehot: np.ndarray, prior: np.ndarray, confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior over true classes per pattern, and each pattern's log marginal likelihood."""
+    log_joint = np.log(prior)[None, :] + np.einsum("kjl,jcl->kc", onehot, np.log(confusion))
+    top = log_joint.max(axis=1, keepdims=True)
+    joint = np.exp(log_joint - top)
+    norm = joint.sum(axis=1, keepdims=True)
+    return joint / norm, (top + np.log(norm)).ravel()
+
+
+def _m_step(onehot: np.ndarray, weights: np.ndarray, post: np.ndarray,
+            smoothing: float) -> tuple[np.ndarray, np.ndarray]:
+    """MAP prior and confusion matrices given soft class assignments of the patterns."""
+    weighted = post * weights[:, None]
+    prior = weighted.sum(axis=0) + smoothing
+    prior = prior / prior.sum()
+    tally = np.einsum("kc,kjl->jcl", weighted, onehot) + smoothing
+    row = tally.sum(axis=2, keepdims=True)
+    confusion = np.divide(tally, row, out=np.full_like(tally, 1.0 / tally.shape[2]), where=row > 0)
+    return prior, confusion
+
+
+def annotator_accuracy(fit: DawidSkeneFit) -> np.ndarray:
+    """Per annotator: probability that their label equals the true class, ``sum_z prior_z * confusion[z, z]``."""
+    return np.einsum("c,jcc->j", fit.prior, fit.confusion)
+
+
+def flip_probability(posterior: np.ndarray, final: np.ndarray, tie: int = 2) -> np.ndarray:
+    """Probability that each final chosen/rejected label is the wrong way round.
+
+    For a final label A (or B): P(true = B) (or A) plus half of P(true = tie), since a true
+    tie makes either orientation right half the time. NaN where the final label is a tie
+    (a tie is not a chosen/rejected label). ``final`` holds codes 0 = A, 1 = B, ``tie`` = tie.
+    """
+    posterior = np.asarray(posterior, dtype="float64")
+    final = np.asarray(final, dtype=np.int64)
+    other = np.where(final == 0, 1, 0)
+    rows = np.arange(len(final))
+    flip = posterior[rows, other] + 0.5 * posterior[:, tie]
+    return np.where(final == tie, np.nan, flip)
