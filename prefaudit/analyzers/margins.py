@@ -1,0 +1,338 @@
+"""Reference-policy margins: how the frozen reference (SFT) model already ranks each pair.
+
+DPO's loss for a pair is ``-log sigmoid(beta * [(log pi(c) - log pi_ref(c)) - (log pi(r) - log pi_ref(r))])``:
+two of its four log-probabilities come from the reference and are known before training.
+The *reference margin* ``m = log pi_ref(chosen | prompt) - log pi_ref(rejected | prompt)``
+(natural log, summed over response tokens) says how the reference ranks the pair. DPO only
+moves the policy *relative to* the reference, so the first number to read is how often the
+reference already agrees with the labels (``reference_accuracy``); pairs it ranks the other
+way by a wide margin, pairs whose chosen answer is very unlikely under it (out of
+distribution, which DPO is known to exploit), and pairs with a near-zero margin behave
+differently in training. :func:`select_by_margin` keeps or drops pairs by margin quantile.
+
+The analyzer works on pairs (:func:`prefaudit.schema.to_pairs`), skips ties (counted), and
+takes either a reference model (scored with :mod:`prefaudit.scoring.logprobs`, cached on disk)
+or precomputed ``scores``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from prefaudit.errors import ConfigError
+from prefaudit.results import AnalyzerResult, concat_flags, make_flags
+from prefaudit.schema import to_pairs, validate
+
+#: Columns ``scores`` must have (indexed by pair_id); ``*_truncated`` columns are optional.
+REQUIRED_SCORE_COLUMNS: tuple[str, ...] = ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
+QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+#: Robust-z scale: 1.4826 x MAD estimates the standard deviation of a normal sample.
+MAD_SCALE = 1.4826
+N_SCATTER = 2000
+
+
+def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, Any] | None = None,
+                    scores: pd.DataFrame | None = None, beta: float = 0.1,
+                    cache_dir: str | Path | None = None, max_length: int | None = None,
+                    support: pd.Series | None = None, seed: int = 0, ood_z: float = 3.5,
+                    near_zero: float = 1.0, token_budget: int | None = None, device: str | None = None,
+                    progress: bool = True) -> AnalyzerResult:
+    """Reference-model margins of each pair and what they say about the data.
+
+    Parameters
+    ----------
+    table:
+        Canonical pair table (several annotators per pair are collapsed by majority).
+    reference_model:
+        A spec for :func:`prefaudit.scoring.models.load_reference` (local dir, cached hub id,
+        ``.gguf`` file, ``"smollm2"``) or an already loaded ``(model, tokenizer)``.
+    scores:
+        Precomputed log-probs instead of a model: a frame indexed by ``pair_id`` with
+        :data:`REQUIRED_SCORE_COLUMNS` (the output of :func:`prefaudit.scoring.logprobs.score_pairs`).
+    beta:
+        DPO beta, to express margins in implicit-reward units.
+    cache_dir:
+        Log-prob cache (default ``$PREFAUDIT_CACHE`` or ``~/.cache/prefaudit``).
+    max_length:
+        Most tokens per prompt + response; longer ones are truncated and counted.
+    support:
+        Per-pair support of the chosen label in (0, 1), indexed by ``pair_id`` (the audit
+        passes agreement's consensus posterior).
+    seed:
+        Seeds the subsample of the scatter figure.
+    ood_z:
+        Chosen is out of distribution when its per-token log-prob is more than ``ood_z``
+        robust standard deviations below the median per-token log-prob of all responses.
+    near_zero:
+        Pairs with ``|margin| < near_zero`` nats are flagged ``near_zero_margin``.
+    token_budget, device, progress:
+        Passed to the scorer (padded tokens per forward pass, "cpu"/"cuda", progress bar).
+    """
+    table = validate(table)
+    if (reference_model is None) == (scores is None):
+        raise ConfigError("margins needs exactly one of reference_model (a model to score with) "
+                          "or scores (precomputed log-probs)")
+    if beta <= 0:
+        raise ConfigError(f"margins: beta must be positive, got {beta}")
+    pairs = to_pairs(table)
+    ties = pairs["tie"].to_numpy(dtype=bool)
+    scored_pairs = pairs.loc[~ties].set_index("pair_id", drop=False)
+    result = AnalyzerResult(analyzer="margins", params={
+        "reference_model": _model_name(reference_model), "beta": beta, "max_length": max_length,
+        "ood_z": ood_z, "near_zero": near_zero, "seed": seed,
+        "precomputed_scores": scores is not None})
+    if ties.any():
+        result.notes.append(f"{int(ties.sum())} tied pair(s) have no chosen side and were not scored.")
+    if scores is None:
+        scores = _score(scored_pairs, reference_model, cache_dir=cache_dir, max_length=max_length,
+                        token_budget=token_budget, device=device, progress=progress)
+    s = _aligned_scores(scores, scored_pairs.index)
+    result.add_metric("n_pairs_scored", len(s), "pairs whose chosen and rejected were both scored")
+    result.add_metric("n_ties_skipped", int(ties.sum()), "tied pairs, not scored (no chosen side)")
+    if len(s) == 0:
+        result.notes.append("no untied pairs to score: margins were not measured.")
+        return result
+    data = _pair_data(s, beta)
+    result.pair_data = data
+    _agreement_metrics(result, data["reference_margin"].to_numpy(), beta, near_zero)
+    _ood_metrics(result, data, ood_z)
+    _relation_metrics(result, data, support)
+    _truncation(result, s, max_length)
+    result.figures = _figures(data, seed)
+    result.tables["quantiles"] = pd.DataFrame({
+        "quantile": QUANTILES,
+        "margin": np.quantile(data["reference_margin"], QUANTILES),
+        "margin_per_token": np.nanquantile(data["reference_margin_per_token"], QUANTILES)})
+    result.pair_flags = _flags(data, s, near_zero, ood_z)
+    return result
+
+
+def _model_name(reference_model: Any) -> str | None:
+    if reference_model is None or isinstance(reference_model, str):
+        return reference_model
+    model = reference_model[0]
+    return str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+
+
+def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path | None,
+           max_length: int | None, token_budget: int | None, device: str | None,
+           progress: bool) -> pd.DataFrame:
+    from prefaudit.scoring.logprobs import score_pairs
+    from prefaudit.scoring.models import default_cache_dir, load_reference
+
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if isinstance(reference_model, str):
+        model, tok = load_reference(reference_model, device=device, cache_dir=cache)
+    else:
+        model, tok = reference_model
+    return score_pairs(pairs, model, tok, max_length=max_length, token_budget=token_budget,
+                       cache_dir=cache, progress=progress)
+
+
+def _aligned_scores(scores: pd.DataFrame, pair_ids: pd.Index) -> pd.DataFrame:
+    missing_cols = [c for c in REQUIRED_SCORE_COLUMNS if c not in scores.columns]
+    if missing_cols:
+        raise ConfigError(f"margins: scores lack column(s) {missing_cols}; need {list(REQUIRED_SCORE_COLUMNS)}")
+    absent = pair_ids.difference(scores.index)
+    if len(absent):
+        raise ConfigError(f"margins: scores have no row for {len(absent)} pair(s), e.g. pair_id {absent[0]!r}")
+    return scores.loc[pair_ids]
+
+
+def _pair_data(s: pd.DataFrame, beta: float) -> pd.DataFrame:
+    c_tok = s["chosen_tokens"].to_numpy(dtype=float)
+    r_tok = s["rejected_tokens"].to_numpy(dtype=float)
+    c_pt = s["chosen_logp"].to_numpy() / np.where(c_tok > 0, c_tok, np.nan)
+    r_pt = s["rejected_logp"].to_numpy() / np.where(r_tok > 0, r_tok, np.nan)
+    margin = (s["chosen_logp"] - s["rejected_logp"]).to_numpy(dtype=float)
+    pooled = np.concatenate([c_pt, r_pt])
+    pooled = pooled[np.isfinite(pooled)]
+    center = float(np.median(pooled)) if len(pooled) else np.nan
+    spread = MAD_SCALE * float(np.median(np.abs(pooled - center))) if len(pooled) else np.nan
+    z = (c_pt - center) / spread if spread and np.isfinite(spread) else np.full(len(s), np.nan)
+    return pd.DataFrame({
+        "reference_margin": margin,
+        "reference_margin_per_token": c_pt - r_pt,
+        "beta_margin": beta * margin,
+        "chosen_logp": s["chosen_logp"].to_numpy(dtype=float),
+        "rejected_logp": s["rejected_logp"].to_numpy(dtype=float),
+        "chosen_logp_per_token": c_pt,
+        "rejected_logp_per_token": r_pt,
+        "chosen_tokens": c_tok.astype(int),
+        "rejected_tokens": r_tok.astype(int),
+        "chosen_ood_z": z,
+    }, index=pd.Index(s.index, name="pair_id"))
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _median_interval(x: np.ndarray) -> tuple[float, float]:
+    """Distribution-free 95% interval of the median from order statistics (binomial ranks)."""
+    xs = np.sort(x)
+    n = len(xs)
+    lo = int(stats.binom.ppf(0.025, n, 0.5))
+    hi = int(stats.binom.isf(0.025, n, 0.5))
+    return float(xs[max(lo - 1, 0)]), float(xs[min(hi, n - 1)])
+
+
+def _agreement_metrics(result: AnalyzerResult, m: np.ndarray, beta: float, near_zero: float) -> None:
+    n = len(m)
+    k = int((m > 0).sum())
+    result.add_metric("reference_accuracy", k / n,
+                      "share of pairs where the reference gives chosen a higher log-prob than rejected "
+                      "(low: DPO must overturn the reference on many pairs)", *_wilson(k, n))
+    result.add_metric("median_margin", float(np.median(m)),
+                      "median of log p_ref(chosen) - log p_ref(rejected), nats summed over tokens",
+                      *_median_interval(m))
+    wrong = m < 0
+    result.add_metric("share_reference_prefers_rejected", float(wrong.mean()),
+                      "share of pairs the reference ranks the other way (margin < 0)",
+                      *_wilson(int(wrong.sum()), n))
+    result.add_metric("median_rejected_preference", float(np.median(-m[wrong])) if wrong.any() else None,
+                      "among those pairs, median of how much more likely rejected is (nats)")
+    result.add_metric("dpo_reward_scale", beta * float(np.median(np.abs(m))),
+                      "beta x median |margin|: reference offset in DPO reward units "
+                      "(above ~1 it dominates the sigmoid of the loss at this beta)")
+    result.add_metric("share_near_zero_margin", float((np.abs(m) < near_zero).mean()),
+                      f"share of pairs the reference cannot tell apart (|margin| < {near_zero:g} nats)")
+
+
+def _ood_metrics(result: AnalyzerResult, data: pd.DataFrame, ood_z: float) -> None:
+    pt = data["reference_margin_per_token"].to_numpy()
+    result.add_metric("median_margin_per_token", float(np.nanmedian(pt)) if np.isfinite(pt).any() else None,
+                      "median of the per-token (length-normalised) margin, nats per token")
+    z = data["chosen_ood_z"].to_numpy()
+    if not np.isfinite(z).any():
+        result.notes.append("per-token log-probs have no spread: out-of-distribution chosen not measured.")
+        result.add_metric("share_chosen_ood", None, "share of pairs whose chosen is out of distribution")
+        return
+    result.add_metric("share_chosen_ood", float((z < -ood_z).mean()),
+                      f"share of pairs whose chosen per-token log-prob is more than {ood_z:g} robust SDs "
+                      "below the dataset's median response")
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return None
+    return float(stats.spearmanr(x[ok], y[ok]).statistic)
+
+
+def _relation_metrics(result: AnalyzerResult, data: pd.DataFrame, support: pd.Series | None) -> None:
+    m = data["reference_margin"].to_numpy()
+    dlen = (data["chosen_tokens"] - data["rejected_tokens"]).to_numpy(dtype=float)
+    result.add_metric("margin_length_correlation", _spearman(m, dlen),
+                      "Spearman correlation of the margin with chosen minus rejected tokens "
+                      "(strongly negative: summed log-probs mostly reward the shorter answer)")
+    if support is None:
+        result.notes.append("no per-pair annotator support given: margin vs agreement not measured.")
+        return
+    sup = pd.to_numeric(pd.Series(support), errors="coerce").reindex(data.index).to_numpy(dtype=float)
+    rho = _spearman(m, sup)
+    if rho is None:
+        result.notes.append("annotator support is constant or missing for most pairs: "
+                            "margin vs agreement not measured.")
+    result.add_metric("margin_support_correlation", rho,
+                      "Spearman correlation of the margin with annotator support for chosen "
+                      "(positive: the reference agrees more where annotators agree)")
+
+
+def _truncation(result: AnalyzerResult, s: pd.DataFrame, max_length: int | None) -> None:
+    cols = [c for c in ("prompt_truncated", "chosen_truncated", "rejected_truncated") if c in s.columns]
+    if not cols:
+        return
+    cut = (s[cols].to_numpy(dtype=float) > 0).any(axis=1)
+    result.add_metric("share_truncated", float(cut.mean()),
+                      "share of pairs where truncation to max_length removed tokens")
+    if cut.any():
+        result.notes.append(f"{int(cut.sum())} pair(s) were truncated to max_length={max_length} tokens; "
+                            "their log-probs cover only the tokens kept (flagged 'truncated').")
+
+
+def _histogram(x: np.ndarray, bins: int = 30) -> dict[str, list[float]]:
+    x = x[np.isfinite(x)]
+    counts, edges = np.histogram(x, bins=bins) if len(x) else (np.array([]), np.array([]))
+    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist()}
+
+
+def _figures(data: pd.DataFrame, seed: int) -> dict[str, Any]:
+    m = data["reference_margin"].to_numpy()
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(N_SCATTER, len(data)), replace=False))
+    return {
+        "margin_histogram": {**_histogram(m), "x_label": "reference margin (nats)"},
+        "margin_per_token_histogram": {**_histogram(data["reference_margin_per_token"].to_numpy()),
+                                       "x_label": "reference margin per token (nats)"},
+        "chosen_logp_per_token_histogram": {**_histogram(data["chosen_logp_per_token"].to_numpy()),
+                                            "x_label": "chosen log-prob per token (nats)"},
+        "margin_quantiles": {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(m, QUANTILES),
+                                                                 strict=True)},
+        "margin_vs_length": {
+            "length_diff": (data["chosen_tokens"] - data["rejected_tokens"]).to_numpy()[idx].tolist(),
+            "margin": m[idx].tolist()},
+    }
+
+
+def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float) -> pd.DataFrame:
+    m = data["reference_margin"]
+    pt = data["reference_margin_per_token"]
+    wrong = m < 0
+    frames = [make_flags(
+        data.index[wrong], "reference_prefers_rejected", -m[wrong],
+        [f"reference log-prob of rejected exceeds chosen by {-a:.2f} nats ({-b:.3f}/token)"
+         for a, b in zip(m[wrong], pt[wrong], strict=True)])]
+    z = data["chosen_ood_z"]
+    ood = z < -ood_z
+    frames.append(make_flags(
+        data.index[ood], "chosen_ood", -z[ood],
+        [f"chosen per-token log-prob {v:.2f} is {-zz:.1f} robust SDs below the dataset median"
+         for v, zz in zip(data["chosen_logp_per_token"][ood], z[ood], strict=True)]))
+    near = m.abs() < near_zero
+    frames.append(make_flags(data.index[near], "near_zero_margin", near_zero - m[near].abs(),
+                             [f"margin {a:+.3f} nats: the reference cannot tell the two apart" for a in m[near]]))
+    cols = [c for c in ("prompt_truncated", "chosen_truncated", "rejected_truncated") if c in s.columns]
+    if cols:
+        dropped = s[cols].sum(axis=1).to_numpy(dtype=float)
+        cut = dropped > 0
+        frames.append(make_flags(data.index[cut], "truncated", dropped[cut],
+                                 [f"{int(d)} token(s) cut to fit max_length" for d in dropped[cut]]))
+    return concat_flags(frames)
+
+
+def select_by_margin(margins: AnalyzerResult | pd.DataFrame | pd.Series, *, drop_low: float = 0.0,
+                     drop_high: float = 0.0, per_token: bool = False) -> pd.Index:
+    """Pair ids to keep for training after dropping the lowest and highest reference margins.
+
+    ``drop_low`` / ``drop_high`` are the fractions of pairs to drop at each end (pairs the
+    reference ranks most strongly the other way, which are often mislabelled, and pairs it
+    already ranks right by far, which teach little). Exactly ``floor(fraction x n)`` pairs are
+    dropped at each end; equal margins are broken by ``pair_id``. ``margins`` is the
+    margins result, its ``pair_data``, or a Series of margins indexed by ``pair_id``;
+    ``per_token`` ranks by the length-normalised margin instead. Kept ids are returned in their
+    original order.
+    """
+    if not (0 <= drop_low < 1 and 0 <= drop_high < 1 and drop_low + drop_high < 1):
+        raise ConfigError(f"select_by_margin: need 0 <= drop_low, drop_high and drop_low + drop_high < 1, "
+                          f"got {drop_low}, {drop_high}")
+    if isinstance(margins, AnalyzerResult):
+        if margins.pair_data is None:
+            raise ConfigError("select_by_margin: this margins result has no per-pair data")
+        margins = margins.pair_data
+    if isinstance(margins, pd.DataFrame):
+        margins = margins["reference_margin_per_token" if per_token else "reference_margin"]
+    values = pd.Series(margins, dtype="float64")
+    n = len(values)
+    order = pd.DataFrame({"m": values.to_numpy(), "id": values.index.astype(str)}).sort_values(
+        ["m", "id"], kind="mergesort", na_position="first").index.to_numpy()
+    n_low, n_high = int(np.floor(drop_low * n)), int(np.floor(drop_high * n))
+    keep = np.zeros(n, dtype=bool)
+    keep[order[n_low:n - n_high]] = True
+    return values.index[keep]
