@@ -45,16 +45,16 @@ def normalize_text(texts: pd.Series) -> pd.Series:
 def encoding_damage(texts: pd.Series) -> pd.Series:
     """Per text, the first sign of encoding damage as a short description, or "" if none.
 
-    Checked in order: the U+FFFD replacement character, a mojibake sequence (see
-    :data:`MOJIBAKE_RE`), a control character (see :data:`CONTROL_RE`).
+    Checked in order: a mojibake sequence (see :data:`MOJIBAKE_RE`; the most specific sign),
+    the U+FFFD replacement character, a control character (see :data:`CONTROL_RE`).
     """
     s = pd.Series(texts, dtype=object).astype(str)
     out = pd.Series([""] * len(s), index=s.index, dtype=object)
-    repl = s.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy(dtype=bool)
-    out[repl] = "U+FFFD replacement character"
     moj = s.str.extract(f"({MOJIBAKE_RE.pattern})", expand=False)
-    has_moj = moj.notna().to_numpy(dtype=bool) & ~repl
+    has_moj = moj.notna().to_numpy(dtype=bool)
     out[has_moj] = "mojibake " + moj[has_moj].map(repr)
+    repl = s.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy(dtype=bool) & ~has_moj
+    out[repl] = "U+FFFD replacement character"
     ctrl = s.str.extract(f"({CONTROL_RE.pattern})", expand=False)
     has_ctrl = ctrl.notna().to_numpy(dtype=bool) & (out == "").to_numpy(dtype=bool)
     out[has_ctrl] = "control character " + ctrl[has_ctrl].map(lambda c: f"U+{ord(c):04X}")

@@ -51,6 +51,8 @@ LOAD_FLAG_DETAILS: dict[str, str] = {
 }
 _TRUNCATION_SCORE = {"unclosed code fence": 1.0, "ends mid-sentence": 0.8, "ends with an ellipsis": 0.6}
 _MAD_TO_SD = 0.6745
+#: Fewest non-empty responses for which length outliers are computed.
+_MIN_LENGTH_SAMPLE = 20
 _N_HIST_BINS = 30
 _N_REPEATED_PROMPTS = 10
 _EXCERPT = 60
@@ -256,7 +258,9 @@ def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, lengt
     ec = (chosen.str.strip() == "").to_numpy(dtype=bool)
     er = (rejected.str.strip() == "").to_numpy(dtype=bool)
     pooled = np.concatenate([lc[~ec], lr[~er]])
-    if pooled.size == 0:
+    if pooled.size < _MIN_LENGTH_SAMPLE:
+        result.notes.append(f"Only {pooled.size} non-empty responses; length outliers need at least "
+                            f"{_MIN_LENGTH_SAMPLE} for a stable median and MAD and were not computed.")
         return make_flags([], "length_outlier")
     med = float(np.median(pooled))
     mad = float(np.median(np.abs(pooled - med)))
