@@ -1,0 +1,274 @@
+"""Agreement analyzer: published PandaLM figures, planted defects, single-label data, properties."""
+
+from __future__ import annotations
+
+import json
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from prefaudit import load
+from prefaudit.analyzers import bootstrap, reliability
+from prefaudit.analyzers.agreement import analyze_agreement, neutral_label_matrix
+from prefaudit.analyzers.simulate import simulate_judgements
+from prefaudit.audit import audit
+from prefaudit.errors import ConfigError, SchemaError
+from prefaudit.schema import to_pairs
+
+FIXED = ["agreement.raw_agreement", "agreement.krippendorff_alpha", "agreement.krippendorff_alpha_low",
+         "agreement.krippendorff_alpha_high", "agreement.fleiss_kappa", "agreement.flip_rate"]
+
+
+@pytest.fixture(scope="module")
+def pandalm(sample_dir):
+    table, _ = load(sample_dir / "pandalm_testset_v1.json")
+    return table
+
+
+@pytest.fixture(scope="module")
+def pandalm_result(pandalm):
+    return analyze_agreement(pandalm, n_bootstrap=500)
+
+
+def pandalm_source_matrix(path) -> np.ndarray:
+    """PandaLM labels straight from the JSON, coded 0 = response1, 1 = response2, 2 = tie."""
+    records = json.loads(path.read_text(encoding="utf-8"))
+    raw = np.array([[r[f"annotator{k}"] for k in (1, 2, 3)] for r in records])
+    return np.select([raw == 1, raw == 2, raw == 0], [0, 1, 2]).astype("float64")
+
+
+def test_pandalm_reproduces_published_kappas_fleiss_and_raw_agreement(pandalm_result):
+    kappa = pandalm_result.tables["cohen_kappa"]
+    assert kappa.loc["annotator1", "annotator2"] == pytest.approx(0.852, abs=0.005)
+    assert kappa.loc["annotator1", "annotator3"] == pytest.approx(0.879, abs=0.005)
+    assert kappa.loc["annotator2", "annotator3"] == pytest.approx(0.862, abs=0.005)
+    m = pandalm_result.metrics
+    assert m["fleiss_kappa"].value == pytest.approx(0.864, abs=0.0005)
+    assert m["raw_agreement"].value == pytest.approx(0.920, abs=0.0005)
+    assert m["n_annotators"].value == 3 and m["n_pairs_multi"].value == 999
+
+
+def test_pandalm_alpha_equals_krippendorff_package(pandalm, pandalm_result, sample_dir):
+    matrix, _ = neutral_label_matrix(pandalm)
+    expected = krippendorff.alpha(reliability_data=matrix.to_numpy().T, level_of_measurement="nominal")
+    alpha = pandalm_result.metrics["krippendorff_alpha"]
+    assert alpha.value == pytest.approx(expected, abs=1e-9)
+    assert alpha.low < alpha.value < alpha.high
+    source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
+    assert reliability.krippendorff_alpha(source) == pytest.approx(
+        krippendorff.alpha(reliability_data=source.T, level_of_measurement="nominal"), abs=1e-9)
+
+
+def test_alpha_matches_package_with_missing_labels(sample_dir):
+    source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
+    rng = np.random.default_rng(3)
+    source[rng.random(source.shape) < 0.3] = np.nan
+    expected = krippendorff.alpha(reliability_data=source.T, level_of_measurement="nominal")
+    assert reliability.krippendorff_alpha(source) == pytest.approx(expected, abs=1e-9)
+    assert np.isnan(reliability.fleiss_kappa(reliability.category_counts(source)))
+
+
+def test_orientation_does_not_depend_on_which_judgement_comes_first(pandalm, pandalm_result):
+    reordered = pandalm.iloc[::-1].reset_index(drop=True)
+    again = analyze_agreement(reordered, n_bootstrap=500)
+    for name in ("krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa", "flip_rate"):
+        assert again.metrics[name] == pandalm_result.metrics[name], name
+
+
+def test_kappa_meanings_warn_about_skewed_marginals(pandalm_result):
+    for name in ("krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa"):
+        assert "skewed label shares" in pandalm_result.metrics[name].meaning
+    assert "rDPO" in pandalm_result.metrics["flip_rate"].meaning
+
+
+def test_pair_data_posterior_refers_to_the_to_pairs_label(pandalm, pandalm_result):
+    data = pandalm_result.pair_data
+    pairs = to_pairs(pandalm).set_index("pair_id").loc[data.index]
+    first_chosen = pandalm.groupby("pair_id", sort=False)["chosen"].first().loc[data.index]
+    expected_final = np.where(pairs["tie"], 2, np.where(pairs["chosen"] == first_chosen, 0, 1))
+    assert (data["final_label"].to_numpy() == expected_final).all()
+    rows = np.arange(len(data))
+    posterior = data[["p_a", "p_b", "p_tie"]].to_numpy()
+    assert np.allclose(posterior.sum(axis=1), 1.0)
+    assert np.allclose(data["consensus_posterior"], posterior[rows, expected_final])
+    split = data["majority_share"] < 1
+    assert split.sum() == 120  # the dataset README: 120 items with a 2-vs-1 disagreement
+    assert data.loc[split, "consensus_posterior"].max() < data.loc[~split, "consensus_posterior"].min()
+    contested = data["contested"]
+    assert not (contested & ~split).any() and contested.sum() >= 100
+    # the 2-vs-1 splits left unflagged are "tie, tie, X": annotators rarely call a tie wrongly
+    assert (data.loc[split & ~contested, "final_label"] == 2).all()
+
+
+def test_planted_random_annotator_is_found_on_real_labels(pandalm):
+    rng = np.random.default_rng(7)
+    noisy = pandalm.copy()
+    rows = (noisy["annotator"] == "annotator2").to_numpy() & (rng.random(len(noisy)) < 0.6)
+    noisy.loc[rows, ["chosen", "rejected"]] = noisy.loc[rows, ["rejected", "chosen"]].to_numpy()
+    noisy.loc[rows, "tie"] = False
+    clean = analyze_agreement(pandalm, n_bootstrap=200)
+    res = analyze_agreement(noisy, n_bootstrap=200)
+    ann = res.tables["annotators"]
+    assert ann.index[-1] == "annotator2" and ann.loc["annotator2", "rank"] == 3
+    assert ann.loc["annotator2", "ds_accuracy"] < 0.6 < ann.loc["annotator1", "ds_accuracy"]
+    assert res.metrics["krippendorff_alpha"].high < clean.metrics["krippendorff_alpha"].low
+
+
+def test_planted_even_splits_are_flagged(pandalm):
+    ids = pandalm["pair_id"].unique()
+    labels = neutral_label_matrix(pandalm)[0]
+    split_ids = list(labels.index[labels["annotator1"] != labels["annotator2"]][:5])
+    assert len(split_ids) == 5
+    trimmed = pandalm[~(pandalm["pair_id"].isin(split_ids) & (pandalm["annotator"] == "annotator3"))]
+    res = analyze_agreement(trimmed, n_bootstrap=100)
+    flags = res.pair_flags[res.pair_flags["reason"] == "contested"]
+    assert set(split_ids) <= set(flags["pair_id"])
+    assert flags.set_index("pair_id").loc[split_ids, "detail"].str.startswith("even split").all()
+    assert res.metrics["fleiss_kappa"].value is None
+    assert any("fleiss_kappa" in n for n in res.notes)
+    assert len(ids) == len(res.pair_data)
+
+
+def test_simulation_flip_rate_matches_realized_majority_errors():
+    table, truth = simulate_judgements(2000, [0.8, 0.75, 0.7], missing=0.0, seed=11)
+    res = analyze_agreement(table, n_bootstrap=300)
+    data = res.pair_data
+    decided = data["final_label"] != 2
+    realized = float((data["final_label"] != truth)[decided].mean())
+    assert 0.12 < realized < 0.19  # three weak annotators: the majority is wrong about 15% of the time
+    flip = res.metrics["flip_rate"]
+    assert flip.value == pytest.approx(realized, abs=0.03)
+    assert flip.low < flip.value < flip.high
+
+
+def test_simulation_consensus_beats_majority_and_ranks_the_weak_annotator_last():
+    accuracies = [0.95, 0.9, 0.8, 0.65, 0.55]
+    table, truth = simulate_judgements(2000, accuracies, missing=0.1, seed=5)
+    res = analyze_agreement(table, n_bootstrap=200)
+    ann = res.tables["annotators"]
+    assert ann.index[-1] == "ann5"
+    for j, acc in enumerate(accuracies):
+        assert ann.loc[f"ann{j + 1}", "ds_accuracy"] == pytest.approx(acc, abs=0.05)
+    consensus = float((res.pair_data["consensus_label"] == truth).mean())
+    final = res.pair_data["final_label"]
+    majority = float(((final == truth) + 0.5 * (final == 2)).mean())  # level votes: a coin flip
+    assert consensus > majority + 0.02
+    flagged = res.pair_flags[res.pair_flags["reason"] == "consensus_disagrees_with_final_label"]
+    wrong_final = set(final.index[final != truth])  # a level vote gives a tie: always wrong here
+    assert len(flagged) and len(set(flagged["pair_id"]) & wrong_final) / len(flagged) > 0.8
+
+
+def test_single_label_table_gives_no_fake_numbers(sample_dir):
+    table, _ = load(sample_dir / "hh_rlhf_harmless_test_300.jsonl")
+    res = analyze_agreement(table)
+    for name in ("raw_agreement", "krippendorff_alpha", "fleiss_kappa", "flip_rate", "contested_share"):
+        assert res.metrics[name].value is None, name
+    assert any("cannot be computed" in n for n in res.notes)
+    assert res.pair_data is None and res.pair_flags.empty
+
+    pair_ids = table["pair_id"].unique()
+    proxy = pd.Series(np.linspace(0.0, 0.4, len(pair_ids)), index=pair_ids, name="length.noise_proxy")
+    with_proxy = analyze_agreement(table, noise_proxy=proxy, n_bootstrap=300)
+    flip = with_proxy.metrics["flip_rate"]
+    assert flip.value == pytest.approx(0.2)
+    assert flip.low < 0.2 < flip.high
+    assert "length.noise_proxy" in flip.meaning
+    assert with_proxy.metrics["krippendorff_alpha"].value is None
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        analyze_agreement(table, noise_proxy=proxy * 5)
+
+
+def test_bad_parameters_raise_config_errors(pandalm):
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        analyze_agreement(pandalm, n_bootstrap=0)
+    with pytest.raises(ConfigError, match="contested_threshold"):
+        analyze_agreement(pandalm, contested_threshold=1.5)
+    with pytest.raises(SchemaError, match="row 1, column 0"):
+        reliability.category_counts(np.array([[0.0, 1.0], [3.0, np.nan]]))
+
+
+def test_audit_end_to_end_writes_fixed_metrics_and_contested_flags(pandalm, tmp_path):
+    result = audit(pandalm, ["agreement"], seed=3)
+    for key in FIXED:
+        assert result.metrics[key] is not None, key
+    flags = result.pair_flags()
+    n_contested = int(result.results["agreement"].pair_data["contested"].sum())
+    assert n_contested >= 100 and (flags["reason"] == "contested").sum() == n_contested
+    paths = result.write(tmp_path)
+    saved = json.loads(paths["audit"].read_text())
+    assert set(FIXED) <= set(saved["metrics"])
+    csv = pd.read_csv(paths["pair_flags"])
+    assert (csv["reason"] == "contested").sum() == n_contested
+
+
+def test_seeded_results_are_identical_and_seed_matters(pandalm, pandalm_result):
+    again = analyze_agreement(pandalm, n_bootstrap=500)
+    assert again.flat_metrics() == pandalm_result.flat_metrics()
+    pd.testing.assert_frame_equal(again.pair_data, pandalm_result.pair_data)
+    other = analyze_agreement(pandalm, n_bootstrap=500, seed=1)
+    assert other.metrics["krippendorff_alpha"].low != pandalm_result.metrics["krippendorff_alpha"].low
+    assert other.metrics["krippendorff_alpha"].value == pandalm_result.metrics["krippendorff_alpha"].value
+
+
+# ---- properties ---------------------------------------------------------------------------
+
+label_cells = st.sampled_from([0.0, 1.0, 2.0, np.nan])
+matrices = st.tuples(st.integers(2, 40), st.integers(2, 5)).flatmap(
+    lambda shape: arrays("float64", shape, elements=label_cells))
+
+
+@settings(max_examples=150, deadline=None)
+@given(matrices)
+def test_alpha_matches_krippendorff_and_ignores_ab_relabelling(labels):
+    alpha = reliability.krippendorff_alpha(labels)
+    swapped = np.where(labels == 2, 2, 1 - labels)
+    assert np.isclose(reliability.krippendorff_alpha(swapped), alpha, equal_nan=True, atol=1e-12)
+    counts = reliability.category_counts(labels)
+    pairable = counts.sum(axis=1) >= 2
+    if pairable.any() and (counts[pairable].sum(axis=0) > 0).sum() >= 2:
+        expected = krippendorff.alpha(reliability_data=labels.T, level_of_measurement="nominal")
+        assert alpha == pytest.approx(expected, abs=1e-9)
+    else:
+        assert np.isnan(alpha)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(2, 5)), min_size=2, max_size=40)
+       .filter(lambda units: len({u[0] for u in units}) >= 2))
+def test_perfect_agreement_gives_alpha_one(units):
+    labels = np.full((len(units), 5), np.nan)
+    for i, (value, n) in enumerate(units):
+        labels[i, :n] = value
+    assert reliability.krippendorff_alpha(labels) == pytest.approx(1.0)
+    assert reliability.raw_agreement(reliability.category_counts(labels)) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(30, 300), st.integers(0, 10_000), st.integers(0, 2**31 - 1))
+def test_bootstrap_interval_contains_estimate_and_ignores_pair_order(n_pairs, data_seed, seed):
+    table, _ = simulate_judgements(n_pairs, [0.9, 0.75, 0.6], missing=0.2, tie_rate=0.1, seed=data_seed)
+    counts = reliability.category_counts(neutral_label_matrix(table)[0].to_numpy())
+    parts = reliability.alpha_parts(counts)
+    alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
+    sums = bootstrap.bootstrap_sums(parts, 400, seed)
+    low, high = bootstrap.percentile_interval(reliability.alpha_from_totals(sums))
+    assert low <= alpha <= high
+    perm = np.random.default_rng(data_seed).permutation(len(parts))
+    assert np.array_equal(bootstrap.bootstrap_sums(parts[perm], 400, seed), sums)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000))
+def test_permuting_pairs_changes_nothing(data_seed):
+    table, _ = simulate_judgements(150, [0.9, 0.8, 0.6, 0.55], missing=0.15, tie_rate=0.1, seed=data_seed)
+    order = np.random.default_rng(data_seed).permutation(table["pair_id"].unique())
+    shuffled = table.set_index("pair_id").loc[order].reset_index()
+    a = analyze_agreement(table, n_bootstrap=200)
+    b = analyze_agreement(shuffled, n_bootstrap=200)
+    assert a.flat_metrics() == pytest.approx(b.flat_metrics(), abs=1e-12, nan_ok=True)
+    pd.testing.assert_frame_equal(a.pair_data, b.pair_data.loc[a.pair_data.index], atol=1e-12)
