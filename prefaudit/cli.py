@@ -149,6 +149,45 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return verdict.exit_code(args.strict)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from prefaudit.train import GateRefused, TrainConfig, train_dpo
+
+    loaded = _load(args)
+    analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
+    config = TrainConfig(loss=args.loss, beta=args.beta, learning_rate=args.learning_rate, max_steps=args.steps,
+                         batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+                         backend=args.backend)
+    label_noise = args.label_noise if args.label_noise in (None, "audit") else _rate(args.label_noise)
+    drop = tuple(r.strip() for r in args.drop_flags.split(",") if r.strip()) if args.drop_flags else ()
+    cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+    try:
+        run = train_dpo(loaded.table, args.model, args.output_dir, policy=args.policy, force=args.force,
+                        strict=args.strict, config=config, label_noise=label_noise, drop_flags=drop,
+                        length_balance=args.length_balance, holdout=args.holdout, lora=args.lora,
+                        analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
+                        cache_dir=args.cache_dir)
+    except GateRefused as refused:
+        _print_verdict(refused.verdict)
+        print("prefaudit: training refused by the gate; no model was written (use --force to override, "
+              "which is recorded)", file=sys.stderr)
+        return EXIT_FAIL
+    _print_verdict(run.verdict)
+    if run.forced:
+        print("prefaudit: training FORCED despite the gate (recorded in prefaudit_train.json)", file=sys.stderr)
+    after = run.metadata["held_out_after"]
+    tail = f", held-out reward accuracy {after['reward_accuracy']:.3f}" if after else ""
+    print(f"trained {run.metadata['pairs']['trained']} pairs, final loss {run.metadata['final_train_loss']:.4f}"
+          f"{tail}; saved to {run.output_dir}")
+    return EXIT_PASS
+
+
+def _rate(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise PrefauditError(f"--label-noise: expected a number or 'audit', got {text!r}") from None
+
+
 def _print_metrics(metrics: dict[str, float | None]) -> None:
     for key, value in metrics.items():
         shown = "not measured" if value is None else f"{value:.4g}"
@@ -196,6 +235,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_args(p)
     p.add_argument("--out", default=None, help="folder for verdict.json (default: the audit's folder)")
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("train", help="audit, gate, then DPO-train a model; refuses on FAIL unless --force")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="model to train (and reference): local dir, .gguf file or 'smollm2'")
+    p.add_argument("--output-dir", required=True, help="where the model, prefaudit_train.json and run.log go")
+    _add_gate_args(p)
+    p.add_argument("--force", action="store_true", help="train even if the gate fails (recorded in the metadata)")
+    p.add_argument("--analyzers", default=None, help="analyzers the gating audit runs (default as `audit`)")
+    p.add_argument("--loss", default="sigmoid", choices=["sigmoid", "ipo", "robust", "cdpo", "length_reg", "cpo"],
+                   help="sigmoid (DPO), ipo, robust (rDPO), cdpo, length_reg (R-DPO), cpo (default sigmoid)")
+    p.add_argument("--label-noise", default=None,
+                   help="flip rate for robust/cdpo: a number or 'audit' (agreement.flip_rate; the default)")
+    p.add_argument("--drop-flags", default=None,
+                   help="comma-separated flag reasons whose pairs are dropped, e.g. "
+                        "contradictory_duplicate,empty_response; 'all' drops every flagged pair")
+    p.add_argument("--length-balance", action="store_true", help="train on a length-balanced subsample")
+    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
+    p.add_argument("--learning-rate", type=float, default=5e-5, help="learning rate (default 5e-5)")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
+    p.add_argument("--max-length", type=int, default=512, help="tokens per prompt+response (default 512)")
+    p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of all weights")
+    p.add_argument("--backend", default="auto", choices=["auto", "trl", "own"],
+                   help="auto: TRL's DPOTrainer for sigmoid/ipo/robust, our loop otherwise")
+    p.add_argument("--seed", type=int, default=0, help="seed for the audit, the split and training")
+    p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("formats", help="list the input formats prefaudit reads")
     p.set_defaults(func=cmd_formats)

@@ -1,0 +1,199 @@
+"""DPO on a pair table: encoding, sequence log-probs, two training back ends, evaluation.
+
+Losses TRL's ``DPOTrainer`` implements (``sigmoid``, ``ipo``, ``robust``) train with TRL
+(:func:`train_trl`); the others (``cdpo``, ``length_reg``, ``cpo``, see
+:mod:`prefaudit.train.losses`) train with a compact loop of our own on transformers
+(:func:`train_own`). Both encode text the way TRL does (prompt and prompt+response tokenized,
+the response starting where they diverge, EOS appended, start kept on truncation), so
+:func:`preference_metrics` measures the same sequences either back end trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prefaudit.train.losses import LOSSES, preference_loss
+
+#: Losses trained with TRL's DPOTrainer, as its ``loss_type``.
+TRL_LOSSES: dict[str, str] = {"sigmoid": "sigmoid", "ipo": "ipo", "robust": "robust"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training options.
+
+    ``eps`` is the label-noise rate of ``robust``/``cdpo`` (the flip rate), ``alpha`` the
+    per-token length penalty of ``length_reg``, ``nll_weight`` the weight of CPO's likelihood
+    term; ``backend`` is ``"auto"`` (TRL where it has the loss), ``"trl"`` or ``"own"``.
+    """
+
+    loss: str = "sigmoid"
+    beta: float = 0.1
+    eps: float = 0.0
+    alpha: float = 0.0
+    nll_weight: float = 1.0
+    learning_rate: float = 5e-5
+    max_steps: int = 100
+    batch_size: int = 8
+    max_length: int = 512
+    seed: int = 0
+    backend: str = "auto"
+
+    def resolved_backend(self) -> str:
+        """``"trl"`` or ``"own"``: which loop trains this loss."""
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        if self.backend == "auto":
+            return "trl" if self.loss in TRL_LOSSES else "own"
+        if self.backend == "trl" and self.loss not in TRL_LOSSES:
+            raise ValueError(f"TRL's DPOTrainer has no {self.loss!r} loss; use backend 'own'")
+        if self.backend not in ("trl", "own"):
+            raise ValueError(f"backend must be 'auto', 'trl' or 'own', got {self.backend!r}")
+        return self.backend
+
+
+def encode(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
+    """Token ids of prompt + response + EOS and the index where the response starts (as TRL does)."""
+    eos = tokenizer.eos_token or ""
+    if eos and not response.endswith(eos):
+        response = response + eos
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    full = tokenizer(prompt + response)["input_ids"]
+    start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full, strict=False)) if a != b),
+                 min(len(prompt_ids), len(full)))
+    return full[:max_length], min(start, max_length)
+
+
+def sequence_logps(model: Any, tokenizer: Any, prompts: list[str], responses: list[str],
+                   max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of each response given its prompt, and its token count.
+
+    Differentiable when called with gradients enabled. Sequences are right-padded.
+    """
+    encoded = [encode(tokenizer, p, r, max_length) for p, r in zip(prompts, responses, strict=True)]
+    width = max(len(ids) for ids, _ in encoded)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(encoded), width), dtype=torch.long)
+    resp = torch.zeros((len(encoded), width), dtype=torch.bool)
+    for i, (seq, start) in enumerate(encoded):
+        ids[i, :len(seq)] = torch.tensor(seq)
+        attn[i, :len(seq)] = 1
+        resp[i, start:len(seq)] = True
+    ids, attn, resp = ids.to(device), attn.to(device), resp.to(device)
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+    target_mask = resp[:, 1:]
+    token_logps = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token_logps * target_mask).sum(dim=1), target_mask.sum(dim=1)
+
+
+def _pair_logps(model: Any, tokenizer: Any, pairs: pd.DataFrame, max_length: int) -> tuple[torch.Tensor, ...]:
+    prompts = pairs["prompt"].tolist()
+    lc, nc = sequence_logps(model, tokenizer, prompts, pairs["chosen"].tolist(), max_length)
+    lr, nr = sequence_logps(model, tokenizer, prompts, pairs["rejected"].tolist(), max_length)
+    return lc, lr, nc, nr
+
+
+@torch.no_grad()
+def preference_metrics(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, *, beta: float = 0.1,
+                       max_length: int = 512, batch_size: int = 16) -> dict[str, float]:
+    """How the policy ranks each pair relative to the reference.
+
+    ``reward_accuracy``: share of pairs whose implicit reward beta*(logp - ref) is strictly
+    higher for the chosen answer (0 before training, when policy == reference);
+    ``dpo_loss``: mean sigmoid DPO loss (log 2 before training); ``mean_margin``: mean
+    implicit-reward margin chosen - rejected, in nats times beta.
+    """
+    was_training = model.training
+    model.eval()
+    h_all = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs.iloc[start:start + batch_size]
+        lc, lr, _, _ = _pair_logps(model, tokenizer, chunk, max_length)
+        rc, rr, _, _ = _pair_logps(ref_model, tokenizer, chunk, max_length)
+        h_all.append(((lc - rc) - (lr - rr)).cpu())
+    model.train(was_training)
+    h = torch.cat(h_all).double()
+    return {"reward_accuracy": float((h > 0).double().mean()),
+            "dpo_loss": float(torch.nn.functional.softplus(-beta * h).mean()),
+            "mean_margin": float((beta * h).mean()), "n_pairs": int(len(h))}
+
+
+def train_own(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, config: TrainConfig) -> list[dict]:
+    """Train ``model`` in place with :func:`~prefaudit.train.losses.preference_loss`; return the step log.
+
+    Batches are drawn from seeded permutations of ``pairs`` (epoch after epoch); AdamW at a
+    constant learning rate. The reference log-probs are computed once up front.
+    """
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    need_ref = config.loss != "cpo"
+    ref = _reference_logps(ref_model, tokenizer, pairs, config) if need_ref else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    model.train()
+    order = np.empty(0, dtype=int)
+    log = []
+    for step in range(1, config.max_steps + 1):
+        if len(order) < config.batch_size:
+            order = np.concatenate([order, rng.permutation(len(pairs))])
+        idx, order = order[:config.batch_size], order[config.batch_size:]
+        lc, lr, nc, nr = _pair_logps(model, tokenizer, pairs.iloc[idx], config.max_length)
+        loss_per_pair = preference_loss(
+            config.loss, logp_chosen=lc, logp_rejected=lr,
+            ref_chosen=None if ref is None else ref[0][idx], ref_rejected=None if ref is None else ref[1][idx],
+            len_chosen=nc, len_rejected=nr, beta=config.beta, eps=config.eps, alpha=config.alpha,
+            nll_weight=config.nll_weight)
+        loss = loss_per_pair.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        entry = {"step": step, "loss": float(loss.detach())}
+        if ref is not None:
+            h = ((lc - ref[0][idx]) - (lr - ref[1][idx])).detach()
+            entry.update({"rewards/accuracies": float((h > 0).float().mean()),
+                          "rewards/margins": float(config.beta * h.mean())})
+        log.append(entry)
+    return log
+
+
+@torch.no_grad()
+def _reference_logps(ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, config: TrainConfig) -> tuple[torch.Tensor, ...]:
+    parts = [_pair_logps(ref_model, tokenizer, pairs.iloc[s:s + config.batch_size], config.max_length)[:2]
+             for s in range(0, len(pairs), config.batch_size)]
+    device = next(ref_model.parameters()).device
+    return (torch.cat([p[0] for p in parts]).to(device), torch.cat([p[1] for p in parts]).to(device))
+
+
+def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, config: TrainConfig,
+              output_dir: str) -> list[dict]:
+    """Train ``model`` in place with TRL's ``DPOTrainer``; return TRL's log history.
+
+    ``robust`` passes ``eps`` as TRL's ``label_smoothing`` (its flip rate). The reference is
+    always passed explicitly (TRL 1.16 would otherwise try to reload it from the hub).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(
+        output_dir=output_dir, per_device_train_batch_size=config.batch_size, max_steps=config.max_steps,
+        learning_rate=config.learning_rate, lr_scheduler_type="constant", beta=config.beta,
+        loss_type=[TRL_LOSSES[config.loss]], label_smoothing=config.eps if config.loss == "robust" else 0.0,
+        logging_steps=1, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
+        max_length=config.max_length, dataloader_num_workers=0, seed=config.seed, data_seed=config.seed,
+        disable_tqdm=True)
+    data = Dataset.from_dict({c: pairs[c].tolist() for c in ("prompt", "chosen", "rejected")})
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=data,
+                         processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # the step log goes to run.log, not stdout
+    trainer.train()
+    return [dict(e) for e in trainer.state.log_history]
