@@ -8,6 +8,7 @@ plot follows the data's shape, not its key name (analyzers name their figures fr
   (agreement's pairwise kappa);
 * ``x``/``y`` point lists, optionally grouped -> scatter map (coverage's 2-D prompt map);
 * ``counts`` with bin ``edges`` or a long list of raw values -> histogram (margins);
+* an increasing x series with y series along it -> line plot (length's logistic curve);
 * labels with one numeric series, optionally with ``low``/``high`` -> bars with error bars
   (per-annotator reliability, share-chosen-longer by length-difference bin, flags by reason).
 
@@ -41,10 +42,16 @@ RASTER_POINTS = 2000
 #: Bars shown at most in one bar chart (the largest first when there are more).
 MAX_BARS = 40
 MAX_LABEL = 40
+#: An increasing numeric series this long or longer is read as the x axis of a line plot.
+MIN_LINE = 8
 RC = {"svg.fonttype": "none", "svg.hashsalt": "prefaudit", "text.parse_math": False,
       "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False}
-LABEL_KEYS = ("labels", "label", "annotators", "names", "bins", "bin_labels", "reasons", "clusters", "categories")
+LABEL_KEYS = ("labels", "label", "annotators", "annotator", "names", "bin_labels", "reasons", "reason", "clusters",
+              "cluster", "categories")
+EXTRA_KEYS = ("low", "high", "edges", "bin_edges")
 VALUE_KEYS = ("share", "value", "values", "reliability", "accuracy", "rate", "count", "counts", "mean")
+#: A map of named whole numbers is drawn as bars only when its figure name says it holds counts.
+COUNT_WORDS = ("count", "reason", "per_", "by_", "n_")
 GROUP_KEYS = ("cluster", "clusters", "group", "groups", "label", "labels", "kind", "set", "is_target", "source")
 
 
@@ -61,8 +68,10 @@ class DrawnFigure:
 def draw(spec: FigureSpec) -> DrawnFigure:
     """Draw one figure from its saved data, choosing the plot from the data's shape."""
     data = spec.data
+    if data is None or (isinstance(data, (Mapping, list, str)) and not data):
+        return DrawnFigure(spec.title, "missing")
     for kind, parse, plot in _KINDS:
-        parsed = parse(data)
+        parsed = parse(data, spec.name)
         if parsed is not None:
             with plt.rc_context(RC):
                 fig = plot(parsed, spec)
@@ -98,7 +107,7 @@ def _label(x: Any) -> str:
     return s if len(s) <= MAX_LABEL else s[: MAX_LABEL - 1] + "…"
 
 
-def _parse_matrix(data: Any) -> dict[str, Any] | None:
+def _parse_matrix(data: Any, spec_name: str) -> dict[str, Any] | None:
     if not isinstance(data, Mapping):
         return None
     mat = None
@@ -115,7 +124,7 @@ def _parse_matrix(data: Any) -> dict[str, Any] | None:
     return {"matrix": mat, "labels": labels}
 
 
-def _parse_points(data: Any) -> dict[str, Any] | None:
+def _parse_points(data: Any, spec_name: str) -> dict[str, Any] | None:
     if not isinstance(data, Mapping):
         return None
     x, y = _numbers(data.get("x")), _numbers(data.get("y"))
@@ -133,14 +142,16 @@ def _parse_points(data: Any) -> dict[str, Any] | None:
     return {"x": x, "y": y, "groups": groups}
 
 
-def _parse_histogram(data: Any) -> dict[str, Any] | None:
+def _parse_histogram(data: Any, spec_name: str) -> dict[str, Any] | None:
     if isinstance(data, Mapping):
         edges = next((e for k in ("edges", "bin_edges", "bins") if (e := _numbers(data.get(k))) is not None), None)
-        if edges is not None and len(edges) >= 2:
+        if edges is not None and len(edges) >= 2 and np.isfinite(edges).all() and (np.diff(edges) > 0).all():
             series = {str(k): a for k, v in data.items() if k not in ("edges", "bin_edges", "bins", "low", "high")
                       and (a := _numbers(v)) is not None and len(a) == len(edges) - 1}
-            if series:
-                unit = data.get("unit") or data.get("xlabel")
+            counts_only = all(np.isfinite(a).all() and (a >= 0).all() and (a == np.round(a)).all()
+                              for a in series.values())
+            if series and counts_only:  # fractional series over bins (shares) are bars, not a histogram
+                unit = next((data[k] for k in ("unit", "xlabel", "x", "label") if isinstance(data.get(k), str)), "")
                 return {"edges": edges, "series": series, "xlabel": str(unit) if unit else ""}
         raw = next((a for k, v in data.items() if k in ("values", "margins", "samples")
                     and (a := _numbers(v)) is not None and len(a) > MAX_BARS), None)
@@ -156,39 +167,59 @@ def _parse_histogram(data: Any) -> dict[str, Any] | None:
     return {"edges": edges, "series": {"pairs": counts.astype(float)}, "xlabel": ""}
 
 
+def _parse_line(data: Any, spec_name: str) -> dict[str, Any] | None:
+    """An increasing x series of at least ``MIN_LINE`` points and the y series measured along it."""
+    if not isinstance(data, Mapping):
+        return None
+    numeric = {str(k): a for k, v in data.items() if (a := _numbers(v)) is not None}
+    if not numeric:
+        return None
+    x_key, x = next(iter(numeric.items()))
+    if len(x) < MIN_LINE or not np.isfinite(x).all() or not (np.diff(x) > 0).all():
+        return None
+    ys = {k: a for k, a in numeric.items() if k != x_key and k not in ("low", "high") and len(a) == len(x)}
+    if not ys:
+        return None
+    low, high = numeric.get("low"), numeric.get("high")
+    band = low is not None and high is not None and len(low) == len(high) == len(x)
+    return {"x": x, "xlabel": x_key, "ys": dict(list(ys.items())[:4]), "low": low if band else None,
+            "high": high if band else None}
+
+
 def _is_scalar_map(data: Any) -> bool:
     return isinstance(data, Mapping) and bool(data) and all(
         (isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None for v in data.values())
 
 
-def _parse_bars(data: Any) -> dict[str, Any] | None:
+def _parse_bars(data: Any, spec_name: str) -> dict[str, Any] | None:
     if _is_scalar_map(data):
-        if not all(isinstance(v, int) and v >= 0 for v in data.values()) or len(data) < 2:
+        if len(data) < 2 or not all(isinstance(v, int) and v >= 0 for v in data.values()) or not any(
+                w in spec_name for w in COUNT_WORDS):
             return None  # a few named numbers (bounds, settings) read better as a table
-        return {"labels": [_label(k) for k in data], "values": _numbers(list(data.values())),
-                "low": None, "high": None}
+        return {"labels": [_label(k) for k in data], "series": {"count": _numbers(list(data.values()))},
+                "low": None, "high": None, "n": None}
     if not isinstance(data, Mapping):
         vals = _numbers(data)
-        return None if vals is None else {"labels": [str(i) for i in range(len(vals))], "values": vals,
-                                           "low": None, "high": None}
-    series = {k: a for k, v in data.items() if (a := _numbers(v)) is not None}
-    value_key = next((k for k in VALUE_KEYS if k in series), None) or next(
-        (k for k in series if k not in ("low", "high", "n", "edges", "bin_edges")), None)
-    if value_key is None:
+        return None if vals is None else {"labels": [str(i) for i in range(len(vals))], "series": {"value": vals},
+                                           "low": None, "high": None, "n": None}
+    label_key = next((k for k in LABEL_KEYS if _labels(data.get(k)) is not None), None)
+    labels = _labels(data[label_key]) if label_key else None
+    numeric = {str(k): a for k, v in data.items() if k != label_key and (a := _numbers(v)) is not None}
+    size = len(labels) if labels is not None else next(
+        (len(a) for k, a in numeric.items() if k not in EXTRA_KEYS), 0)
+    n_key = next((k for k in numeric if (k == "n" or k.startswith("n_")) and len(numeric[k]) == size), None)
+    names = sorted((k for k, a in numeric.items() if len(a) == size and k not in EXTRA_KEYS and k != n_key),
+                   key=lambda k: k not in VALUE_KEYS)[:3]
+    if not size or not names:
         return None
-    vals = series[value_key]
-    labels = next((lab for k in LABEL_KEYS if (lab := _labels(data.get(k))) is not None and len(lab) == len(vals)
-                   and k != value_key), None)
-    edges = next((series[k] for k in ("edges", "bin_edges") if k in series and len(series[k]) == len(vals) + 1), None)
+    edges = next((numeric[k] for k in ("edges", "bin_edges") if k in numeric and len(numeric[k]) == size + 1), None)
     if labels is None and edges is not None:
         labels = [f"{format_number(a)} to {format_number(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    if labels is None:
-        labels = [str(i) for i in range(len(vals))]
-    low, high = series.get("low"), series.get("high")
-    ok = low is not None and high is not None and len(low) == len(high) == len(vals)
-    return {"labels": labels, "values": vals, "low": low if ok else None, "high": high if ok else None,
-            "n": series.get("n") if "n" in series and len(series["n"]) == len(vals) else None,
-            "ylabel": value_key}
+    low, high = numeric.get("low"), numeric.get("high")
+    ok = len(names) == 1 and low is not None and high is not None and len(low) == len(high) == size
+    return {"labels": labels or [str(i) for i in range(size)], "series": {k: numeric[k] for k in names},
+            "low": low if ok else None, "high": high if ok else None,
+            "n": numeric[n_key] if n_key else None}
 
 
 # ---- plots ------------------------------------------------------------------------------
@@ -259,39 +290,66 @@ def _plot_histogram(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
     return fig
 
 
+def _plot_line(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    colors = ("#4477aa", "#ee6677", "#228833", "#ccbb44")
+    for i, (name, y) in enumerate(p["ys"].items()):
+        ax.plot(p["x"], y, color=colors[i % 4], linewidth=1.6, label=name.replace("_", " "))
+    if p["low"] is not None:
+        ax.fill_between(p["x"], p["low"], p["high"], color=colors[0], alpha=0.2, linewidth=0)
+    ax.set_xlabel(p["xlabel"].replace("_", " "))
+    if len(p["ys"]) > 1:
+        ax.legend(frameon=False)
+    else:
+        ax.set_ylabel(next(iter(p["ys"])).replace("_", " "))
+    ax.set_title(spec.title)
+    fig.tight_layout()
+    return fig
+
+
 def _plot_bars(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
-    labels, vals = list(p["labels"]), p["values"]
+    labels, series = list(p["labels"]), dict(p["series"])
     low, high, n = p.get("low"), p.get("high"), p.get("n")
-    if len(vals) > MAX_BARS:
-        keep = np.argsort(-np.nan_to_num(vals, nan=-np.inf), kind="stable")[:MAX_BARS]
-        labels, vals = [labels[i] for i in keep], vals[keep]
+    if len(labels) > MAX_BARS:
+        first = next(iter(series.values()))
+        keep = np.argsort(-np.nan_to_num(first, nan=-np.inf), kind="stable")[:MAX_BARS]
+        labels = [labels[i] for i in keep]
+        series = {k: v[keep] for k, v in series.items()}
         low, high = (None, None) if low is None else (low[keep], high[keep])
         n = None if n is None else n[keep]
     horizontal = max((len(s) for s in labels), default=0) > 8 or len(labels) > 12
-    fig, ax = plt.subplots(figsize=(7.0, max(2.4, 0.28 * len(labels) + 1.0) if horizontal else 3.6))
-    pos = np.arange(len(vals))
-    err = None
-    if low is not None and high is not None:
-        err = np.vstack([np.clip(vals - low, 0, None), np.clip(high - vals, 0, None)])
-        err = np.nan_to_num(err)
+    fig, ax = plt.subplots(figsize=(7.0, max(2.4, 0.3 * len(labels) * len(series) + 1.0) if horizontal else 3.6))
+    pos = np.arange(len(labels))
+    width = 0.8 / len(series)
+    colors = ("#4477aa", "#ee6677", "#228833")
+    for i, (name, vals) in enumerate(series.items()):
+        err = None
+        if low is not None and high is not None:
+            err = np.nan_to_num(np.vstack([np.clip(vals - low, 0, None), np.clip(high - vals, 0, None)]))
+        at = pos + (i - (len(series) - 1) / 2) * width
+        bar = ax.barh if horizontal else ax.bar
+        bar(at, np.nan_to_num(vals), width if not horizontal else width, **{"xerr" if horizontal else "yerr": err},
+            color=colors[i % 3], capsize=2, label=name.replace("_", " "))
     if horizontal:
-        ax.barh(pos, np.nan_to_num(vals), xerr=err, color="#4477aa", capsize=2)
         ax.set_yticks(pos, labels)
         ax.invert_yaxis()
     else:
-        ax.bar(pos, np.nan_to_num(vals), yerr=err, color="#4477aa", capsize=2)
         ax.set_xticks(pos, labels, rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center")
-    finite = vals[np.isfinite(vals)]
+    values = np.concatenate(list(series.values()))
+    finite = values[np.isfinite(values)]
     if spec.analyzer == "length" and finite.size and finite.min() >= 0 and finite.max() <= 1:
         (ax.axvline if horizontal else ax.axhline)(0.5, color="#cc3311", linewidth=1, linestyle="--")
     if n is not None:
+        top = np.nanmax(np.vstack(list(series.values())), axis=0)
         for i, c in enumerate(n):
             if math.isfinite(c):
-                v = float(np.nan_to_num(vals[i]))
+                v = float(np.nan_to_num(top[i]))
                 (ax.text(v, i, f"  n={format_number(c)}", va="center", fontsize=7) if horizontal
                  else ax.text(i, v, f"n={format_number(c)}", ha="center", va="bottom", fontsize=7))
-    if p.get("ylabel"):
-        (ax.set_xlabel if horizontal else ax.set_ylabel)(str(p["ylabel"]).replace("_", " "))
+    if len(series) > 1:
+        ax.legend(frameon=False, fontsize=8, loc="lower right" if horizontal else "best")
+    else:
+        (ax.set_xlabel if horizontal else ax.set_ylabel)(next(iter(series)).replace("_", " "))
     ax.set_title(spec.title)
     fig.tight_layout()
     return fig
@@ -301,6 +359,7 @@ _KINDS = (
     ("heatmap", _parse_matrix, _plot_heatmap),
     ("scatter", _parse_points, _plot_points),
     ("histogram", _parse_histogram, _plot_histogram),
+    ("line", _parse_line, _plot_line),
     ("bars", _parse_bars, _plot_bars),
 )
 
