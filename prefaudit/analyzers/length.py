@@ -105,7 +105,8 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
         _token_metrics(res, pairs, load_tokenizer(tokenizer), max_length, batch_size, pair_data)
     live = ~tie
     if live.sum() == 0:
-        res.notes.append("length: every pair is a tie, so no length bias can be measured.")
+        res.notes.append("length: every pair is a tie, so no length bias can be measured." if len(pairs)
+                         else "length: the table has no pairs.")
         res.pair_data = pair_data
         return res
     _bias_metrics(res, lr[live], "", seed, alpha)
