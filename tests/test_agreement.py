@@ -17,6 +17,7 @@ from prefaudit.analyzers import bootstrap, reliability
 from prefaudit.analyzers.agreement import analyze_agreement, neutral_label_matrix
 from prefaudit.analyzers.simulate import simulate_judgements
 from prefaudit.audit import audit
+from prefaudit.cli import main
 from prefaudit.errors import ConfigError, SchemaError
 from prefaudit.schema import to_pairs
 
@@ -192,18 +193,25 @@ def test_bad_parameters_raise_config_errors(pandalm):
         reliability.category_counts(np.array([[0.0, 1.0], [3.0, np.nan]]))
 
 
-def test_audit_end_to_end_writes_fixed_metrics_and_contested_flags(pandalm, tmp_path):
+def test_audit_end_to_end_carries_fixed_metrics_and_contested_flags(pandalm):
     result = audit(pandalm, ["agreement"], seed=3)
     for key in FIXED:
         assert result.metrics[key] is not None, key
     flags = result.pair_flags()
     n_contested = int(result.results["agreement"].pair_data["contested"].sum())
     assert n_contested >= 100 and (flags["reason"] == "contested").sum() == n_contested
-    paths = result.write(tmp_path)
-    saved = json.loads(paths["audit"].read_text())
+
+
+def test_cli_audit_writes_agreement_metrics_and_contested_pairs(sample_dir, tmp_path, capsys):
+    code = main(["audit", str(sample_dir / "pandalm_testset_v1.json"), "--analyzers", "agreement",
+                 "--out", str(tmp_path), "--no-gate", "--no-pdf"])
+    assert code == 0
+    saved = json.loads((tmp_path / "audit.json").read_text())
     assert set(FIXED) <= set(saved["metrics"])
-    csv = pd.read_csv(paths["pair_flags"])
-    assert (csv["reason"] == "contested").sum() == n_contested
+    assert saved["metrics"]["agreement.fleiss_kappa"] == pytest.approx(0.864, abs=0.0005)
+    csv = pd.read_csv(tmp_path / "pair_flags.csv")
+    contested = csv[csv["reason"] == "contested"]
+    assert len(contested) >= 100 and (contested["analyzer"] == "agreement").all()
 
 
 def test_seeded_results_are_identical_and_seed_matters(pandalm, pandalm_result):

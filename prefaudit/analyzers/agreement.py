@@ -31,9 +31,9 @@ CHANCE_CAVEAT = ("skewed label shares (e.g. mostly 'B' or almost no ties) make i
                  "raw agreement is high; read it next to raw_agreement")
 FLIP_MEANING = ("expected share of final (non-tie) chosen/rejected labels that are the wrong way round "
                 "(a true tie counts half); use as the rDPO noise rate or cDPO label smoothing")
-SINGLE_LABEL_NOTE = ("Agreement cannot be computed: every pair has one label, so there is nothing to "
-                     "compare it with. Reliability, consensus and the Dawid-Skene flip rate need two or "
-                     "more judgements per pair.")
+SINGLE_LABEL_NOTE = ("Agreement cannot be computed from one label per pair: no pair was judged by two "
+                     "different (named) annotators, so there is nothing to compare a label with. "
+                     "Reliability, consensus and the Dawid-Skene flip rate need two or more judgements per pair.")
 N_HIST_BINS = 20
 
 
@@ -78,7 +78,8 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
         raise ConfigError(f"agreement needs n_bootstrap >= 1, 0 < ci < 1 and 0 < contested_threshold <= 1 "
                           f"(got {n_bootstrap}, {ci}, {contested_threshold})")
     params = {"seed": seed, "n_bootstrap": n_bootstrap, "ci": ci, "contested_threshold": contested_threshold,
-              "ds_smoothing": ds_smoothing, "ds_tol": ds_tol, "ds_max_iter": ds_max_iter}
+              "ds_smoothing": ds_smoothing, "ds_tol": ds_tol, "ds_max_iter": ds_max_iter,
+              "noise_proxy": None if noise_proxy is None else str(noise_proxy.name)}
     result = AnalyzerResult(analyzer="agreement", params=params)
     matrix, swapped = neutral_label_matrix(table)
     labels = matrix.to_numpy()
@@ -304,5 +305,6 @@ def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 def _nan_to_none(values: np.ndarray) -> list:
-    return [[None if not np.isfinite(v) else float(v) for v in row] if np.ndim(row) else
-            (None if not np.isfinite(row) else float(row)) for row in np.asarray(values, dtype="float64")]
+    """Nested lists of floats with NaN as None (JSON has no NaN)."""
+    values = np.asarray(values, dtype="float64")
+    return np.where(np.isfinite(values), values, None).tolist()
