@@ -13,6 +13,7 @@ majority of the pair's judgements; a tie when the majority is a tie or A and B a
 
 from __future__ import annotations
 
+import krippendorff
 import numpy as np
 import pandas as pd
 
@@ -99,7 +100,7 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     final = _final_labels(table, matrix.index)
     flip = flip_probability(posterior, final)
     kappa, overlap = reliability.cohen_kappa_matrix(labels)
-    _add_reliability(result, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
+    _add_reliability(result, labels, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
     pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
     result.pair_data = pair_data
     _add_consensus(result, pair_data, fit, contested_threshold)
@@ -180,15 +181,22 @@ _RELIABILITY_MEANINGS: dict[str, str] = {
 }
 
 
-def _add_reliability(result: AnalyzerResult, counts: np.ndarray, kappa: np.ndarray, overlap: np.ndarray,
-                     seed: int, n_bootstrap: int, ci: float, flip: np.ndarray) -> None:
-    """Agreement coefficients, and alpha and flip_rate with one shared bootstrap over pairs."""
+def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndarray, kappa: np.ndarray,
+                     overlap: np.ndarray, seed: int, n_bootstrap: int, ci: float, flip: np.ndarray) -> None:
+    """Agreement coefficients, and alpha and flip_rate with one shared bootstrap over pairs.
+
+    Alpha's point value comes from the ``krippendorff`` package; the resamples use the same
+    coefficient written as per-pair sums (:func:`reliability.alpha_parts`, equal to the
+    package's value to rounding).
+    """
     m = _RELIABILITY_MEANINGS
     result.add_metric("raw_agreement", reliability.raw_agreement(counts), m["raw_agreement"])
     result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]),
                       m["raw_agreement_no_ties"])
     parts = reliability.alpha_parts(counts)
-    alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
+    defined = np.isfinite(reliability.alpha_from_totals(parts.sum(axis=0)))
+    alpha = (float(krippendorff.alpha(reliability_data=labels.T, level_of_measurement="nominal"))
+             if defined else float("nan"))
     non_tie = np.isfinite(flip)
     per_pair = np.column_stack([parts, np.where(non_tie, flip, 0.0), non_tie])
     sums = bootstrap.bootstrap_sums(per_pair, n_bootstrap, seed)
@@ -284,6 +292,9 @@ def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.nda
     result.figures["annotator_reliability"] = {
         "annotators": names, "ds_accuracy": accuracy.tolist(), "loo_majority_agreement": _nan_to_none(loo),
         "n_labels": table["n_labels"].tolist()}
+    result.figures["annotator_confusion"] = {
+        "annotators": names, "labels": list(LABEL_NAMES), "confusion": fit.confusion.tolist(),
+        "axes": "per annotator: row = true label, column = label given (A = the pair text that sorts first)"}
 
 
 def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
