@@ -9,6 +9,9 @@ as the noise rate of robust DPO (rDPO) or the label smoothing of conservative DP
 
 The *final* label of a pair is the orientation :func:`prefaudit.schema.to_pairs` keeps (the
 majority of the pair's judgements; a tie when the majority is a tie or A and B are level).
+Reliability coefficients and Dawid–Skene see each pair oriented by its texts
+(:func:`neutral_label_matrix`), so no annotator's judgement decides which response is "A";
+``pair_data`` reports labels in :func:`prefaudit.schema.label_matrix` orientation.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
         Coverage of the percentile intervals.
     contested_threshold:
         A pair is contested when the Dawid–Skene posterior of its consensus label is below
-        this, or when its top vote count is shared by two labels (an even split).
+        this, or when its top vote count is shared by two labels (an even split). The default
+        is high because Dawid–Skene assumes annotators err independently, which makes its
+        posteriors confident: three ~95%-accurate annotators split 2-vs-1 already give ~0.97.
     ds_smoothing, ds_tol, ds_max_iter:
         Dawid–Skene pseudo-count, convergence tolerance and iteration cap
         (:func:`prefaudit.analyzers.dawid_skene.fit_dawid_skene`).
@@ -221,7 +226,9 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
     result.add_metric("flip_rate", flip_value, FLIP_MEANING, low=low, high=high)
     result.notes.append(f"flip_rate averages the Dawid-Skene probability that the final label is wrong over "
                         f"{int(non_tie.sum())} of {len(flip)} pairs whose final label is not a tie; its interval "
-                        "resamples pairs with the model held fixed.")
+                        "resamples pairs with the model held fixed. The model assumes annotators err "
+                        "independently given the true label; pairs that are hard for everyone make it an "
+                        "underestimate.")
 
 
 def _final_labels(table: pd.DataFrame, pair_ids: pd.Index) -> np.ndarray:
