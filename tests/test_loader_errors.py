@@ -236,3 +236,11 @@ def test_cli_audit_exits_2_without_traceback(tmp_path: Path, kind: str):
     if kind != "bad_json":
         assert f"field '{missing if kind == 'missing_field' else field}'" in lines[0]
     assert not (tmp_path / "out" / "audit.json").exists()
+
+
+def test_repeated_pair_id_for_the_same_annotator(tmp_path: Path):
+    good = {**CASES["trl_standard"][0], "id": "same"}
+    path = write_lines(tmp_path / "dup.jsonl", good, json.dumps({**good, "id": "other"}), n_good=2)
+    with pytest.raises(DataFormatError, match="pair_id 'same' appears twice") as exc:
+        load(path)
+    assert exc.value.record == 2 and exc.value.field == "pair_id"

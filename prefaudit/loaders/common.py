@@ -90,15 +90,14 @@ def as_text(value: Any, key: str, ctx: Context, *, where: str | None = None) -> 
         return value
     if isinstance(value, bool):
         ctx.note(f"coerced_bool_{key}", "coerced",
-                 f"field '{key}' held a JSON boolean, not text; kept as the text "
-                 f"'{str(value).lower()}'")
+                 f"field '{key}' held a JSON boolean, not text; kept as the text 'true'/'false'")
         return str(value).lower()
     raise ctx.error(f"expected text, got {type(value).__name__} ({value!r:.60})", field=where or key)
 
 
 def note_empty(value: str, key: str, ctx: Context) -> None:
     """Count (and keep) an empty or whitespace-only response; hygiene flags it."""
-    if not value.strip():
+    if not value or value.isspace():  # no stripped copy of long texts
         ctx.note(f"empty_{key}", "kept", f"field '{key}' is empty or whitespace; kept, flagged by hygiene")
 
 

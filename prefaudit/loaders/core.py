@@ -174,18 +174,24 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     prepare = getattr(mod, "prepare", None)
     if prepare is not None:
         prepare(ctx)
+    # column-wise accumulation: no list of row dicts is kept, one list.append per cell
     columns: dict[str, list[Any]] = {}
+    appenders: list[tuple[Any, str]] = []
     n_rows = 0
     for r in _rows(mod, records, ctx):
-        for k in r.keys() - columns.keys():
-            columns[k] = [None] * n_rows
-        for k, col in columns.items():
-            col.append(r.get(k))
+        if not r.keys() <= columns.keys():
+            for k in r.keys() - columns.keys():
+                columns[k] = [None] * n_rows
+                appenders.append((columns[k].append, k))
+        get = r.get
+        for append, k in appenders:
+            append(get(k))
         n_rows += 1
     report.n_rows = n_rows
     if not n_rows:
         return Loaded(empty_table(), report)
-    table = pd.DataFrame(columns)
+    # object dtype up front: pandas 3 would otherwise copy every text into Arrow and back
+    table = pd.DataFrame(columns, dtype=object)
     ordered = [c for c in (*REQUIRED_COLUMNS, *MESSAGE_COLUMNS, "load_flags") if c in table.columns]
     table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
     return Loaded(table, report)
@@ -208,8 +214,7 @@ def _check_unique_judgements(table: pd.DataFrame, report: LoadReport) -> None:
     pair ids of a source must be unique per annotator."""
     if table.empty:
         return
-    key = table["pair_id"].astype(str) + "\x00" + table["annotator"].astype("string").fillna("")
-    dup = key.duplicated()
+    dup = table.duplicated(["pair_id", "annotator"])
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataFormatError(

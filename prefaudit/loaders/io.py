@@ -70,7 +70,7 @@ def _iter_jsonl(path: Path) -> Iterator[Record]:
     loads = json.loads
     with _open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
+            if line.isspace():  # blank line (no stripped copy of the record)
                 continue
             try:
                 rec = loads(line)

@@ -1,5 +1,6 @@
-"""TRL implicit-prompt format / Anthropic HH-RLHF: ``chosen`` and ``rejected`` hold whole
-conversations that share a prefix; the prompt is that prefix.
+"""TRL implicit-prompt format / Anthropic HH-RLHF: ``chosen``/``rejected`` are whole conversations.
+
+The two conversations share a prefix; the prompt is that prefix.
 
 Text transcripts ("\\n\\nHuman: ... \\n\\nAssistant: ...") are split at the *last*
 "\\n\\nAssistant:" turn marker, so the prompt always ends at a turn boundary (never mid-word,
