@@ -289,6 +289,14 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     res.add_metric("unneeded_pair_share", float(unneeded["pair_share"].sum()),
                    "share of pairs in preference clusters that are no target prompt's nearest neighbour "
                    "(topics the target never asks about)")
+    order = np.lexsort((np.arange(n_t), nn_sim, ratio))
+    shown = order[uncovered[order]]
+    res.tables["uncovered_target_prompts"] = pd.DataFrame({
+        "prompt": [t_prompts[i] for i in shown[:MAX_TABLE_ROWS]],
+        "nn_similarity": nn_sim[shown[:MAX_TABLE_ROWS]],
+        "preference_neighbour_ratio": ratio[shown[:MAX_TABLE_ROWS]],
+        "nearest_preference_prompt": [shorten(prompts[nn_idx[i]]) for i in shown[:MAX_TABLE_ROWS]],
+    })
     res.figures["target_nn_similarity"] = {"similarity": np.round(nn_sim, 4).tolist(),
                                            "uncovered": uncovered.tolist()}
     if uncovered.any():
