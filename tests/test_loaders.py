@@ -346,6 +346,10 @@ def test_csv_text_that_looks_like_json_stays_text(tmp_path: Path):
     path.write_text('input,output_1,output_2,label\nList?,"[1, 2]","[{""a"": 1}]",2\n', encoding="utf-8")
     table, _ = load(path)
     assert (table["chosen"].iloc[0], table["rejected"].iloc[0]) == ('[{"a": 1}]', "[1, 2]")
+    trl = tmp_path / "trl.csv"  # JSON answers in a structured column are still answers
+    trl.write_text('prompt,chosen,rejected\nAs JSON?,"{""answer"": 4}","[{""answer"": 5}]"\n', encoding="utf-8")
+    table, _ = load(trl)
+    assert (table["chosen"].iloc[0], table["rejected"].iloc[0]) == ('{"answer": 4}', '[{"answer": 5}]')
 
 
 def test_dataframe_input(sample_dir: Path):

@@ -131,18 +131,23 @@ STRUCTURED_COLUMNS = frozenset({
 
 
 def _csv_value(column: str, v: str | None) -> Any:
-    """CSV cells are text. A cell of a structured column that holds a JSON object or a
-    list of objects is parsed; anything else (a response that merely starts with "[") stays
-    text."""
+    """CSV cells are text. A cell of a structured column holding JSON messages (a
+    ``{"role", "content"}`` / ``{"from", "value"}`` object or a list of them) or a list of
+    completions (objects with ``response``) is parsed; anything else, such as a response that
+    is itself JSON, stays text."""
     if v and v[0] in "[{" and column in STRUCTURED_COLUMNS:
         try:
             parsed = json.loads(v)
         except json.JSONDecodeError:
             return v
-        if isinstance(parsed, dict) or (
-                isinstance(parsed, list) and parsed and all(isinstance(x, dict) for x in parsed)):
+        items = parsed if isinstance(parsed, list) else [parsed]
+        if items and all(isinstance(x, dict) and _is_structured(x.keys()) for x in items):
             return parsed
     return v
+
+
+def _is_structured(keys: Any) -> bool:
+    return {"role", "content"} <= keys or {"from", "value"} <= keys or "response" in keys
 
 
 def _iter_parquet(path: Path) -> Iterator[Record]:
