@@ -28,10 +28,10 @@ import krippendorff
 import numpy as np
 
 from prefaudit.analyzers import bootstrap, reliability
-from prefaudit.analyzers.agreement import analyze_agreement, neutral_label_matrix
+from prefaudit.analyzers.agreement import analyze_agreement
 from prefaudit.analyzers.dawid_skene import fit_dawid_skene
 from prefaudit.analyzers.simulate import simulate_judgements
-from prefaudit.schema import validate
+from prefaudit.schema import label_matrix, validate
 
 ACCURACIES = [0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.55]
 N_BOOTSTRAP = 1000
@@ -72,7 +72,7 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    (matrix, _), t_matrix = timed(neutral_label_matrix, table)
+    matrix, t_matrix = timed(label_matrix, table)
     labels = matrix.to_numpy()
     parts, t_parts = timed(lambda: reliability.alpha_parts(reliability.category_counts(labels)))
     alpha, t_alpha = timed(lambda: float(reliability.alpha_from_totals(parts.sum(axis=0))))

@@ -126,18 +126,29 @@ def is_multi_annotator(table: pd.DataFrame) -> bool:
 def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
     """Each judgement as a label on an oriented pair.
 
-    Response A of a pair is the ``chosen`` text of its first row (for a tie, the first of the
-    two texts in source order). Returns a frame with ``pair_id``, ``annotator`` (NA filled with
-    ``"_single"``) and ``label`` in {LABEL_A, LABEL_B, LABEL_TIE}.
+    Response A of a pair is whichever of its two texts sorts first, so no judgement decides
+    the orientation (orienting by, say, the first annotator's choice would make that
+    annotator's labels nearly all A and skew the label shares kappa and alpha depend on).
+    Returns a frame with ``pair_id``, ``annotator`` (NA filled with ``"_single"``) and
+    ``label`` in {LABEL_A, LABEL_B, LABEL_TIE}.
     """
-    first_a = table.groupby("pair_id", sort=False)["chosen"].transform("first")
+    text_a = response_a(table)
     label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
-                     np.where(table["chosen"].to_numpy() == first_a.to_numpy(), LABEL_A, LABEL_B))
+                     np.where(table["chosen"].to_numpy() == text_a, LABEL_A, LABEL_B))
     return pd.DataFrame({
         "pair_id": table["pair_id"].to_numpy(),
         "annotator": table["annotator"].astype("string").fillna("_single").to_numpy(),
         "label": label.astype(np.int8),
     })
+
+
+def response_a(table: pd.DataFrame) -> np.ndarray:
+    """Per row, the text of its pair's response A: the smaller of the pair's two texts
+    (taken from the pair's first row)."""
+    grouped = table.groupby("pair_id", sort=False)
+    first_c = grouped["chosen"].transform("first").to_numpy()
+    first_r = grouped["rejected"].transform("first").to_numpy()
+    return np.where(first_c <= first_r, first_c, first_r)
 
 
 def label_matrix(table: pd.DataFrame) -> pd.DataFrame:
@@ -168,25 +179,26 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
         out["vote_share"] = np.where(out["tie"], np.nan, 1.0)
         return out.reset_index(drop=True)
     labels = pair_labels(table)
-    counts = pd.crosstab(labels["pair_id"], labels["label"]).reindex(
-        columns=[LABEL_A, LABEL_B, LABEL_TIE], fill_value=0)
     order = pd.unique(labels["pair_id"])
-    counts = counts.reindex(order)
+    counts = (labels.groupby(["pair_id", "label"], sort=False).size().unstack(fill_value=0)
+              .reindex(index=order, columns=[LABEL_A, LABEL_B, LABEL_TIE], fill_value=0))
     a, b, t = (counts[c].to_numpy() for c in (LABEL_A, LABEL_B, LABEL_TIE))
     n = a + b + t
     winner = np.where((a > b) & (a >= t), LABEL_A, np.where((b > a) & (b >= t), LABEL_B, LABEL_TIE))
     first = table.groupby("pair_id", sort=False).head(1).set_index("pair_id").reindex(order)
     out = first.reset_index()
-    a_text, b_text = out["chosen"].copy(), out["rejected"].copy()
-    out["chosen"] = np.where(winner == LABEL_B, b_text, a_text)
-    out["rejected"] = np.where(winner == LABEL_B, a_text, b_text)
+    # the first row's chosen is response A or B; ties keep the first row's (source) order
+    first_is_a = out["chosen"].to_numpy() == response_a(first.reset_index())
+    keep = np.where(winner == LABEL_TIE, True, np.where(winner == LABEL_A, first_is_a, ~first_is_a))
+    c_text, r_text = out["chosen"].to_numpy(), out["rejected"].to_numpy()
+    out["chosen"] = np.where(keep, c_text, r_text)
+    out["rejected"] = np.where(keep, r_text, c_text)
     out["tie"] = winner == LABEL_TIE
     out["annotator"] = pd.array([pd.NA] * len(out), dtype="string")
     out["n_judgements"] = n
-    share = np.where(winner == LABEL_A, a, np.where(winner == LABEL_B, b, t)) / np.maximum(n, 1)
-    out["vote_share"] = share
+    out["vote_share"] = np.where(winner == LABEL_A, a, np.where(winner == LABEL_B, b, t)) / np.maximum(n, 1)
     if "chosen_messages" in out.columns:
-        cm, rm = out["chosen_messages"].copy(), out["rejected_messages"].copy()
-        out["chosen_messages"] = np.where(winner == LABEL_B, rm, cm)
-        out["rejected_messages"] = np.where(winner == LABEL_B, cm, rm)
+        cm, rm = out["chosen_messages"].to_numpy(), out["rejected_messages"].to_numpy()
+        out["chosen_messages"] = np.where(keep, cm, rm)
+        out["rejected_messages"] = np.where(keep, rm, cm)
     return out

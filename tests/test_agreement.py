@@ -14,12 +14,12 @@ from hypothesis.extra.numpy import arrays
 
 from prefaudit import load
 from prefaudit.analyzers import bootstrap, reliability
-from prefaudit.analyzers.agreement import analyze_agreement, neutral_label_matrix
+from prefaudit.analyzers.agreement import analyze_agreement
 from prefaudit.analyzers.simulate import simulate_judgements
 from prefaudit.audit import audit
 from prefaudit.cli import main
 from prefaudit.errors import ConfigError, SchemaError
-from prefaudit.schema import to_pairs
+from prefaudit.schema import label_matrix, to_pairs
 
 FIXED = ["agreement.raw_agreement", "agreement.krippendorff_alpha", "agreement.krippendorff_alpha_low",
          "agreement.krippendorff_alpha_high", "agreement.fleiss_kappa", "agreement.flip_rate"]
@@ -55,7 +55,7 @@ def test_pandalm_reproduces_published_kappas_fleiss_and_raw_agreement(pandalm_re
 
 
 def test_pandalm_alpha_equals_krippendorff_package(pandalm, pandalm_result, sample_dir):
-    matrix, _ = neutral_label_matrix(pandalm)
+    matrix = label_matrix(pandalm)
     expected = krippendorff.alpha(reliability_data=matrix.to_numpy().T, level_of_measurement="nominal")
     alpha = pandalm_result.metrics["krippendorff_alpha"]
     assert alpha.value == pytest.approx(expected, abs=1e-9)
@@ -90,8 +90,8 @@ def test_kappa_meanings_warn_about_skewed_marginals(pandalm_result):
 def test_pair_data_posterior_refers_to_the_to_pairs_label(pandalm, pandalm_result):
     data = pandalm_result.pair_data
     pairs = to_pairs(pandalm).set_index("pair_id").loc[data.index]
-    first_chosen = pandalm.groupby("pair_id", sort=False)["chosen"].first().loc[data.index]
-    expected_final = np.where(pairs["tie"], 2, np.where(pairs["chosen"] == first_chosen, 0, 1))
+    text_a = [min(c, r) for c, r in zip(pairs["chosen"], pairs["rejected"], strict=True)]
+    expected_final = np.where(pairs["tie"], 2, np.where(pairs["chosen"] == text_a, 0, 1))
     assert (data["final_label"].to_numpy() == expected_final).all()
     rows = np.arange(len(data))
     posterior = data[["p_a", "p_b", "p_tie"]].to_numpy()
@@ -122,7 +122,7 @@ def test_planted_random_annotator_is_found_on_real_labels(pandalm):
 
 def test_planted_even_splits_are_flagged(pandalm):
     ids = pandalm["pair_id"].unique()
-    labels = neutral_label_matrix(pandalm)[0]
+    labels = label_matrix(pandalm)
     split_ids = list(labels.index[labels["annotator1"] != labels["annotator2"]][:5])
     assert len(split_ids) == 5
     trimmed = pandalm[~(pandalm["pair_id"].isin(split_ids) & (pandalm["annotator"] == "annotator3"))]
@@ -260,7 +260,7 @@ def test_perfect_agreement_gives_alpha_one(units):
 @given(st.integers(30, 300), st.integers(0, 10_000), st.integers(0, 2**31 - 1))
 def test_bootstrap_interval_contains_estimate_and_ignores_pair_order(n_pairs, data_seed, seed):
     table, _ = simulate_judgements(n_pairs, [0.9, 0.75, 0.6], missing=0.2, tie_rate=0.1, seed=data_seed)
-    counts = reliability.category_counts(neutral_label_matrix(table)[0].to_numpy())
+    counts = reliability.category_counts(label_matrix(table).to_numpy())
     parts = reliability.alpha_parts(counts)
     alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
     sums = bootstrap.bootstrap_sums(parts, 400, seed)

@@ -9,9 +9,8 @@ as the noise rate of robust DPO (rDPO) or the label smoothing of conservative DP
 
 The *final* label of a pair is the orientation :func:`prefaudit.schema.to_pairs` keeps (the
 majority of the pair's judgements; a tie when the majority is a tie or A and B are level).
-Reliability coefficients and Dawid–Skene see each pair oriented by its texts
-(:func:`neutral_label_matrix`), so no annotator's judgement decides which response is "A";
-``pair_data`` reports labels in :func:`prefaudit.schema.label_matrix` orientation.
+Labels are coded in :func:`prefaudit.schema.label_matrix` orientation, where response A is
+whichever text sorts first, so no annotator's judgement decides which response is "A".
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from prefaudit.analyzers.dawid_skene import (
 )
 from prefaudit.errors import ConfigError
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
-from prefaudit.schema import LABEL_NAMES, LABEL_TIE, label_matrix, to_pairs
+from prefaudit.schema import LABEL_NAMES, LABEL_TIE, label_matrix, response_a, to_pairs
 
 CHANCE_CAVEAT = ("skewed label shares (e.g. mostly 'B' or almost no ties) make it low even when "
                  "raw agreement is high; read it next to raw_agreement")
@@ -87,7 +86,7 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
               "ds_smoothing": ds_smoothing, "ds_tol": ds_tol, "ds_max_iter": ds_max_iter,
               "noise_proxy": None if noise_proxy is None else str(noise_proxy.name)}
     result = AnalyzerResult(analyzer="agreement", params=params)
-    matrix, swapped = neutral_label_matrix(table)
+    matrix = label_matrix(table)
     labels = matrix.to_numpy()
     counts = reliability.category_counts(labels)
     n_labels = counts.sum(axis=1)
@@ -101,7 +100,7 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
                             "from the Dawid-Skene posteriors.")
 
     fit = fit_dawid_skene(labels, smoothing=ds_smoothing, tol=ds_tol, max_iter=ds_max_iter)
-    posterior = _swap_ab(fit.posterior, swapped)
+    posterior = fit.posterior
     final = _final_labels(table, matrix.index)
     flip = flip_probability(posterior, final)
     kappa, overlap = reliability.cohen_kappa_matrix(labels)
@@ -112,32 +111,6 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     _add_annotators(result, matrix, labels, fit, kappa, overlap)
     result.pair_flags = _flags(pair_data, contested_threshold)
     return result
-
-
-def neutral_label_matrix(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The label matrix with each pair oriented by its texts, not by any judgement.
-
-    :func:`prefaudit.schema.label_matrix` calls A the first row's chosen text, so the first
-    annotator's labels are nearly all A, which skews the label shares that kappa and alpha
-    (and the Dawid–Skene confusion matrices) depend on. Here A is whichever of the pair's two
-    texts sorts first, which no judgement influences. Returns the matrix (same rows, columns
-    and codes 0 = A, 1 = B, 2 = tie) and a boolean array, per row, of whether A and B were
-    swapped relative to :func:`~prefaudit.schema.label_matrix`.
-    """
-    matrix = label_matrix(table)
-    first = table.groupby("pair_id", sort=False)[["chosen", "rejected"]].first().reindex(matrix.index)
-    swapped = (first["chosen"].to_numpy() > first["rejected"].to_numpy()).astype(bool)
-    values = matrix.to_numpy()
-    flipped = np.where(values == LABEL_TIE, values, 1.0 - values)
-    oriented = np.where(swapped[:, None], flipped, values)
-    return pd.DataFrame(oriented, index=matrix.index, columns=matrix.columns), swapped
-
-
-def _swap_ab(posterior: np.ndarray, swapped: np.ndarray) -> np.ndarray:
-    """Posterior columns (A, B, tie) back in :func:`~prefaudit.schema.label_matrix` orientation."""
-    out = posterior.copy()
-    out[swapped, 0], out[swapped, 1] = posterior[swapped, 1], posterior[swapped, 0]
-    return out
 
 
 def _add_counts(result: AnalyzerResult, matrix: pd.DataFrame, n_labels: np.ndarray, multi: bool) -> None:
@@ -234,7 +207,8 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
 def _final_labels(table: pd.DataFrame, pair_ids: pd.Index) -> np.ndarray:
     """The final label of each pair (0 = A, 1 = B, 2 = tie) as :func:`to_pairs` orients it."""
     pairs = to_pairs(table).set_index("pair_id").reindex(pair_ids)
-    text_a = table.groupby("pair_id", sort=False)["chosen"].first().reindex(pair_ids)
+    text_a = pd.Series(response_a(table), index=table["pair_id"].to_numpy())
+    text_a = text_a[~text_a.index.duplicated()].reindex(pair_ids)
     is_a = pairs["chosen"].to_numpy() == text_a.to_numpy()
     return np.where(pairs["tie"].to_numpy(dtype=bool), LABEL_TIE, np.where(is_a, 0, 1)).astype(np.int64)
 

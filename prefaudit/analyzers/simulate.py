@@ -26,8 +26,8 @@ def simulate_judgements(n_pairs: int, accuracies: Sequence[float], *, missing: f
     missing with probability ``missing``, but every pair keeps at least one.
 
     Returns ``(table, truth)``; ``truth`` is indexed by ``pair_id`` and coded like
-    :func:`prefaudit.schema.label_matrix` (0 = the first row's chosen text, 1 = the other,
-    2 = tie), so it compares directly with the agreement analyzer's consensus labels.
+    :func:`prefaudit.schema.label_matrix` (0 = response A, the text that sorts first, 1 = the
+    other, 2 = tie), so it compares directly with the agreement analyzer's consensus labels.
     """
     acc = np.asarray(accuracies, dtype="float64")
     if n_pairs < 1 or acc.ndim != 1 or len(acc) < 1 or not ((acc >= 0) & (acc <= 1)).all():
@@ -62,6 +62,5 @@ def simulate_judgements(n_pairs: int, accuracies: Sequence[float], *, missing: f
         "strength": np.nan,
         "source": "simulated",
     })
-    first_is_b = pd.Series(prefer_b).groupby(pair_idx, sort=True).first().to_numpy()
-    oriented = np.where(first_is_b & (truth != LABEL_TIE), 1 - truth, truth)
-    return table, pd.Series(oriented, index=pd.Index(pair_ids, name="pair_id"), name="truth")
+    # "response A ..." sorts before "response B ...", so text_a is response A of label_matrix
+    return table, pd.Series(truth, index=pd.Index(pair_ids, name="pair_id"), name="truth")
