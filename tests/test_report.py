@@ -85,6 +85,8 @@ def _hand_built() -> AuditResult:
                                         "kappa": [[1.0, 0.85, None], [0.85, 1.0, 0.86], [None, 0.86, 1.0]]}
     agreement.figures["annotator_reliability"] = {"annotators": ["ann1", "ann2", "ann3"],
                                                   "ds_accuracy": [0.9, 0.8, 0.95], "n_labels": [30, 30, 29]}
+    agreement.figures["annotator_confusion"] = {"annotators": ["ann1", "ann2"], "labels": ["A", "B"],
+                                                "confusion": [[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]}
     agreement.pair_flags = make_flags(ids[:3], "contested", [0.4, 0.3, 0.2], "two of three labels disagree")
     length = AnalyzerResult("length")
     length.add_metric("share_longer_chosen", 0.7012, "share of non-tied pairs whose chosen is longer",
@@ -96,6 +98,10 @@ def _hand_built() -> AuditResult:
     coverage.figures["map"] = {"x": rng.normal(size=30).tolist(), "y": rng.normal(size=30).tolist(),
                                "cluster": [XSS[i % 3] for i in range(30)]}
     coverage.tables["clusters"] = pd.DataFrame({"label": XSS[:3], "size": [10, 10, 10]})
+    length.figures["logit_curve"] = {"log2_ratio": np.linspace(-4, 4, 9).tolist(),
+                                     "p_chosen": np.linspace(0.2, 0.8, 9).tolist()}
+    coverage.figures["cluster_shares"] = {"cluster": list(range(9)), "label": [f"topic {i}" for i in range(9)],
+                                          "pair_share": [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05]}
     coverage.figures["odd_shape"] = {"nested": {"deep": [1, {"x": 2}]}}
     margins = AnalyzerResult("margins")
     margins.add_metric("share_reference_prefers_rejected", 0.41, "share of pairs the reference ranks the other way")
@@ -234,8 +240,9 @@ def test_every_analyzer_has_a_section_with_figures_and_fallbacks() -> None:
     by_name = {s.name: s for s in model.sections}
     assert not by_name["hygiene"].ran and by_name["hygiene"].not_run_reason == "not requested"
     kinds = {f.name: draw(f).kind for s in model.sections for f in s.figures}
-    assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars", "by_length_difference": "bars",
-                     "map": "scatter", "odd_shape": "table", "margin_histogram": "histogram"}
+    assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars", "annotator_confusion": "heatmaps",
+                     "by_length_difference": "bars", "logit_curve": "line", "map": "scatter",
+                     "cluster_shares": "bars", "odd_shape": "table", "margin_histogram": "histogram"}
     alpha = by_name["agreement"].metrics[0]
     assert (alpha.key, alpha.value_text, alpha.interval_text) == ("agreement.krippendorff_alpha", "0.6123",
                                                                   "[0.55, 0.67]")
@@ -285,10 +292,10 @@ def test_verdict_badge_lists_failing_rules_first() -> None:
 
 def test_write_reports_and_render_pdf(tmp_path: Path) -> None:
     result = _hand_built()
-    paths = write_reports(result, tmp_path)
-    assert set(paths) == {"html", "pdf"}
-    n_pages, text = _pdf_text(paths["pdf"].read_bytes())
+    paths = write_reports(result, tmp_path, pdf=False)
+    assert set(paths) == {"html"} and not (tmp_path / "report.pdf").exists()
+    pdf = render_pdf(result)
+    n_pages, text = _pdf_text(pdf)
     flat = re.sub(r"\s+", " ", text)
     assert 2 <= n_pages <= 20
     assert "Reference-model margins" in flat and "share_reference_prefers_rejected 0.41" in flat
-    assert render_pdf(result)[:5] == b"%PDF-"

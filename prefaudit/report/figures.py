@@ -6,6 +6,7 @@ plot follows the data's shape, not its key name (analyzers name their figures fr
 
 * a square matrix with labels -> heat map with the values written in the cells
   (agreement's pairwise kappa);
+* a stack of square matrices -> small-multiple heat maps (agreement's per-annotator confusion);
 * ``x``/``y`` point lists, optionally grouped -> scatter map (coverage's 2-D prompt map);
 * ``counts`` with bin ``edges`` or a long list of raw values -> histogram (margins);
 * an increasing x series with y series along it -> line plot (length's logistic curve);
@@ -42,6 +43,7 @@ RASTER_POINTS = 2000
 #: Bars shown at most in one bar chart (the largest first when there are more).
 MAX_BARS = 40
 MAX_LABEL = 40
+MAX_PANELS = 12
 #: An increasing numeric series this long or longer is read as the x axis of a line plot.
 MIN_LINE = 8
 RC = {"svg.fonttype": "none", "svg.hashsalt": "prefaudit", "text.parse_math": False,
@@ -124,6 +126,26 @@ def _parse_matrix(data: Any, spec_name: str) -> dict[str, Any] | None:
     return {"matrix": mat, "labels": labels}
 
 
+def _parse_matrices(data: Any, spec_name: str) -> dict[str, Any] | None:
+    """A stack of square matrices (one per annotator, say), with axis labels and panel names."""
+    if not isinstance(data, Mapping):
+        return None
+    for v in data.values():
+        if isinstance(v, Sequence) and not isinstance(v, str) and v and all(
+                isinstance(m, Sequence) and not isinstance(m, str) for m in v):
+            parsed = [_parse_matrix({"m": m}, spec_name) for m in v]
+            if all(p is not None for p in parsed) and len({len(p["matrix"]) for p in parsed}) == 1:
+                size = len(parsed[0]["matrix"])
+                axis = next((lab for k in LABEL_KEYS if (lab := _labels(data.get(k))) and len(lab) == size),
+                            [str(i) for i in range(size)])
+                names = next((lab for k in LABEL_KEYS if (lab := _labels(data.get(k))) and len(lab) == len(v)),
+                             [str(i) for i in range(len(v))])
+                note = next((str(data[k]) for k in ("axes", "note") if isinstance(data.get(k), str)), "")
+                return {"matrices": [p["matrix"] for p in parsed][:MAX_PANELS], "labels": axis,
+                        "names": names[:MAX_PANELS], "note": note}
+    return None
+
+
 def _parse_points(data: Any, spec_name: str) -> dict[str, Any] | None:
     if not isinstance(data, Mapping):
         return None
@@ -175,6 +197,8 @@ def _parse_line(data: Any, spec_name: str) -> dict[str, Any] | None:
     if not numeric:
         return None
     x_key, x = next(iter(numeric.items()))
+    if x_key in LABEL_KEYS or x_key in GROUP_KEYS or any(_labels(data.get(k)) for k in LABEL_KEYS if k not in numeric):
+        return None  # labelled categories (clusters, annotators) are bars, not a curve
     if len(x) < MIN_LINE or not np.isfinite(x).all() or not (np.diff(x) > 0).all():
         return None
     ys = {k: a for k, a in numeric.items() if k != x_key and k not in ("low", "high") and len(a) == len(x)}
@@ -208,7 +232,8 @@ def _parse_bars(data: Any, spec_name: str) -> dict[str, Any] | None:
     size = len(labels) if labels is not None else next(
         (len(a) for k, a in numeric.items() if k not in EXTRA_KEYS), 0)
     n_key = next((k for k in numeric if (k == "n" or k.startswith("n_")) and len(numeric[k]) == size), None)
-    names = sorted((k for k, a in numeric.items() if len(a) == size and k not in EXTRA_KEYS and k != n_key),
+    names = sorted((k for k, a in numeric.items() if len(a) == size and k not in EXTRA_KEYS and k != n_key
+                    and k not in LABEL_KEYS and k not in GROUP_KEYS),
                    key=lambda k: k not in VALUE_KEYS)[:3]
     if not size or not names:
         return None
@@ -243,6 +268,29 @@ def _plot_heatmap(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
                             color="white" if mat[i, j] < (lo + 1) / 2 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(spec.title)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_matrices(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
+    k, labels = len(p["matrices"]), p["labels"]
+    cols = min(k, 4)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols + 0.6, 2.4 * rows + 0.8), squeeze=False)
+    for ax, mat, name in zip(axes.flat, p["matrices"], p["names"], strict=False):
+        ax.imshow(np.ma.masked_invalid(mat), cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_title(name, fontsize=8)
+        if len(labels) <= 6:
+            for i in range(len(labels)):
+                for j in range(len(labels)):
+                    if np.isfinite(mat[i, j]):
+                        ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if mat[i, j] < 0.5 else "black")
+    for ax in list(axes.flat)[k:]:
+        ax.axis("off")
+    fig.suptitle(spec.title + (f"\n{p['note']}" if p["note"] else ""), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -357,6 +405,7 @@ def _plot_bars(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
 
 _KINDS = (
     ("heatmap", _parse_matrix, _plot_heatmap),
+    ("heatmaps", _parse_matrices, _plot_matrices),
     ("scatter", _parse_points, _plot_points),
     ("histogram", _parse_histogram, _plot_histogram),
     ("line", _parse_line, _plot_line),

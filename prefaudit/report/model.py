@@ -22,9 +22,9 @@ N_WORST = 10
 #: Characters of a prompt or response shown before truncation.
 MAX_CHARS = 1500
 #: Rows of an analyzer table shown.
-MAX_TABLE_ROWS = 30
+MAX_TABLE_ROWS = 20
 #: Characters of one table cell shown.
-MAX_CELL_CHARS = 160
+MAX_CELL_CHARS = 120
 
 SECTION_TITLES: dict[str, str] = {
     "hygiene": "Hygiene: empty, duplicate, truncated and damaged pairs",
