@@ -7,6 +7,7 @@ on hundreds of thousands of pairs.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ MOJIBAKE_RE = re.compile(
 REPLACEMENT_CHAR = "\ufffd"
 #: C0 and C1 control characters other than tab, newline and carriage return, plus DEL.
 CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_WS_RE = r"\s+"
+#: Any character that can start a sign of damage: a cheap single-class pre-filter.
+_SUSPECT_RE = re.compile("[\u00c2-\u00f4\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def normalize_text(texts: pd.Series) -> pd.Series:
@@ -37,9 +39,9 @@ def normalize_text(texts: pd.Series) -> pd.Series:
     collapsed to one space, stripped. Two texts that differ only in case, spacing, line breaks
     or Unicode compatibility forms (full-width letters, ligatures, no-break spaces) become equal.
     """
-    s = pd.Series(texts, dtype=object).astype(str)
-    return (s.str.normalize("NFKC").str.casefold()
-            .str.replace(_WS_RE, " ", regex=True).str.strip())
+    values = _as_list(texts)
+    return pd.Series([" ".join((t if t.isascii() else unicodedata.normalize("NFKC", t)).casefold().split())
+                      for t in values], index=_index(texts, values), dtype=object)
 
 
 def encoding_damage(texts: pd.Series) -> pd.Series:
@@ -48,35 +50,41 @@ def encoding_damage(texts: pd.Series) -> pd.Series:
     Checked in order: a mojibake sequence (see :data:`MOJIBAKE_RE`; the most specific sign),
     the U+FFFD replacement character, a control character (see :data:`CONTROL_RE`).
     """
-    s = pd.Series(texts, dtype=object).astype(str)
-    out = pd.Series([""] * len(s), index=s.index, dtype=object)
-    moj = s.str.extract(f"({MOJIBAKE_RE.pattern})", expand=False)
-    has_moj = moj.notna().to_numpy(dtype=bool)
-    out[has_moj] = "mojibake " + moj[has_moj].map(repr)
-    repl = s.str.contains(REPLACEMENT_CHAR, regex=False).to_numpy(dtype=bool) & ~has_moj
-    out[repl] = "U+FFFD replacement character"
-    ctrl = s.str.extract(f"({CONTROL_RE.pattern})", expand=False)
-    has_ctrl = ctrl.notna().to_numpy(dtype=bool) & (out == "").to_numpy(dtype=bool)
-    out[has_ctrl] = "control character " + ctrl[has_ctrl].map(lambda c: f"U+{ord(c):04X}")
-    return out
+    values = _as_list(texts)
+    return pd.Series([_damage(t) for t in values], index=_index(texts, values), dtype=object)
+
+
+def _damage(text: str) -> str:
+    if _SUSPECT_RE.search(text) is None:  # one fast pass over the text in the common case
+        return ""
+    m = MOJIBAKE_RE.search(text)
+    if m:
+        return f"mojibake {m.group()!r}"
+    if REPLACEMENT_CHAR in text:
+        return "U+FFFD replacement character"
+    m = CONTROL_RE.search(text)
+    return f"control character U+{ord(m.group()):04X}" if m else ""
 
 
 def log_length(texts: pd.Series) -> np.ndarray:
     """log10(1 + number of characters) of each text."""
-    return np.log10(1.0 + pd.Series(texts, dtype=object).astype(str).str.len().to_numpy(dtype=float))
+    return np.log10(1.0 + np.fromiter((len(t) for t in _as_list(texts)), dtype=float))
+
 
 #: Characters that end a complete sentence or block (Latin and CJK punctuation, closing
-#: quotes and brackets, emoji are handled by the "ends with a lowercase letter" rule instead).
-_TERMINAL = ".!?\u3002\uff01\uff1f\u2026\"')]}\u201d\u2019\u300d\u300f>*`"
+#: quotes and brackets, markdown emphasis and code).
+_TERMINAL = frozenset(".!?\u3002\uff01\uff1f\u2026\"')]}\u201d\u2019\u300d\u300f>*`")
+#: Endings that leave a clause open.
+_OPEN_ENDINGS = frozenset(",;:(-\u2013")
 #: A last line that is a list item, table row, heading or quote: such lines end without
 #: punctuation in finished text.
-_LIST_LINE_RE = r"^\s*(?:[-*+>#|\u2022]|\d+[.)]|[A-Za-z][.)]\s)"
+_LIST_LINE_RE = re.compile(r"^\s*(?:[-*+>#|\u2022]|\d+[.)]|[A-Za-z][.)]\s)")
 
 
 def truncation_sign(texts: pd.Series, *, min_words: int = 40, min_last_line_words: int = 8) -> pd.Series:
     """Per text, why it looks cut off, or "" if it does not. Conservative by design.
 
-    A text is called truncated when one of these holds (checked in order):
+    A text is called truncated when one of these holds:
 
     - ``unclosed code fence``: an odd number of ``` markers and the text does not end with
       sentence-final punctuation (generation stopped inside a code block);
@@ -89,20 +97,32 @@ def truncation_sign(texts: pd.Series, *, min_words: int = 40, min_last_line_word
     A short answer without a final period ("Paris"), a list, a table or a code block is never
     flagged by the last two rules.
     """
-    s = pd.Series(texts, dtype=object).astype(str).str.rstrip()
-    out = pd.Series([""] * len(s), index=s.index, dtype=object)
-    last = s.str[-1:]
-    terminal = last.map(lambda c: c != "" and c in _TERMINAL).to_numpy(dtype=bool)
-    fences = s.str.count("```").to_numpy()
-    out[(fences % 2 == 1) & ~terminal] = "unclosed code fence"
-    last_line = s.str.extract(r"([^\n]*)$", expand=False).fillna("")
-    prose = ((s.str.count(r"\S+").to_numpy() >= min_words)
-             & (last_line.str.count(r"\S+").to_numpy() >= min_last_line_words)
-             & ~last_line.str.contains(_LIST_LINE_RE, regex=True).to_numpy(dtype=bool)
-             & (fences == 0))
-    mid = last.map(lambda c: c.islower() or c in ",;:(-\u2013").to_numpy(dtype=bool)
-    ellipsis = (s.str.endswith("...") | s.str.endswith("\u2026")).to_numpy(dtype=bool)
-    free = (out == "").to_numpy(dtype=bool)
-    out[free & prose & mid] = "ends mid-sentence"
-    out[free & prose & ellipsis] = "ends with an ellipsis"
-    return out
+    values = _as_list(texts)
+    return pd.Series([_truncation(t, min_words, min_last_line_words) for t in values],
+                     index=_index(texts, values), dtype=object)
+
+
+def _truncation(text: str, min_words: int, min_last_line_words: int) -> str:
+    s = text.rstrip()
+    if not s:
+        return ""
+    last = s[-1]
+    fences = s.count("```")
+    if fences:
+        return "unclosed code fence" if fences % 2 and last not in _TERMINAL else ""
+    ellipsis = s.endswith("...") or last == "\u2026"
+    if not (ellipsis or last.islower() or last in _OPEN_ENDINGS):
+        return ""
+    line = s[s.rfind("\n") + 1:]
+    if len(line.split()) < min_last_line_words or _LIST_LINE_RE.match(line) or len(s.split()) < min_words:
+        return ""
+    return "ends with an ellipsis" if ellipsis else "ends mid-sentence"
+
+
+def _as_list(texts: pd.Series | list[str]) -> list[str]:
+    values = texts.tolist() if isinstance(texts, (pd.Series, pd.Index, np.ndarray)) else list(texts)
+    return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def _index(texts: pd.Series | list[str], values: list[str]) -> pd.Index:
+    return texts.index if isinstance(texts, pd.Series) else pd.RangeIndex(len(values))

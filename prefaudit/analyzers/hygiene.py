@@ -88,17 +88,22 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
         result.notes.append("The table has no pairs; no hygiene check could run.")
         return result
     ids = pairs["pair_id"].astype(str).to_numpy(dtype=object)
-    chosen, rejected = pairs["chosen"].astype(str), pairs["rejected"].astype(str)
-    norm_prompt = normalize_text(pairs["prompt"])
-    norm_chosen, norm_rejected = normalize_text(chosen), normalize_text(rejected)
+    # Plain Python strings: the checks below are per-text loops, fastest on object arrays.
+    prompt, chosen, rejected = (pd.Series(pairs[c].tolist(), dtype=object)
+                                for c in ("prompt", "chosen", "rejected"))
+    norm_prompt, norm_chosen, norm_rejected = (normalize_text(t) for t in (prompt, chosen, rejected))
+    empty_c, empty_r = (np.fromiter((not t.strip() for t in side), dtype=bool, count=n)
+                        for side in (chosen, rejected))
+    prompt_code = pd.factorize(norm_prompt.to_numpy(dtype=object))[0]
+    tie = pairs["tie"].to_numpy(dtype=bool)
 
     frames = [
-        _empty_flags(ids, chosen, rejected),
+        _empty_flags(ids, empty_c, empty_r),
         _identical_flags(ids, chosen, rejected, norm_chosen, norm_rejected),
-        *_duplicate_flags(ids, pairs, norm_prompt, norm_chosen, norm_rejected),
+        *_duplicate_flags(ids, tie, (prompt, chosen, rejected), (norm_prompt, norm_chosen, norm_rejected)),
         _truncation_flags(ids, chosen, rejected, min_truncation_words, min_last_line_words),
-        _length_flags(ids, chosen, rejected, length_z, result),
-        _encoding_flags(ids, pairs),
+        _length_flags(ids, chosen, rejected, empty_c, empty_r, length_z, result),
+        _encoding_flags(ids, {"prompt": prompt, "chosen": chosen, "rejected": rejected}),
         _load_flags(table),
     ]
     flags = concat_flags(frames)
@@ -107,7 +112,9 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     per_reason = flags.groupby("reason")["pair_id"].nunique()
     share = {r: int(c) / n for r, c in per_reason.items()}
     exact_dup = flags.loc[(flags["reason"] == "duplicate_pair") & (flags["score"] == 1.0), "pair_id"].nunique()
-    dup_prompt = norm_prompt.duplicated().to_numpy()
+    first_of_prompt = _first_positions(prompt_code)
+    dup_prompt = np.ones(n, dtype=bool)
+    dup_prompt[first_of_prompt] = False
     load_reasons = [r for r in per_reason.index if r not in _BUILTIN_REASONS]
     loader_flagged = flags.loc[flags["reason"].isin(load_reasons), "pair_id"].nunique()
 
@@ -143,7 +150,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
 
     result.figures["flag_counts"] = {str(r): int(c) for r, c in per_reason.items()}
     result.figures["length_histogram"] = _length_histogram(chosen, rejected)
-    result.tables["repeated_prompts"] = _repeated_prompts(pairs["prompt"], norm_prompt)
+    result.tables["repeated_prompts"] = _repeated_prompts(prompt, prompt_code, first_of_prompt)
     if not load_reasons and "load_flags" not in table.columns:
         result.notes.append("The table has no load_flags column; loader marks could not be reported.")
     return result
@@ -155,9 +162,7 @@ _BUILTIN_REASONS = frozenset({
 })
 
 
-def _empty_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series) -> pd.DataFrame:
-    c = (chosen.str.strip() == "").to_numpy(dtype=bool)
-    r = (rejected.str.strip() == "").to_numpy(dtype=bool)
+def _empty_flags(ids: np.ndarray, c: np.ndarray, r: np.ndarray) -> pd.DataFrame:
     hit = c | r
     detail = np.where(c & r, "chosen and rejected are empty", np.where(c, "chosen is empty", "rejected is empty"))
     return make_flags(ids[hit], "empty_response", 1.0, detail[hit])
@@ -173,13 +178,13 @@ def _identical_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series,
     return make_flags(ids[hit], "identical_responses", np.where(exact, 1.0, 0.9)[hit], detail[hit])
 
 
-def _duplicate_flags(ids: np.ndarray, pairs: pd.DataFrame, norm_prompt: pd.Series,
-                     norm_chosen: pd.Series, norm_rejected: pd.Series) -> list[pd.DataFrame]:
-    """duplicate_pair and contradictory_duplicate flags, across distinct pair ids."""
-    tie = pairs["tie"].to_numpy(dtype=bool)
-    group, orient = _pair_keys(norm_prompt, norm_chosen, norm_rejected, tie)
-    e_group, e_orient = _pair_keys(pairs["prompt"].astype(str), pairs["chosen"].astype(str),
-                                   pairs["rejected"].astype(str), tie)
+def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, raw: tuple[pd.Series, pd.Series, pd.Series],
+                     norm: tuple[pd.Series, pd.Series, pd.Series]) -> list[pd.DataFrame]:
+    """duplicate_pair and contradictory_duplicate flags, across distinct pair ids.
+
+    ``raw`` and ``norm`` are (prompt, chosen, rejected) as given and normalised."""
+    group, orient = _pair_keys(*norm, tie)
+    e_group, e_orient = _pair_keys(*raw, tie)
     pos = np.arange(len(group))
     every = np.ones(len(group), dtype=bool)
     first_in_group = _first_where(group, every)
@@ -252,11 +257,9 @@ def _truncation_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series,
     return _one_per_pair(frames)
 
 
-def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, length_z: float,
-                  result: AnalyzerResult) -> pd.DataFrame:
+def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, ec: np.ndarray, er: np.ndarray,
+                  length_z: float, result: AnalyzerResult) -> pd.DataFrame:
     lc, lr = log_length(chosen), log_length(rejected)
-    ec = (chosen.str.strip() == "").to_numpy(dtype=bool)
-    er = (rejected.str.strip() == "").to_numpy(dtype=bool)
     pooled = np.concatenate([lc[~ec], lr[~er]])
     if pooled.size < _MIN_LENGTH_SAMPLE:
         result.notes.append(f"Only {pooled.size} non-empty responses; length outliers need at least "
@@ -283,10 +286,10 @@ def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, lengt
     return _one_per_pair(frames)
 
 
-def _encoding_flags(ids: np.ndarray, pairs: pd.DataFrame) -> pd.DataFrame:
+def _encoding_flags(ids: np.ndarray, texts: dict[str, pd.Series]) -> pd.DataFrame:
     frames = []
-    for field in ("prompt", "chosen", "rejected"):
-        damage = encoding_damage(pairs[field])
+    for field, values in texts.items():
+        damage = encoding_damage(values)
         hit = (damage != "").to_numpy(dtype=bool)
         frames.append(make_flags(ids[hit], "encoding_damage", 1.0,
                                  (f"{field}: " + damage[hit]).to_numpy(dtype=object)))
@@ -324,9 +327,17 @@ def _length_histogram(chosen: pd.Series, rejected: pd.Series) -> dict[str, Any]:
             "chosen": np.histogram(lc, edges)[0].tolist(), "rejected": np.histogram(lr, edges)[0].tolist()}
 
 
-def _repeated_prompts(prompt: pd.Series, norm_prompt: pd.Series) -> pd.DataFrame:
-    counts = norm_prompt.value_counts(sort=True)
-    counts = counts[counts > 1].head(_N_REPEATED_PROMPTS)
-    first_text = prompt.groupby(norm_prompt.to_numpy()).first()
-    return pd.DataFrame({"prompt": [first_text[k][:200] for k in counts.index],
-                         "n_pairs": counts.to_numpy(dtype=int)})
+def _first_positions(codes: np.ndarray) -> np.ndarray:
+    """Position of the first row of each code (codes numbered in order of first appearance)."""
+    first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return first
+
+
+def _repeated_prompts(prompt: pd.Series, prompt_code: np.ndarray, first_of_prompt: np.ndarray) -> pd.DataFrame:
+    """The most repeated prompts (normalised) with their number of pairs, most repeated first."""
+    counts = np.bincount(prompt_code)
+    top = np.argsort(-counts, kind="stable")[:_N_REPEATED_PROMPTS]
+    top = top[counts[top] > 1]
+    return pd.DataFrame({"prompt": [prompt.iloc[i][:200] for i in first_of_prompt[top]],
+                         "n_pairs": counts[top].astype(int)})
