@@ -255,6 +255,19 @@ def test_count_tokens_is_batched_and_exact(hh_sample, bpe):
     assert counts.tolist() == [len(bpe(t, add_special_tokens=False)["input_ids"]) for t in texts]
 
 
+def test_count_tokens_slow_tokenizer_path_is_batched_and_exact(hh_sample, bpe):
+    calls = []
+
+    def slow(texts, **kwargs):  # a tokenizer without a Rust backend: only __call__
+        calls.append(len(texts))
+        return bpe(texts, **kwargs)
+
+    texts = hh_sample["prompt"].tolist()
+    counts = count_tokens(slow, texts, batch_size=128)
+    assert calls == [128, 128, 44]
+    assert counts.tolist() == [len(bpe(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
 def test_eos_counts_in_budget_for_text_data(hh_sample, bpe):
     res = analyze_length(hh_sample.head(50), tokenizer=bpe, max_length=512)
     d = res.pair_data
