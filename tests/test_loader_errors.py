@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from prefaudit.errors import ConfigError, DataFormatError, UnknownFormatError
-from prefaudit.loaders import FORMAT_NAMES, load
+from prefaudit.loaders import FORMAT_NAMES, format_module, load
 
 HH = "\n\nHuman: Where is Paris?\n\nAssistant:"
 UF_COMPLETIONS = [{"model": "m0", "response": "Paris.", "overall_score": 8.0},
@@ -57,6 +57,12 @@ BAD_LINE = N_GOOD + 2  # records sit on lines 1, 3, 4, ...: line 2 is blank
 
 def test_every_format_has_a_case():
     assert set(CASES) == set(FORMAT_NAMES)
+
+
+@pytest.mark.parametrize("fmt", sorted(CASES))
+def test_each_format_sniffs_only_its_own_records(fmt: str):
+    record = CASES[fmt][0]
+    assert [n for n in FORMAT_NAMES if format_module(n).sniff(record)] == [fmt]
 
 
 def write_lines(path: Path, good: dict, bad: str, n_good: int = N_GOOD) -> Path:
