@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -17,7 +17,8 @@ from prefaudit.loaders.io import Record, is_data_file, iter_records
 from prefaudit.loaders.report import LoadReport
 from prefaudit.schema import MESSAGE_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
 
-#: Format modules in sniffing order: the first whose ``sniff`` accepts a file's first record wins.
+#: Format modules in sniffing order: the one whose ``sniff`` accepts most of a file's first
+#: records wins, the earlier on a tie (see :func:`detect_format`).
 FORMAT_NAMES: tuple[str, ...] = (
     "trl_standard", "llama_factory", "hh_rlhf", "ultrafeedback", "shp", "pandalm",
     "alpacafarm", "mt_bench", "llmbar", "generic_long",
@@ -176,7 +177,7 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
         prepare(ctx)
     # column-wise accumulation: no list of row dicts is kept, one list.append per cell
     columns: dict[str, list[Any]] = {}
-    appenders: list[tuple[Any, str]] = []
+    appenders: list[tuple[Callable[[Any], None], str]] = []
     n_rows = 0
     for r in _rows(mod, records, ctx):
         if not r.keys() <= columns.keys():
