@@ -16,7 +16,7 @@ import pytest
 
 from prefaudit.loaders import FORMAT_NAMES, format_module, load
 from prefaudit.loaders.io import iter_records
-from prefaudit.schema import LABEL_TIE, label_matrix, to_pairs
+from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, label_matrix, to_pairs
 
 LLMBAR = "llmbar/Dataset"
 #: file below shared/data -> (format, records, records whose label is 1 / chosen is the first response)
@@ -242,7 +242,9 @@ def test_alpacafarm_groups_annotators_of_the_same_comparison(tmp_path: Path):
     assert report.count("unknown_preference") == 1
     mat = label_matrix(table)
     assert mat.shape == (2, 4)
-    np.testing.assert_array_equal(mat.loc[add["pair_id"].iloc[0], ["0", "1", "2"]], [0, 1, 2])
+    add_labels = mat.loc[add["pair_id"].iloc[0]]  # "0" and "1" chose opposite outputs, "2" a draw
+    assert sorted(add_labels[["0", "1"]]) == [LABEL_A, LABEL_B] and add_labels["2"] == LABEL_TIE
+    assert np.isnan(add_labels["3"])  # annotator 3 judged only the colour pair
 
 
 def conversation(question: list[str], answers: list[str]) -> list[dict]:
@@ -303,7 +305,8 @@ def test_generic_long_joins_responses(tmp_path: Path):
     assert list(table["tie"]) == [False, False, True, False, True]
     assert report.count("unknown_label") == 1 and report.events["unknown_label"].first_records == [6]
     assert report.count("unlabelled_pair") == 1 and report.events["unlabelled_pair"].first_records == [3]
-    assert label_matrix(table).loc["q1"].tolist() == [0, 1, 2]
+    q1 = label_matrix(table).loc["q1"]  # ann1 and ann2 chose opposite sides, ann3 a tie
+    assert sorted(q1[["ann1", "ann2"]]) == [LABEL_A, LABEL_B] and q1["ann3"] == LABEL_TIE
 
 
 # ---------------------------------------------------------------- readers and inputs
