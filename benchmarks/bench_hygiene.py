@@ -51,9 +51,10 @@ def make_pairs(n: int) -> pd.DataFrame:
 
 
 def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
+    """(result, wall seconds, CPU seconds of this process)."""
+    w0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - w0, time.process_time() - c0
 
 
 def main() -> None:
@@ -65,11 +66,11 @@ def main() -> None:
     table = make_pairs(n)
     texts = pd.concat([table["prompt"], table["chosen"], table["rejected"]], ignore_index=True)
 
-    baseline, t_base = timed(lambda: table.duplicated(["prompt", "chosen", "rejected"]))
-    _, t_norm = timed(normalize_text, texts)
-    _, t_enc = timed(encoding_damage, texts)
-    _, t_trunc = timed(truncation_sign, pd.concat([table["chosen"], table["rejected"]], ignore_index=True))
-    res, t_full = timed(analyze_hygiene, table)
+    baseline, *t_base = timed(lambda: table.duplicated(["prompt", "chosen", "rejected"]))
+    _, *t_norm = timed(normalize_text, texts)
+    _, *t_enc = timed(encoding_damage, texts)
+    _, *t_trunc = timed(truncation_sign, pd.concat([table["chosen"], table["rejected"]], ignore_index=True))
+    res, *t_full = timed(analyze_hygiene, table)
 
     m = res.flat_metrics()
     n_empty = len(range(EMPTY_EVERY, n, EMPTY_EVERY))
@@ -81,12 +82,15 @@ def main() -> None:
     assert round(m["hygiene.empty_response_share"] * n) == n_empty, "hygiene miscounted empty responses"
 
     print(f"pairs: {n:,}  texts: {len(texts):,}  mean chars/text: {texts.str.len().mean():.0f}")
-    print(f"baseline  DataFrame.duplicated (exact, 3 cols)  : {t_base:8.2f} s")
-    print(f"stage     normalize_text (NFKC, casefold, ws)   : {t_norm:8.2f} s")
-    print(f"stage     encoding_damage regexes              : {t_enc:8.2f} s")
-    print(f"stage     truncation_sign (chosen + rejected)   : {t_trunc:8.2f} s")
-    print(f"full      analyze_hygiene                      : {t_full:8.2f} s  ({n / t_full:,.0f} pairs/s)")
-    print(f"ratio     full / baseline                      : {t_full / t_base:8.1f}x")
+    print("                                                    wall s     CPU s")
+    for label, (wall, cpu) in (("baseline  DataFrame.duplicated (exact, 3 cols)", t_base),
+                               ("stage     normalize_text (NFKC, casefold, ws) ", t_norm),
+                               ("stage     encoding_damage regexes            ", t_enc),
+                               ("stage     truncation_sign (chosen + rejected) ", t_trunc),
+                               ("full      analyze_hygiene                    ", t_full)):
+        print(f"{label}  : {wall:8.2f}  {cpu:8.2f}")
+    print(f"throughput analyze_hygiene: {n / t_full[0]:,.0f} pairs/s wall, {n / t_full[1]:,.0f} pairs/s CPU")
+    print(f"ratio     full / baseline: {t_full[0] / t_base[0]:.1f}x wall, {t_full[1] / t_base[1]:.1f}x CPU")
     print(f"check     duplicate_pair_share={m['hygiene.duplicate_pair_share']:.4f} "
           f"empty_response_share={m['hygiene.empty_response_share']:.4f} "
           f"flagged_share={m['hygiene.flagged_share']:.4f}")

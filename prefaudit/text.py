@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+#: Texts as a Series (its index is kept), a NumPy object array or a list.
+Texts = pd.Series | np.ndarray | Sequence[str]
 
 #: Characters whose Windows-1252 byte is 0x80-0xBF, i.e. what a UTF-8 continuation byte
 #: becomes when UTF-8 text is wrongly decoded as Windows-1252 or Latin-1.
@@ -34,17 +38,18 @@ CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SUSPECT_RE = re.compile("[\u00c2-\u00f4\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def normalize_text(texts: pd.Series) -> pd.Series:
+def normalize_text(texts: Texts) -> pd.Series:
     """Normalise texts for duplicate detection: Unicode NFKC, case-folded, runs of whitespace
     collapsed to one space, stripped. Two texts that differ only in case, spacing, line breaks
     or Unicode compatibility forms (full-width letters, ligatures, no-break spaces) become equal.
     """
     values = _as_list(texts)
-    return pd.Series([" ".join((t if t.isascii() else unicodedata.normalize("NFKC", t)).casefold().split())
+    # ASCII text is already NFKC and its case folding is lower(), which is faster.
+    return pd.Series([" ".join((t.lower() if t.isascii() else unicodedata.normalize("NFKC", t).casefold()).split())
                       for t in values], index=_index(texts, values), dtype=object)
 
 
-def encoding_damage(texts: pd.Series) -> pd.Series:
+def encoding_damage(texts: Texts) -> pd.Series:
     """Per text, the first sign of encoding damage as a short description, or "" if none.
 
     Checked in order: a mojibake sequence (see :data:`MOJIBAKE_RE`; the most specific sign),
@@ -66,7 +71,7 @@ def _damage(text: str) -> str:
     return f"control character U+{ord(m.group()):04X}" if m else ""
 
 
-def log_length(texts: pd.Series) -> np.ndarray:
+def log_length(texts: Texts) -> np.ndarray:
     """log10(1 + number of characters) of each text."""
     return np.log10(1.0 + np.fromiter((len(t) for t in _as_list(texts)), dtype=float))
 
@@ -81,7 +86,7 @@ _OPEN_ENDINGS = frozenset(",;:(-\u2013")
 _LIST_LINE_RE = re.compile(r"^\s*(?:[-*+>#|\u2022]|\d+[.)]|[A-Za-z][.)]\s)")
 
 
-def truncation_sign(texts: pd.Series, *, min_words: int = 40, min_last_line_words: int = 8) -> pd.Series:
+def truncation_sign(texts: Texts, *, min_words: int = 40, min_last_line_words: int = 8) -> pd.Series:
     """Per text, why it looks cut off, or "" if it does not. Conservative by design.
 
     A text is called truncated when one of these holds:
@@ -119,10 +124,10 @@ def _truncation(text: str, min_words: int, min_last_line_words: int) -> str:
     return "ends with an ellipsis" if ellipsis else "ends mid-sentence"
 
 
-def _as_list(texts: pd.Series | list[str]) -> list[str]:
+def _as_list(texts: Texts) -> list[str]:
     values = texts.tolist() if isinstance(texts, (pd.Series, pd.Index, np.ndarray)) else list(texts)
     return [v if isinstance(v, str) else str(v) for v in values]
 
 
-def _index(texts: pd.Series | list[str], values: list[str]) -> pd.Index:
+def _index(texts: Texts, values: list[str]) -> pd.Index:
     return texts.index if isinstance(texts, pd.Series) else pd.RangeIndex(len(values))

@@ -34,6 +34,7 @@ compare several response pairs per prompt by design (PandaLM: 999 pairs over 170
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,8 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     -------
     AnalyzerResult
         ``hygiene.*`` metrics (shares of pairs), ``pair_flags`` (reasons above), figures
-        ``flag_counts`` and ``length_histogram``, table ``repeated_prompts``.
+        ``flag_counts``, ``length_histogram`` and ``length_outlier_bounds``, table
+        ``repeated_prompts``.
     """
     result = AnalyzerResult(NAME, params={"length_z": length_z, "min_truncation_words": min_truncation_words,
                                           "min_last_line_words": min_last_line_words})
@@ -88,22 +90,18 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
         result.notes.append("The table has no pairs; no hygiene check could run.")
         return result
     ids = pairs["pair_id"].astype(str).to_numpy(dtype=object)
-    # Plain Python strings: the checks below are per-text loops, fastest on object arrays.
-    prompt, chosen, rejected = (pd.Series(pairs[c].tolist(), dtype=object)
-                                for c in ("prompt", "chosen", "rejected"))
-    norm_prompt, norm_chosen, norm_rejected = (normalize_text(t) for t in (prompt, chosen, rejected))
-    empty_c, empty_r = (np.fromiter((not t.strip() for t in side), dtype=bool, count=n)
-                        for side in (chosen, rejected))
-    prompt_code = pd.factorize(norm_prompt.to_numpy(dtype=object))[0]
+    codes = _encode(pairs)
+    empty = np.fromiter((not t.strip() for t in codes.responses), dtype=bool, count=len(codes.responses))
+    loglen = log_length(codes.responses)
     tie = pairs["tie"].to_numpy(dtype=bool)
 
     frames = [
-        _empty_flags(ids, empty_c, empty_r),
-        _identical_flags(ids, chosen, rejected, norm_chosen, norm_rejected),
-        *_duplicate_flags(ids, tie, (prompt, chosen, rejected), (norm_prompt, norm_chosen, norm_rejected)),
-        _truncation_flags(ids, chosen, rejected, min_truncation_words, min_last_line_words),
-        _length_flags(ids, chosen, rejected, empty_c, empty_r, length_z, result),
-        _encoding_flags(ids, {"prompt": prompt, "chosen": chosen, "rejected": rejected}),
+        _empty_flags(ids, empty[codes.chosen], empty[codes.rejected]),
+        _identical_flags(ids, codes),
+        *_duplicate_flags(ids, tie, codes),
+        _truncation_flags(ids, codes, min_truncation_words, min_last_line_words),
+        _length_flags(ids, codes, loglen, empty, length_z, result),
+        _encoding_flags(ids, codes),
         _load_flags(table),
     ]
     flags = concat_flags(frames)
@@ -112,9 +110,8 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     per_reason = flags.groupby("reason")["pair_id"].nunique()
     share = {r: int(c) / n for r, c in per_reason.items()}
     exact_dup = flags.loc[(flags["reason"] == "duplicate_pair") & (flags["score"] == 1.0), "pair_id"].nunique()
-    first_of_prompt = _first_positions(prompt_code)
-    dup_prompt = np.ones(n, dtype=bool)
-    dup_prompt[first_of_prompt] = False
+    first_of_prompt = _first_positions(codes.norm_prompt)
+    n_unique_prompts = len(first_of_prompt)
     load_reasons = [r for r in per_reason.index if r not in _BUILTIN_REASONS]
     loader_flagged = flags.loc[flags["reason"].isin(load_reasons), "pair_id"].nunique()
 
@@ -131,9 +128,9 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     result.add_metric("contradiction_share", share.get("contradictory_duplicate", 0.0),
                       "share of pairs whose prompt and responses recur in another pair with the opposite "
                       "preference (all members of such groups counted)")
-    result.add_metric("duplicate_prompt_share", float(dup_prompt.mean()),
+    result.add_metric("duplicate_prompt_share", (n - n_unique_prompts) / n,
                       "share of pairs whose normalised prompt already appeared in an earlier pair")
-    result.add_metric("n_unique_prompts", int(n - dup_prompt.sum()),
+    result.add_metric("n_unique_prompts", n_unique_prompts,
                       "number of distinct prompts after normalising case/whitespace/Unicode")
     result.add_metric("truncated_share", share.get("truncated", 0.0),
                       "share of pairs with a response that looks cut off (unclosed code fence, ends "
@@ -149,9 +146,9 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
                       "share of pairs with at least one hygiene flag")
 
     result.figures["flag_counts"] = {str(r): int(c) for r, c in per_reason.items()}
-    result.figures["length_histogram"] = _length_histogram(chosen, rejected)
-    result.tables["repeated_prompts"] = _repeated_prompts(prompt, prompt_code, first_of_prompt)
-    if not load_reasons and "load_flags" not in table.columns:
+    result.figures["length_histogram"] = _length_histogram(loglen[codes.chosen], loglen[codes.rejected])
+    result.tables["repeated_prompts"] = _repeated_prompts(codes, first_of_prompt)
+    if "load_flags" not in table.columns:
         result.notes.append("The table has no load_flags column; loader marks could not be reported.")
     return result
 
@@ -162,29 +159,49 @@ _BUILTIN_REASONS = frozenset({
 })
 
 
+@dataclass(frozen=True)
+class _Codes:
+    """The pairs' texts as integer codes into arrays of unique texts, so that every per-text
+    check runs once per distinct text. Codes are numbered in order of first appearance."""
+
+    prompts: np.ndarray  # distinct prompt texts
+    responses: np.ndarray  # distinct response texts (chosen and rejected together)
+    prompt: np.ndarray  # per pair: index into ``prompts``
+    chosen: np.ndarray  # per pair: index into ``responses``
+    rejected: np.ndarray
+    norm_prompt: np.ndarray  # per pair: code of the normalised prompt
+    norm_chosen: np.ndarray  # per pair: code of the normalised response
+    norm_rejected: np.ndarray
+
+
+def _encode(pairs: pd.DataFrame) -> _Codes:
+    n = len(pairs)
+    prompt, prompts = pd.factorize(np.asarray(pairs["prompt"].tolist(), dtype=object))
+    resp, responses = pd.factorize(np.asarray(pairs["chosen"].tolist() + pairs["rejected"].tolist(), dtype=object))
+    prompts, responses = np.asarray(prompts, dtype=object), np.asarray(responses, dtype=object)
+    norm_p = pd.factorize(normalize_text(prompts).to_numpy(dtype=object))[0][prompt]
+    norm_r = pd.factorize(normalize_text(responses).to_numpy(dtype=object))[0][resp]
+    return _Codes(prompts, responses, prompt, resp[:n], resp[n:], norm_p, norm_r[:n], norm_r[n:])
+
+
 def _empty_flags(ids: np.ndarray, c: np.ndarray, r: np.ndarray) -> pd.DataFrame:
     hit = c | r
     detail = np.where(c & r, "chosen and rejected are empty", np.where(c, "chosen is empty", "rejected is empty"))
     return make_flags(ids[hit], "empty_response", 1.0, detail[hit])
 
 
-def _identical_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series,
-                     norm_chosen: pd.Series, norm_rejected: pd.Series) -> pd.DataFrame:
-    exact = (chosen.to_numpy() == rejected.to_numpy()).astype(bool)
-    normal = (norm_chosen.to_numpy() == norm_rejected.to_numpy()).astype(bool) & ~exact
-    hit = exact | normal
+def _identical_flags(ids: np.ndarray, codes: _Codes) -> pd.DataFrame:
+    exact = codes.chosen == codes.rejected
+    hit = codes.norm_chosen == codes.norm_rejected
     detail = np.where(exact, "chosen and rejected are identical",
                       "chosen and rejected are identical after normalising case, whitespace and Unicode")
     return make_flags(ids[hit], "identical_responses", np.where(exact, 1.0, 0.9)[hit], detail[hit])
 
 
-def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, raw: tuple[pd.Series, pd.Series, pd.Series],
-                     norm: tuple[pd.Series, pd.Series, pd.Series]) -> list[pd.DataFrame]:
-    """duplicate_pair and contradictory_duplicate flags, across distinct pair ids.
-
-    ``raw`` and ``norm`` are (prompt, chosen, rejected) as given and normalised."""
-    group, orient = _pair_keys(*norm, tie)
-    e_group, e_orient = _pair_keys(*raw, tie)
+def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, codes: _Codes) -> list[pd.DataFrame]:
+    """duplicate_pair and contradictory_duplicate flags, across distinct pair ids."""
+    group, orient = _pair_keys(codes.norm_prompt, codes.norm_chosen, codes.norm_rejected, tie)
+    e_group, e_orient = _pair_keys(codes.prompt, codes.chosen, codes.rejected, tie)
     pos = np.arange(len(group))
     every = np.ones(len(group), dtype=bool)
     first_in_group = _first_where(group, every)
@@ -221,18 +238,15 @@ def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, raw: tuple[pd.Series, pd.
     return [dup_flags, con_flags]
 
 
-def _pair_keys(prompt: pd.Series, chosen: pd.Series, rejected: pd.Series,
+def _pair_keys(prompt: np.ndarray, chosen: np.ndarray, rejected: np.ndarray,
                tie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group id of (prompt, {response, response}) ignoring response order, and the orientation
-    of each pair's label within its group: LABEL_A if the preferred response is the group's
-    first response (in a fixed order), LABEL_B if the other, LABEL_TIE for ties and for pairs
-    whose two responses are equal."""
-    p_code = pd.factorize(prompt.to_numpy(dtype=object))[0]
-    r_code = pd.factorize(np.concatenate([chosen.to_numpy(dtype=object), rejected.to_numpy(dtype=object)]))[0]
-    c_code, j_code = r_code[: len(chosen)], r_code[len(chosen):]
-    lo, hi = np.minimum(c_code, j_code), np.maximum(c_code, j_code)
-    group = pd.MultiIndex.from_arrays([p_code, lo, hi]).factorize()[0]
-    orient = np.where(tie | (c_code == j_code), LABEL_TIE, np.where(c_code == lo, LABEL_A, LABEL_B))
+    of each pair's label within its group: LABEL_A if the preferred response has the smaller
+    code of the two, LABEL_B if the larger, LABEL_TIE for ties and for pairs whose two responses
+    are equal. Inputs are text codes."""
+    lo, hi = np.minimum(chosen, rejected), np.maximum(chosen, rejected)
+    group = pd.MultiIndex.from_arrays([prompt, lo, hi]).factorize()[0]
+    orient = np.where(tie | (chosen == rejected), LABEL_TIE, np.where(chosen == lo, LABEL_A, LABEL_B))
     return group, orient
 
 
@@ -244,23 +258,22 @@ def _first_where(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(first == never, -1, first)
 
 
-def _truncation_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series,
-                      min_words: int, min_last_line_words: int) -> pd.DataFrame:
+def _truncation_flags(ids: np.ndarray, codes: _Codes, min_words: int, min_last_line_words: int) -> pd.DataFrame:
+    sign = truncation_sign(codes.responses, min_words=min_words,
+                           min_last_line_words=min_last_line_words).to_numpy(dtype=object)
     frames = []
-    for side, texts in (("chosen", chosen), ("rejected", rejected)):
-        sign = truncation_sign(texts, min_words=min_words, min_last_line_words=min_last_line_words)
-        hit = (sign != "").to_numpy(dtype=bool)
-        tail = texts[hit].str.rstrip().str[-_EXCERPT:].map(repr)
-        detail = f"{side} " + sign[hit] + ": ..." + tail
-        frames.append(make_flags(ids[hit], "truncated", sign[hit].map(_TRUNCATION_SCORE).to_numpy(),
-                                 detail.to_numpy(dtype=object)))
+    for side, code in (("chosen", codes.chosen), ("rejected", codes.rejected)):
+        hit = np.flatnonzero(sign[code] != "")
+        detail = [f"{side} {sign[c]}: ...{codes.responses[c].rstrip()[-_EXCERPT:]!r}" for c in code[hit]]
+        frames.append(make_flags(ids[hit], "truncated", [_TRUNCATION_SCORE[sign[c]] for c in code[hit]], detail))
     return _one_per_pair(frames)
 
 
-def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, ec: np.ndarray, er: np.ndarray,
-                  length_z: float, result: AnalyzerResult) -> pd.DataFrame:
-    lc, lr = log_length(chosen), log_length(rejected)
-    pooled = np.concatenate([lc[~ec], lr[~er]])
+def _length_flags(ids: np.ndarray, codes: _Codes, loglen: np.ndarray, empty: np.ndarray, length_z: float,
+                  result: AnalyzerResult) -> pd.DataFrame:
+    """Robust z of log length, pooled over every non-empty chosen and rejected response."""
+    pooled = np.concatenate([loglen[codes.chosen][~empty[codes.chosen]],
+                             loglen[codes.rejected][~empty[codes.rejected]]])
     if pooled.size < _MIN_LENGTH_SAMPLE:
         result.notes.append(f"Only {pooled.size} non-empty responses; length outliers need at least "
                             f"{_MIN_LENGTH_SAMPLE} for a stable median and MAD and were not computed.")
@@ -273,12 +286,11 @@ def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, ec: n
         return make_flags([], "length_outlier")
     typical = int(round(10 ** med - 1))
     frames = []
-    for side, texts, loglen, empty in (("chosen", chosen, lc, ec), ("rejected", rejected, lr, er)):
-        z = _MAD_TO_SD * (loglen - med) / mad
-        hit = (np.abs(z) > length_z) & ~empty
-        n_chars = texts[hit].str.len().to_numpy()
-        detail = [f"{side} is {c:,} characters (robust z {zz:+.1f}; median response {typical:,})"
-                  for c, zz in zip(n_chars, z[hit], strict=True)]
+    for side, code in (("chosen", codes.chosen), ("rejected", codes.rejected)):
+        z = _MAD_TO_SD * (loglen[code] - med) / mad
+        hit = np.flatnonzero((np.abs(z) > length_z) & ~empty[code])
+        detail = [f"{side} is {len(codes.responses[c]):,} characters (robust z {zz:+.1f}; "
+                  f"median response {typical:,})" for c, zz in zip(code[hit], z[hit], strict=True)]
         frames.append(make_flags(ids[hit], "length_outlier", np.abs(z[hit]), detail))
     lo_chars, hi_chars = (int(round(10 ** (med + s * length_z * mad / _MAD_TO_SD) - 1)) for s in (-1, 1))
     result.figures["length_outlier_bounds"] = {"min_chars": lo_chars, "max_chars": hi_chars,
@@ -286,16 +298,15 @@ def _length_flags(ids: np.ndarray, chosen: pd.Series, rejected: pd.Series, ec: n
     return _one_per_pair(frames)
 
 
-def _encoding_flags(ids: np.ndarray, texts: dict[str, pd.Series]) -> pd.DataFrame:
+def _encoding_flags(ids: np.ndarray, codes: _Codes) -> pd.DataFrame:
+    prompt_damage = encoding_damage(codes.prompts).to_numpy(dtype=object)
+    response_damage = encoding_damage(codes.responses).to_numpy(dtype=object)
     frames = []
-    for field, values in texts.items():
-        damage = encoding_damage(values)
-        hit = (damage != "").to_numpy(dtype=bool)
-        frames.append(make_flags(ids[hit], "encoding_damage", 1.0,
-                                 (f"{field}: " + damage[hit]).to_numpy(dtype=object)))
+    for field, damage, code in (("prompt", prompt_damage, codes.prompt), ("chosen", response_damage, codes.chosen),
+                                ("rejected", response_damage, codes.rejected)):
+        hit = np.flatnonzero(damage[code] != "")
+        frames.append(make_flags(ids[hit], "encoding_damage", 1.0, [f"{field}: {damage[c]}" for c in code[hit]]))
     return _one_per_pair(frames)
-
-
 def _load_flags(table: pd.DataFrame) -> pd.DataFrame:
     if "load_flags" not in table.columns:
         return make_flags([], "load_flag")
@@ -319,8 +330,7 @@ def _one_per_pair(frames: list[pd.DataFrame]) -> pd.DataFrame:
             .reset_index())
 
 
-def _length_histogram(chosen: pd.Series, rejected: pd.Series) -> dict[str, Any]:
-    lc, lr = log_length(chosen), log_length(rejected)
+def _length_histogram(lc: np.ndarray, lr: np.ndarray) -> dict[str, Any]:
     top = max(float(np.max(lc)), float(np.max(lr)), 1.0)
     edges = np.linspace(0.0, np.ceil(top * 10) / 10, _N_HIST_BINS + 1)
     return {"unit": "log10(1 + characters)", "bin_edges": edges.round(4).tolist(),
@@ -334,10 +344,10 @@ def _first_positions(codes: np.ndarray) -> np.ndarray:
     return first
 
 
-def _repeated_prompts(prompt: pd.Series, prompt_code: np.ndarray, first_of_prompt: np.ndarray) -> pd.DataFrame:
+def _repeated_prompts(codes: _Codes, first_of_prompt: np.ndarray) -> pd.DataFrame:
     """The most repeated prompts (normalised) with their number of pairs, most repeated first."""
-    counts = np.bincount(prompt_code)
+    counts = np.bincount(codes.norm_prompt)
     top = np.argsort(-counts, kind="stable")[:_N_REPEATED_PROMPTS]
     top = top[counts[top] > 1]
-    return pd.DataFrame({"prompt": [prompt.iloc[i][:200] for i in first_of_prompt[top]],
+    return pd.DataFrame({"prompt": [codes.prompts[codes.prompt[i]][:200] for i in first_of_prompt[top]],
                          "n_pairs": counts[top].astype(int)})
