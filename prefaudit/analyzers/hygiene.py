@@ -221,20 +221,17 @@ def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, codes: _Codes) -> list[pd
     exact = (e_ref != pos) & ((e_orient[e_ref] == e_orient) | (e_orient[e_ref] == LABEL_TIE)
                               | (e_orient == LABEL_TIE))
     ref = np.where(exact, e_ref, np.where(first_same != pos, first_same, first_in_group))
-    label_note = np.where(orient[ref] == orient, "", " (one of the two is labelled a tie)")
-    dup_detail = np.where(exact, "exact duplicate of pair ",
-                          "duplicate after normalising case, whitespace and Unicode of pair ")
-    dup_detail = pd.Series(dup_detail, dtype=object) + pd.Series(ids[ref], dtype=object) + label_note
-    dup_flags = make_flags(ids[dup], "duplicate_pair", np.where(exact, 1.0, 0.9)[dup],
-                           dup_detail.to_numpy(dtype=object)[dup])
+    d = np.flatnonzero(dup)
+    dup_detail = [("exact duplicate" if exact[i] else "duplicate after normalising case, whitespace and Unicode")
+                  + f" of pair {ids[ref[i]]}"
+                  + ("" if orient[ref[i]] == orient[i] else " (one of the two is labelled a tie)") for i in d]
+    dup_flags = make_flags(ids[d], "duplicate_pair", np.where(exact[d], 1.0, 0.9), dup_detail)
 
     # For each contradicted pair, name the first pair of its group with the other preference.
-    other = np.where(orient == LABEL_A, first_b, first_a)
-    safe_other = np.where(contradicted, other, 0)
-    con_detail = ("same prompt and responses with the opposite preference in pair "
-                  + pd.Series(ids[safe_other], dtype=object))
-    con_flags = make_flags(ids[contradicted], "contradictory_duplicate", 1.0,
-                           con_detail.to_numpy(dtype=object)[contradicted])
+    c = np.flatnonzero(contradicted)
+    other = np.where(orient[c] == LABEL_A, first_b[c], first_a[c])
+    con_flags = make_flags(ids[c], "contradictory_duplicate", 1.0,
+                           [f"same prompt and responses with the opposite preference in pair {ids[o]}" for o in other])
     return [dup_flags, con_flags]
 
 
