@@ -39,8 +39,12 @@ def top_k(queries: np.ndarray, base: np.ndarray, k: int, *,
         if self_offset is not None:
             rows = np.arange(len(s))
             s[rows, self_offset + start + rows] = -np.inf
-        part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff] if k_eff < nb else np.tile(
-            np.arange(nb), (len(s), 1))
+        if k_eff == 1:
+            part = s.argmax(axis=1)[:, None]
+        elif k_eff < nb:
+            part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
+        else:
+            part = np.tile(np.arange(nb), (len(s), 1))
         ps = np.take_along_axis(s, part, axis=1)
         order = np.lexsort((part, -ps), axis=1)
         idx[start:start + step, :k_eff] = np.take_along_axis(part, order, axis=1)
@@ -63,9 +67,11 @@ def pairs_above(vectors: np.ndarray, threshold: float, *,
         s = vectors[start:start + step] @ vectors.T
         rows = np.arange(len(s))
         s[rows, start + rows] = -np.inf
-        r, c = np.nonzero(s >= threshold)
-        if not len(r):
+        hit = np.flatnonzero(s.max(axis=1) >= threshold)  # cheap pre-filter of rows with a match
+        if not len(hit):
             continue
+        r, c = np.nonzero(s[hit] >= threshold)
+        r = hit[r]
         v = s[r, c]
         counts = np.bincount(r, minlength=len(s))
         if counts.max() > max_per_row:
