@@ -57,7 +57,8 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
     beta:
         DPO beta, to express margins in implicit-reward units.
     cache_dir:
-        Log-prob cache (default ``$PREFAUDIT_CACHE`` or ``~/.cache/prefaudit``).
+        Log-prob cache (default ``$PREFAUDIT_CACHE`` or ``~/.cache/prefaudit``). A ``.gguf``
+        reference is converted once into ``$PREFAUDIT_CACHE/models`` whatever this is.
     max_length:
         Most tokens per prompt + response; longer ones are truncated and counted.
     support:
@@ -126,8 +127,8 @@ def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path |
     from prefaudit.scoring.models import default_cache_dir, load_reference
 
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    if isinstance(reference_model, str):
-        model, tok = load_reference(reference_model, device=device, cache_dir=cache)
+    if isinstance(reference_model, str):  # a converted GGUF always lives in the user cache
+        model, tok = load_reference(reference_model, device=device)
     else:
         model, tok = reference_model
     return score_pairs(pairs, model, tok, max_length=max_length, token_budget=token_budget,
