@@ -242,3 +242,28 @@ def test_cli_gate_bad_input_exits_2_without_traceback(tmp_path):
     not_audit = write(tmp_path / "x.json", '{"a": 1}')
     assert run_cli("gate", str(not_audit), cwd=tmp_path).returncode == 2
     assert run_cli("gate", cwd=tmp_path).returncode == 2  # usage error
+
+
+def test_cli_audit_gates_planted_defects_and_writes_verdict(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    junit = tmp_path / "junit.xml"
+    r = run_cli("audit", str(sample_dir / "planted_defects.jsonl"), "--analyzers", "hygiene,length",
+                "--out", str(out), "--no-pdf", "--junit", str(junit), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "gate: FAIL" in r.stdout and "FAIL: hygiene.contradiction_share" in r.stdout
+    verdict = json.loads((out / "verdict.json").read_text())
+    saved = json.loads((out / "audit.json").read_text())
+    assert verdict["status"] == "fail" and saved["verdict"] == verdict
+    assert ET.parse(junit).getroot().find("testsuite").get("failures") == "1"
+    r = run_cli("audit", str(sample_dir / "planted_defects.jsonl"), "--analyzers", "hygiene", "--out",
+                str(tmp_path / "nogate"), "--no-pdf", "--no-gate", cwd=tmp_path)
+    assert r.returncode == 0 and not (tmp_path / "nogate" / "verdict.json").exists()
+
+
+def test_every_metric_an_audit_produces_is_a_known_metric(sample_dir):
+    from prefaudit.audit import audit
+    from prefaudit.loaders import load
+
+    table = load(sample_dir / "planted_defects.jsonl").table
+    produced = set(audit(table, ["hygiene", "agreement", "length"]).metrics)
+    assert produced and produced <= known_metric_names(), sorted(produced - known_metric_names())
