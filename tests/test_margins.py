@@ -49,6 +49,7 @@ def test_planted_margins_are_measured_and_flagged(hh, planted):
     scores, wrong, ood, near = planted
     res = analyze_margins(hh, scores=scores, beta=0.1)
     m = res.metrics
+    assert next(iter(m)) == "reference_accuracy", "the report leads with the reference's agreement"
     assert m["reference_accuracy"].value == pytest.approx(275 / 300)
     assert m["reference_accuracy"].low < 275 / 300 < m["reference_accuracy"].high
     assert m["share_reference_prefers_rejected"].value == pytest.approx(25 / 300)
@@ -100,6 +101,13 @@ def test_ties_are_skipped_and_support_relation_measured(sample_dir):
     null = analyze_margins(table, scores=scores, support=shuffled).metrics["margin_support_correlation"].value
     assert abs(null) < 0.1
     assert any("tied" in n for n in res.notes)
+
+
+def test_all_ties_leave_margins_unmeasured_with_a_note(hh, planted):
+    res = analyze_margins(hh.assign(tie=True), scores=planted[0])
+    assert res.metrics["n_pairs_scored"].value == 0 and res.metrics["n_ties_skipped"].value == 300
+    assert "reference_accuracy" not in res.metrics and res.pair_data is None and res.pair_flags.empty
+    assert any("not measured" in n for n in res.notes)
 
 
 def test_bad_arguments_raise_config_errors(hh, planted):

@@ -93,14 +93,16 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         scores = _score(scored_pairs, reference_model, cache_dir=cache_dir, max_length=max_length,
                         token_budget=token_budget, device=device, progress=progress)
     s = _aligned_scores(scores, scored_pairs.index)
+    if len(s) == 0:
+        result.notes.append("no untied pairs to score: margins were not measured.")
+    else:  # the report leads with how well the reference already agrees with the labels
+        data = _pair_data(s, beta)
+        result.pair_data = data
+        _agreement_metrics(result, data["reference_margin"].to_numpy(), beta, near_zero)
     result.add_metric("n_pairs_scored", len(s), "pairs whose chosen and rejected were both scored")
     result.add_metric("n_ties_skipped", int(ties.sum()), "tied pairs, not scored (no chosen side)")
     if len(s) == 0:
-        result.notes.append("no untied pairs to score: margins were not measured.")
         return result
-    data = _pair_data(s, beta)
-    result.pair_data = data
-    _agreement_metrics(result, data["reference_margin"].to_numpy(), beta, near_zero)
     _ood_metrics(result, data, ood_z)
     _relation_metrics(result, data, support)
     _truncation(result, s, max_length)

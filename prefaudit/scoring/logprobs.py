@@ -144,10 +144,7 @@ def encode_pairs(tokenizer: Any, pairs: pd.DataFrame, *, max_length: int | None 
                 and _is_messages(rec["rejected_messages"]):
             where = f"pair {rec.get('pair_id', i)}"
             p, c = _encode_chat(tokenizer, rec["prompt_messages"], rec["chosen_messages"], where)
-            p2, r = _encode_chat(tokenizer, rec["prompt_messages"], rec["rejected_messages"], where)
-            if p2 != p:
-                raise ConfigError(f"{where}: the chat template renders the prompt differently "
-                                  "before chosen and before rejected")
+            r = _encode_chat(tokenizer, rec["prompt_messages"], rec["rejected_messages"], where)[1]
         else:
             p, c = _encode_text(tokenizer, rec["prompt"], rec["chosen"], separator, add_eos)
             r = _encode_text(tokenizer, rec["prompt"], rec["rejected"], separator, add_eos)[1]

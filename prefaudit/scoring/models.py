@@ -48,6 +48,8 @@ def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tu
     import torch
 
     dev = torch.device(device if device else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available here")
     if dtype is None:
         return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
     dt = getattr(torch, dtype, None)
