@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     pristine = copy.deepcopy(model)
 
     with tempfile.TemporaryDirectory() as tmp:
+        # untimed 1-step warm-up: the first training run pays one-off costs (allocator, kernels, imports)
+        warm = TrainConfig(**{**config.__dict__, "max_steps": 1})
+        train_trl(copy.deepcopy(pristine), copy.deepcopy(pristine).eval(), tok, table, warm, tmp + "/warm")
         base_model, ref = copy.deepcopy(pristine), copy.deepcopy(pristine).eval()
         t = time.perf_counter()
         base_log = train_trl(base_model, ref, tok, table[["prompt", "chosen", "rejected"]], config, tmp + "/trl")

@@ -163,7 +163,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         run = train_dpo(loaded.table, args.model, args.output_dir, policy=args.policy, force=args.force,
                         strict=args.strict, config=config, label_noise=label_noise, drop_flags=drop,
-                        length_balance=args.length_balance, holdout=args.holdout, lora=args.lora,
+                        length_balance=args.length_balance, margin_drop=_fractions(args.margin_drop),
+                        holdout=args.holdout, lora=args.lora,
                         analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
                         cache_dir=args.cache_dir)
     except GateRefused as refused:
@@ -179,6 +180,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {run.metadata['pairs']['trained']} pairs, final loss {run.metadata['final_train_loss']:.4f}"
           f"{tail}; saved to {run.output_dir}")
     return EXIT_PASS
+
+
+def _fractions(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise PrefauditError(f"--margin-drop: expected LOW,HIGH fractions such as 0.1,0.05, got {text!r}") from None
+    return low, high
 
 
 def _rate(text: str) -> float:
@@ -251,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated flag reasons whose pairs are dropped, e.g. "
                         "contradictory_duplicate,empty_response; 'all' drops every flagged pair")
     p.add_argument("--length-balance", action="store_true", help="train on a length-balanced subsample")
+    p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
+                   help="drop these fractions of pairs with the lowest / highest reference margins "
+                        "(runs the margins analyzer with --model as the reference)")
     p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
     p.add_argument("--learning-rate", type=float, default=5e-5, help="learning rate (default 5e-5)")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")

@@ -218,3 +218,24 @@ def test_cli_train_refuses_planted_defects_then_forces(sample_dir, tiny_model_di
     assert (tmp_path / "forced" / "config.json").is_file()
     assert any(p.name.endswith(".safetensors") for p in (tmp_path / "forced").iterdir())
     assert "Traceback" not in r.stderr
+
+
+def test_margin_selection_drops_the_lowest_reference_margins(clean_pairs, tmp_path):
+    model, tok = tiny_for(clean_pairs)
+    config = TrainConfig(max_steps=1, batch_size=4, max_length=64, backend="own")
+    run = train_dpo(clean_pairs, model, tmp_path / "m", tokenizer=tok, policy=_policy(tmp_path), config=config,
+                    analyzers=["hygiene"], margin_drop=(0.25, 0.0))
+    assert run.metadata["pairs"]["dropped"]["margin"] == 4 and run.metadata["pairs"]["trained"] == 12
+    from prefaudit.audit import read_audit
+
+    margins = read_audit(tmp_path / "m" / "audit" / "audit.json").metrics
+    assert margins["margins.reference_accuracy"] is not None
+
+
+def test_lora_trains_and_saves_only_the_adapter(clean_pairs, tmp_path):
+    model, tok = tiny_for(clean_pairs)
+    config = TrainConfig(max_steps=2, batch_size=4, max_length=64, learning_rate=1e-2, backend="own")
+    run = train_dpo(clean_pairs, model, tmp_path / "lora", tokenizer=tok, policy=_policy(tmp_path), config=config,
+                    analyzers=["hygiene"], lora=True)
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert run.metadata["options"]["lora"] is True and run.log_history[-1]["loss"] != run.log_history[0]["loss"]

@@ -64,7 +64,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
               policy: Policy | str | Path | None = None, force: bool = False, strict: bool = False,
               config: TrainConfig | None = None, label_noise: float | str | None = None,
               drop_flags: tuple[str, ...] | list[str] = (), length_balance: bool = False,
-              holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
+              margin_drop: tuple[float, float] | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
               audit_options: dict[str, dict[str, Any]] | None = None, audit_result: AuditResult | None = None,
               cache_dir: str | Path | None = None) -> TrainRun:
     """Audit ``table``, gate it, and train ``model`` with DPO on what passes.
@@ -90,6 +90,10 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         Flag reasons whose pairs are dropped (``"all"``: any flagged pair).
     length_balance:
         Train on a seeded length-balanced subsample.
+    margin_drop:
+        ``(low, high)``: drop these fractions of pairs with the lowest and highest reference
+        margins (:func:`prefaudit.analyzers.margins.select_by_margin`); the audit then runs the
+        ``margins`` analyzer with ``model`` as the reference unless options name another.
     holdout:
         Fraction of pairs (seeded) kept out of training to measure preference accuracy on.
     lora:
@@ -100,6 +104,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     config = config or TrainConfig()
     backend = config.resolved_backend()
     table = validate(table)
+    if margin_drop is not None and audit_result is None:
+        analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
     result = audit_result or audit(table, analyzers, seed=config.seed, options=audit_options)
     verdict = evaluate(result, policy if isinstance(policy, Policy) else load_policy(policy))
     refused = verdict.exit_code(strict) != 0
@@ -110,6 +116,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     eps = _noise_rate(config.loss, label_noise, result)
     config = TrainConfig(**{**asdict(config), "eps": eps})
     pairs, dropped = _training_pairs(table, result, drop_flags, length_balance, config.seed)
+    if margin_drop is not None:
+        pairs, dropped["margin"] = _select_by_margin(pairs, result, margin_drop)
     train_pairs, held_out = _split(pairs, holdout, config.seed)
     if len(train_pairs) == 0:
         raise ConfigError("no pairs left to train on after dropping ties, flagged pairs and the holdout")
@@ -149,7 +157,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         "data_sha256": result.summary.get("content_sha256"),
         "audit_sha256": _audit_hash(result),
         "options": {**asdict(config), "backend": backend, "label_noise": label_noise,
-                    "drop_flags": list(drop_flags), "length_balance": length_balance, "holdout": holdout,
+                    "drop_flags": list(drop_flags), "length_balance": length_balance,
+                    "margin_drop": list(margin_drop) if margin_drop else None, "holdout": holdout,
                     "lora": lora, "model": model if isinstance(model, str) else type(model).__name__},
         "pairs": {"trained": len(train_pairs), "held_out": len(held_out), "dropped": dropped},
         "held_out_before": before,
@@ -201,6 +210,32 @@ def _training_pairs(table: pd.DataFrame, result: AuditResult, drop_flags: tuple[
         pairs = length_balanced_sample(pairs, seed=seed)
         dropped["length_balance"] = n - len(pairs)
     return pairs[["pair_id", "prompt", "chosen", "rejected"]].reset_index(drop=True), dropped
+
+
+def _with_margins(analyzers: list[str] | None, options: dict[str, dict[str, Any]] | None, model: Any,
+                  tokenizer: Any) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    from prefaudit.audit import DEFAULT_ANALYZERS
+
+    names = list(analyzers or DEFAULT_ANALYZERS)
+    names += [] if "margins" in names else ["margins"]
+    opts = {k: dict(v) for k, v in (options or {}).items()}
+    reference = str(model) if isinstance(model, (str, Path)) else (model, tokenizer)
+    opts.setdefault("margins", {}).setdefault("reference_model", reference)
+    return names, opts
+
+
+def _select_by_margin(pairs: pd.DataFrame, result: AuditResult,
+                      margin_drop: tuple[float, float]) -> tuple[pd.DataFrame, int]:
+    from prefaudit.analyzers.margins import select_by_margin
+
+    margins = result.results.get("margins")
+    if margins is None or margins.pair_data is None:
+        raise ConfigError("margin selection needs the audit's margins analyzer (per-pair reference margins); "
+                          "run the audit with a reference model")
+    scored = margins.pair_data.loc[margins.pair_data.index.isin(pairs["pair_id"])]
+    keep = set(select_by_margin(scored, drop_low=margin_drop[0], drop_high=margin_drop[1]).astype(str))
+    kept = pairs[pairs["pair_id"].astype(str).isin(keep)].reset_index(drop=True)
+    return kept, len(pairs) - len(kept)
 
 
 def _split(pairs: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
