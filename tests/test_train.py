@@ -44,7 +44,7 @@ def tiny_model_dir(tmp_path_factory, sample_dir: Path) -> Path:
 
 def tiny_for(texts: pd.DataFrame, seed: int = 0):
     corpus = texts["prompt"].tolist() + texts["chosen"].tolist() + texts["rejected"].tolist()
-    return tiny_causal_lm(corpus, seed=seed)
+    return tiny_causal_lm(list(dict.fromkeys(corpus)), seed=seed)
 
 
 def test_trl_dpo_lowers_loss_and_ranks_chosen_first(clean_pairs, tmp_path):
@@ -178,7 +178,7 @@ def test_audit_flip_estimate_feeds_robust_dpo(tmp_path):
     table, truth, test = planted_flips()
     pairs = to_pairs(table)
     actual = float((pairs["chosen"] != pairs["pair_id"].map(truth)).mean())
-    result = audit(table, ["hygiene", "agreement"])
+    result = audit(table, ["hygiene", "agreement"], options={"agreement": {"n_bootstrap": 50}})
     estimate = result.metrics["agreement.flip_rate"]
     assert 0.2 <= actual <= 0.4
     assert abs(estimate - actual) < 0.1
