@@ -79,13 +79,15 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from prefaudit.audit import audit
+    from prefaudit.gate import load_policy
 
+    policy = None if args.no_gate else load_policy(args.policy)  # a bad policy fails before the work
     loaded = _load(args)
     analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
     result = audit(loaded.table, analyzers, load_report=loaded.report, seed=args.seed,
                    options=_analyzer_options(args),
                    config={"data": [str(p) for p in args.data], "format": args.format})
-    verdict = None if args.no_gate else _run_gate(result, args, args.out)
+    verdict = None if policy is None else _run_gate(result, policy, args, args.out)
     if verdict is not None:
         result.verdict = verdict.to_dict()
     paths = result.write(args.out)
@@ -118,11 +120,11 @@ def _add_gate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--junit", default=None, metavar="PATH", help="also write the verdict as JUnit XML to PATH")
 
 
-def _run_gate(audit_or_metrics: Any, args: argparse.Namespace, out_dir: str | Path):  # -> Verdict
+def _run_gate(audit_or_metrics: Any, policy: Any, args: argparse.Namespace, out_dir: str | Path):  # -> Verdict
     """Evaluate the policy; write ``verdict.json`` into ``out_dir`` (and JUnit XML if asked)."""
-    from prefaudit.gate import evaluate, load_policy
+    from prefaudit.gate import evaluate
 
-    verdict = evaluate(audit_or_metrics, load_policy(args.policy))
+    verdict = evaluate(audit_or_metrics, policy)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -142,9 +144,11 @@ def _print_verdict(verdict: Any) -> None:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from prefaudit.audit import read_audit
+    from prefaudit.gate import load_policy
 
+    policy = load_policy(args.policy)
     result = read_audit(args.audit)
-    verdict = _run_gate(result, args, args.out or Path(args.audit).parent)
+    verdict = _run_gate(result, policy, args, args.out or Path(args.audit).parent)
     _print_verdict(verdict)
     return verdict.exit_code(args.strict)
 

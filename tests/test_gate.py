@@ -244,6 +244,14 @@ def test_cli_gate_bad_input_exits_2_without_traceback(tmp_path):
     assert run_cli("gate", cwd=tmp_path).returncode == 2  # usage error
 
 
+def test_cli_audit_rejects_a_bad_policy_before_auditing(sample_dir, tmp_path):
+    typo = write(tmp_path / "typo.toml", '[rules."length.share_longer_chosn"]\nmax = 0.6\n')
+    r = run_cli("audit", str(sample_dir / "llmbar_natural.json"), "--analyzers", "hygiene",
+                "--policy", str(typo), "--out", str(tmp_path / "out"), "--no-pdf", cwd=tmp_path)
+    assert r.returncode == 2 and "typo.toml" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()  # nothing computed or written
+
+
 def test_cli_audit_gates_planted_defects_and_writes_verdict(sample_dir, tmp_path):
     out = tmp_path / "out"
     junit = tmp_path / "junit.xml"
