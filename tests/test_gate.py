@@ -250,6 +250,9 @@ def test_cli_audit_rejects_a_bad_policy_before_auditing(sample_dir, tmp_path):
                 "--policy", str(typo), "--out", str(tmp_path / "out"), "--no-pdf", cwd=tmp_path)
     assert r.returncode == 2 and "typo.toml" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()  # nothing computed or written
+    # the policy is checked first: with bad data too, the policy is what the error names
+    r = run_cli("audit", str(tmp_path / "no_such_data.jsonl"), "--policy", str(typo), cwd=tmp_path)
+    assert r.returncode == 2 and "typo.toml" in r.stderr and "no_such_data" not in r.stderr
 
 
 def test_cli_audit_gates_planted_defects_and_writes_verdict(sample_dir, tmp_path):
