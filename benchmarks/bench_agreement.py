@@ -26,6 +26,7 @@ import tracemalloc
 
 import krippendorff
 import numpy as np
+from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from prefaudit.analyzers import bootstrap, reliability
 from prefaudit.analyzers.agreement import analyze_agreement
@@ -36,12 +37,6 @@ from prefaudit.schema import label_matrix, validate
 ACCURACIES = [0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.55]
 N_BOOTSTRAP = 1000
 N_NAIVE = 20
-
-
-def timed(func, *args, **kwargs):
-    start = time.perf_counter()
-    out = func(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def naive_bootstrap_seconds(labels: np.ndarray, seed: int) -> float:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,6 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from prefaudit.analyzers.length import analyze_length  # noqa: E402
 from prefaudit.loaders import load  # noqa: E402
@@ -45,12 +45,6 @@ def make_pairs(n: int) -> pd.DataFrame:
     for col in ("prompt", "chosen", "rejected"):
         reps[col] = reps[col] + tag
     return reps
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
 import pandas as pd
+from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from prefaudit.audit import AuditResult, _json_default
 from prefaudit.loaders.report import LoadReport
@@ -73,12 +73,6 @@ def synthetic_audit(n: int, seed: int = 0) -> AuditResult:
             result.examples[pid] = {"prompt": long_text, "chosen": long_text, "rejected": long_text,
                                     "source": "synthetic"}
     return result
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
 
 
 def main() -> None:
