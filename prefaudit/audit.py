@@ -24,7 +24,7 @@ from prefaudit import __version__
 from prefaudit.errors import ConfigError
 from prefaudit.loaders.report import LoadReport
 from prefaudit.results import AnalyzerResult, Metric, concat_flags
-from prefaudit.schema import is_conversational, is_multi_annotator, validate
+from prefaudit.schema import is_conversational, is_multi_annotator, to_pairs, validate
 
 #: Analyzers in the order they run: name -> "module:function".
 ANALYZERS: dict[str, str] = {
@@ -134,6 +134,8 @@ def read_audit(path: str | Path) -> AuditResult:
         d = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataFormatError("no such file", path=str(p)) from None
+    except OSError as exc:
+        raise DataFormatError(f"cannot read audit file ({exc.strerror or exc})", path=str(p)) from None
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"invalid JSON ({exc.msg})", path=str(p), line=exc.lineno) from None
     if not isinstance(d, dict) or "metrics" not in d:
@@ -243,7 +245,9 @@ def _handoffs(name: str, done: dict[str, AnalyzerResult]) -> dict[str, Any]:
         return res.pair_data[col]
 
     kwargs: dict[str, Any] = {}
-    support = column("agreement", "consensus_posterior")
+    # length thresholds support like a vote share; margins only correlates with it, so it gets
+    # the finer Dawid-Skene posterior (which is near 1 even for a 2-vs-1 split)
+    support = column("agreement", "majority_share" if name == "length" else "consensus_posterior")
     clusters = column("coverage", "cluster")
     if name in ("length", "margins") and support is not None:
         kwargs["support"] = support
@@ -258,7 +262,7 @@ def _examples(table: pd.DataFrame, result: AuditResult) -> dict[str, dict[str, s
         flags = concat_flags([res.pair_flags])
         worst = flags.sort_values("score", ascending=False, kind="mergesort")
         ids += list(dict.fromkeys(worst["pair_id"].astype(str)))[:N_EXAMPLES]
-    first = table.drop_duplicates("pair_id").set_index("pair_id")
+    first = to_pairs(table).set_index("pair_id")  # the final (majority) orientation
     out = {}
     for pid in dict.fromkeys(ids):
         if pid in first.index:

@@ -312,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrefauditError as exc:
         print(f"prefaudit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # an output path that is a directory or a file, a permission problem
+        print(f"prefaudit: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("prefaudit: interrupted", file=sys.stderr)
         return 130

@@ -123,3 +123,19 @@ def test_missing_field_and_usage_errors_exit_2(sample_dir, tmp_path):
     assert proc.returncode == 2 and "nonsense" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("inspect", tmp_path / "does_not_exist.jsonl")
     assert proc.returncode == 2 and "does_not_exist.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_audit_hands_vote_share_to_length_and_shows_final_orientation(sample_dir):
+    """Length's low-support flag must fire on split votes when agreement runs first, and the
+    worst-pair examples must show the majority (training) orientation, not the first judgement."""
+    from prefaudit.audit import audit
+    from prefaudit.loaders import load
+    from prefaudit.schema import to_pairs
+
+    table, report = load(sample_dir / "pandalm_testset_v1.json")
+    result = audit(table, ["agreement", "length"], options={"agreement": {"n_bootstrap": 50}})
+    assert result.metrics["length.n_longer_chosen_low_support"] > 0
+    pairs = to_pairs(table).set_index("pair_id")
+    assert result.examples
+    for pid, ex in result.examples.items():
+        assert ex["chosen"] == pairs.loc[pid, "chosen"] and ex["rejected"] == pairs.loc[pid, "rejected"]

@@ -58,6 +58,8 @@ def test_cdpo_by_hand_and_limits():
     assert cdpo_loss(h, 0.1, 0.0).item() == pytest.approx(sigmoid_loss(h, 0.1).item())
     # eps = 0.5 makes the loss symmetric in h: no preference is learned
     assert cdpo_loss(t(3.0), 0.1, 0.5).item() == pytest.approx(cdpo_loss(t(-3.0), 0.1, 0.5).item())
+    with pytest.raises(ValueError, match="eps"):  # past 0.5 it would prefer the rejected answer
+        cdpo_loss(h, 0.1, 0.7)
 
 
 def test_robust_by_hand_and_unbiased_under_flips():

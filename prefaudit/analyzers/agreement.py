@@ -73,7 +73,7 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     -------
     AnalyzerResult
         ``pair_data`` is indexed by ``pair_id`` with ``final_label`` and ``consensus_label``
-        (0 = A, 1 = B, 2 = tie, A being the first row's chosen text), ``consensus_posterior``
+        (0 = A, 1 = B, 2 = tie, A being the text that sorts first (schema.response_a)), ``consensus_posterior``
         (Dawid–Skene posterior probability that the *final* label is the true one — for a
         final tie, that the pair is truly a tie), ``p_a``/``p_b``/``p_tie`` (the full
         posterior), ``flip_probability``, ``n_labels``, ``majority_share`` (share of the

@@ -59,7 +59,7 @@ def ipo_loss(h: torch.Tensor, beta: float) -> torch.Tensor:
 
 def cdpo_loss(h: torch.Tensor, beta: float, eps: float) -> torch.Tensor:
     """Conservative DPO: the DPO loss against a label smoothed to (1 - eps, eps)."""
-    _check_eps(eps, upper=1.0)
+    _check_eps(eps, upper=0.5, inclusive=True)  # above 0.5 it would train toward the rejected answer
     return (1.0 - eps) * _nll_sigmoid(beta * h) + eps * _nll_sigmoid(-beta * h)
 
 
@@ -110,6 +110,6 @@ def preference_loss(name: str, *, logp_chosen: torch.Tensor, logp_rejected: torc
     raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
 
 
-def _check_eps(eps: float, upper: float) -> None:
-    if not 0.0 <= eps < upper:
-        raise ValueError(f"label-noise rate eps must be in [0, {upper:g}), got {eps}")
+def _check_eps(eps: float, upper: float, inclusive: bool = False) -> None:
+    if not (0.0 <= eps <= upper if inclusive else 0.0 <= eps < upper):
+        raise ValueError(f"label-noise rate eps must be in [0, {upper:g}{']' if inclusive else ')'}, got {eps}")

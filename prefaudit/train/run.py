@@ -182,9 +182,8 @@ def _noise_rate(loss: str, label_noise: float | str | None, result: AuditResult)
                               "(it needs several annotators per pair); give --label-noise RATE")
     else:
         rate = float(label_noise)
-    upper = 0.5 if loss == "robust" else 1.0
-    if not 0.0 <= rate < upper:
-        raise ConfigError(f"label-noise rate for {loss!r} must be in [0, {upper:g}), got {rate:.4g}")
+    if not 0.0 <= rate < 0.5:  # at 0.5 or above both losses would train toward the rejected answer
+        raise ConfigError(f"label-noise rate for {loss!r} must be in [0, 0.5), got {rate:.4g}")
     return float(rate)
 
 
