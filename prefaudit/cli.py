@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
     config = TrainConfig(loss=args.loss, beta=args.beta, learning_rate=args.learning_rate, max_steps=args.steps,
                          batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-                         backend=args.backend)
+                         backend=args.backend, precision=args.precision)
     label_noise = args.label_noise if args.label_noise in (None, "audit") else _rate(args.label_noise)
     drop = tuple(r.strip() for r in args.drop_flags.split(",") if r.strip()) if args.drop_flags else ()
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of all weights")
     p.add_argument("--backend", default="auto", choices=["auto", "trl", "own"],
                    help="auto: TRL's DPOTrainer for sigmoid/ipo/robust, our loop otherwise")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="training arithmetic, recorded in prefaudit_train.json (default fp32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the audit, the split and training")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
     p.set_defaults(func=cmd_train)

@@ -69,9 +69,38 @@ def test_trl_dpo_lowers_loss_and_ranks_chosen_first(clean_pairs, tmp_path):
     assert (tmp_path / "out" / "audit" / "audit.json").is_file()
     from transformers import AutoModelForCausalLM
 
+    assert meta["options"]["precision"] == "fp32"
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
     assert preference_metrics(reloaded, ref, tok, pairs, max_length=128)["dpo_loss"] == pytest.approx(
-        after["dpo_loss"], abs=1e-5)
+        after["dpo_loss"], abs=1e-6)
+    _assert_plain_and_equal(model, reloaded, tok, pairs)
+
+
+def _assert_plain_and_equal(model, reloaded, tok, pairs) -> None:
+    """The model train_dpo hands back is the one it saved: no wrapper, no hooks, the same logits."""
+    import torch
+
+    assert "_original_forward" not in model.__dict__, model.__dict__.get("_original_forward")
+    assert "forward" not in model.__dict__, model.__dict__.get("forward")
+    hooks = [h for m in model.modules() for h in m._forward_hooks.values()]
+    assert hooks == [], f"leftover forward hooks: {hooks}"
+    ids = torch.tensor([tok(pairs["prompt"].iloc[0] + pairs["chosen"].iloc[0])["input_ids"][:64]])
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, reloaded(input_ids=ids).logits)
+
+
+def test_bf16_training_hands_back_a_plain_model(clean_pairs, tmp_path):
+    """bf16 autocast is chosen explicitly; afterwards the model is unwrapped like the fp32 one."""
+    model, tok = tiny_for(clean_pairs)
+    config = TrainConfig(loss="sigmoid", learning_rate=1e-3, max_steps=2, batch_size=8, max_length=64,
+                         precision="bf16")
+    run = train_dpo(clean_pairs, model, tmp_path / "out", tokenizer=tok, policy=_policy(tmp_path),
+                    config=config, analyzers=["hygiene"])
+    assert run.metadata["options"]["precision"] == "bf16"
+    from transformers import AutoModelForCausalLM
+
+    _assert_plain_and_equal(model, AutoModelForCausalLM.from_pretrained(tmp_path / "out"), tok, to_pairs(clean_pairs))
 
 
 @pytest.mark.parametrize("loss", ["cdpo", "length_reg", "cpo", "ipo"])

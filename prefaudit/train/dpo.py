@@ -10,6 +10,7 @@ the response starting where they diverge, EOS appended, start kept on truncation
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,9 @@ import pandas as pd
 import torch
 
 from prefaudit.train.losses import LOSSES, preference_loss
+
+#: Training arithmetic :class:`TrainConfig` accepts.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 #: Losses trained with TRL's DPOTrainer, as its ``loss_type``.
 TRL_LOSSES: dict[str, str] = {"sigmoid": "sigmoid", "ipo": "ipo", "robust": "robust"}
@@ -31,6 +35,10 @@ class TrainConfig:
     ``eps`` is the label-noise rate of ``robust``/``cdpo`` (the flip rate), ``alpha`` the
     per-token length penalty of ``length_reg``, ``nll_weight`` the weight of CPO's likelihood
     term; ``backend`` is ``"auto"`` (TRL where it has the loss), ``"trl"`` or ``"own"``.
+    ``precision`` is the arithmetic both back ends train in: ``"fp32"`` (the default, the same
+    on every machine) or ``"bf16"`` (autocast; faster on GPUs and CPUs that support it, and its
+    numbers differ from fp32 in the third decimal). It is chosen here, never by TRL's default
+    (``DPOConfig`` turns bf16 on wherever the hardware allows it).
     """
 
     loss: str = "sigmoid"
@@ -44,6 +52,7 @@ class TrainConfig:
     max_length: int = 512
     seed: int = 0
     backend: str = "auto"
+    precision: str = "fp32"
 
     def resolved_backend(self) -> str:
         """``"trl"`` or ``"own"``: which loop trains this loss."""
@@ -56,6 +65,15 @@ class TrainConfig:
         if self.backend not in ("trl", "own"):
             raise ValueError(f"backend must be 'auto', 'trl' or 'own', got {self.backend!r}")
         return self.backend
+
+    def autocast(self) -> Any:
+        """The autocast context the own loop trains in (a no-op for fp32)."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
 
 def encode(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -145,7 +163,8 @@ def train_own(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
         if len(order) < config.batch_size:
             order = np.concatenate([order, rng.permutation(len(pairs))])
         idx, order = order[:config.batch_size], order[config.batch_size:]
-        lc, lr, nc, nr = _pair_logps(model, tokenizer, pairs.iloc[idx], config.max_length)
+        with config.autocast():
+            lc, lr, nc, nr = _pair_logps(model, tokenizer, pairs.iloc[idx], config.max_length)
         loss_per_pair = preference_loss(
             config.loss, logp_chosen=lc, logp_rejected=lr,
             ref_chosen=None if ref is None else ref[0][idx], ref_rejected=None if ref is None else ref[1][idx],
@@ -177,7 +196,11 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
     """Train ``model`` in place with TRL's ``DPOTrainer``; return TRL's log history.
 
     ``robust`` passes ``eps`` as TRL's ``label_smoothing`` (its flip rate). The reference is
-    always passed explicitly (TRL 1.16 would otherwise try to reload it from the hub).
+    always passed explicitly (TRL 1.16 would otherwise try to reload it from the hub). The
+    precision is ``config.precision`` (TRL's own default would be bf16 where the hardware has
+    it) and gradient checkpointing is off; afterwards ``model`` is handed back plain, as it is
+    saved: the ``forward`` patches (accelerate's autocast, TRL's fused LM head) and the
+    input-gradient hooks the trainer registered are removed (from the reference too), so what the caller evaluates is what reloads from disk.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
@@ -190,10 +213,30 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
         loss_type=[TRL_LOSSES[config.loss]], label_smoothing=config.eps if config.loss == "robust" else 0.0,
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
         max_length=config.max_length, dataloader_num_workers=0, seed=config.seed, data_seed=config.seed,
-        disable_tqdm=True)
+        disable_tqdm=True, bf16=config.precision == "bf16", fp16=False, gradient_checkpointing=False)
     data = Dataset.from_dict({c: pairs[c].tolist() for c in ("prompt", "chosen", "rejected")})
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=data,
                          processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the step log goes to run.log, not stdout
     trainer.train()
+    _unwrap_in_place(trainer, model, ref_model)
     return [dict(e) for e in trainer.state.log_history]
+
+
+def _unwrap_in_place(trainer: Any, *models: Any) -> None:
+    """Undo what training attached to ``models``: patched ``forward`` methods and input-grad hooks.
+
+    Accelerate wraps ``forward`` in autocast under mixed precision and TRL 1.16 patches in a fused
+    LM head (on the policy and the reference); both live in the instance's ``__dict__`` over the
+    class's own ``forward``, so deleting them restores the plain model.
+    """
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    for model in models:
+        if getattr(model, "is_activation_checkpointing", False):
+            model.activation_checkpointing_disable()
+        for module in model.modules():
+            for attr in ("forward", "_original_forward"):
+                module.__dict__.pop(attr, None)
+            for key, hook in list(module._forward_hooks.items()):  # enable_input_require_grads' hooks
+                if getattr(hook, "__name__", "") == "make_inputs_require_grads":
+                    del module._forward_hooks[key]
