@@ -122,9 +122,9 @@ def _add_gate_args(p: argparse.ArgumentParser) -> None:
 
 def _run_gate(audit_or_metrics: Any, policy: Any, args: argparse.Namespace, out_dir: str | Path):  # -> Verdict
     """Evaluate the policy; write ``verdict.json`` into ``out_dir`` (and JUnit XML if asked)."""
-    from prefaudit.gate import evaluate
+    from prefaudit.gate import apply_policy
 
-    verdict = evaluate(audit_or_metrics, policy)
+    verdict = apply_policy(audit_or_metrics, policy)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2) + "\n", encoding="utf-8")

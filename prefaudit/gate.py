@@ -12,7 +12,7 @@ A policy is a TOML file with one table per rule, keyed by the metric it tests::
     required = false                            # true: a metric that was not measured counts too
     message = "the data teaches 'be longer'"    # optional, shown with the outcome
 
-:func:`evaluate` checks each rule against an audit's flat metrics and returns a
+:func:`apply_policy` checks each rule against an audit's flat metrics and returns a
 :class:`Verdict`: FAIL if any fail-severity rule is violated, WARN if only warn-severity rules
 are, PASS otherwise. A rule whose metric is missing or could not be measured is *not measured*;
 it counts (at the rule's severity) only when the rule says ``required = true``.
@@ -270,7 +270,7 @@ def _parse_rule(metric: str, spec: Any, source: str, known: frozenset[str]) -> R
     return Rule(metric, bounds["min"], bounds["max"], severity, required, message)
 
 
-def evaluate(audit: Any, policy: Policy | str | Path | None = None) -> Verdict:
+def apply_policy(audit: Any, policy: Policy | str | Path | None = None) -> Verdict:
     """Check an audit against a policy.
 
     Parameters
@@ -298,7 +298,7 @@ def _metrics_of(audit: Any) -> tuple[Mapping[str, Any], str | None]:
         return audit["metrics"], (audit.get("summary") or {}).get("content_sha256")
     if isinstance(audit, Mapping):
         return audit, None
-    raise TypeError(f"evaluate() needs an AuditResult, an audit.json dict or a metrics mapping, "
+    raise TypeError(f"apply_policy() needs an AuditResult, an audit.json dict or a metrics mapping, "
                     f"got {type(audit).__name__}")
 
 

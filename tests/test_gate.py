@@ -15,8 +15,8 @@ from prefaudit.audit import AuditResult
 from prefaudit.errors import PolicyError
 from prefaudit.gate import (
     NOT_MEASURED,
+    apply_policy,
     default_policy_path,
-    evaluate,
     known_metric_names,
     load_policy,
     parse_policy,
@@ -45,8 +45,8 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_max_rule_is_inclusive_and_fails_above():
     p = policy(length__share_longer_chosen={"max": 0.6})
-    assert evaluate({"length.share_longer_chosen": 0.6}, p).status == "pass"
-    v = evaluate({"length.share_longer_chosen": 0.61}, p)
+    assert apply_policy({"length.share_longer_chosen": 0.6}, p).status == "pass"
+    v = apply_policy({"length.share_longer_chosen": 0.61}, p)
     assert v.status == "fail"
     assert v.outcomes[0].observed == pytest.approx(0.61)
     assert "length.share_longer_chosen = 0.61" in v.reasons[0] and "<= 0.6" in v.reasons[0]
@@ -55,10 +55,10 @@ def test_max_rule_is_inclusive_and_fails_above():
 def test_min_and_range_rules():
     p = policy(agreement__krippendorff_alpha={"min": 0.667},
                length__share_longer_chosen={"min": 0.4, "max": 0.6})
-    assert evaluate({"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.5}, p).status == "pass"
-    low = evaluate({"agreement.krippendorff_alpha": 0.5, "length.share_longer_chosen": 0.5}, p)
+    assert apply_policy({"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.5}, p).status == "pass"
+    low = apply_policy({"agreement.krippendorff_alpha": 0.5, "length.share_longer_chosen": 0.5}, p)
     assert [o.status for o in low.outcomes] == ["fail", "pass"]
-    below_range = evaluate({"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.3}, p)
+    below_range = apply_policy({"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.3}, p)
     assert [o.status for o in below_range.outcomes] == ["pass", "fail"]
     assert below_range.outcomes[1].threshold == "in [0.4, 0.6]"
 
@@ -66,10 +66,10 @@ def test_min_and_range_rules():
 def test_warn_only_violations_give_warn_and_exit_zero_unless_strict():
     p = policy(hygiene__duplicate_pair_share={"max": 0.05, "severity": "warn"},
                hygiene__contradiction_share={"max": 0.02})
-    v = evaluate({"hygiene.duplicate_pair_share": 0.2, "hygiene.contradiction_share": 0.0}, p)
+    v = apply_policy({"hygiene.duplicate_pair_share": 0.2, "hygiene.contradiction_share": 0.0}, p)
     assert v.status == "warn"
     assert v.exit_code() == 0 and v.exit_code(strict=True) == 1
-    both = evaluate({"hygiene.duplicate_pair_share": 0.2, "hygiene.contradiction_share": 0.1}, p)
+    both = apply_policy({"hygiene.duplicate_pair_share": 0.2, "hygiene.contradiction_share": 0.1}, p)
     assert both.status == "fail" and both.exit_code() == 1
     assert both.reasons[0].startswith("FAIL: hygiene.contradiction_share")  # fails listed first
     assert both.reasons[1].startswith("WARN: hygiene.duplicate_pair_share")
@@ -77,13 +77,13 @@ def test_warn_only_violations_give_warn_and_exit_zero_unless_strict():
 
 def test_missing_metric_is_not_measured_unless_required():
     p = policy(agreement__flip_rate={"max": 0.2}, margins__reference_accuracy={"min": 0.5})
-    v = evaluate({"agreement.flip_rate": None}, p)  # None: analyzer ran but could not measure it
+    v = apply_policy({"agreement.flip_rate": None}, p)  # None: analyzer ran but could not measure it
     assert [o.status for o in v.outcomes] == [NOT_MEASURED, NOT_MEASURED]
     assert v.status == "pass" and v.to_dict()["counts"]["not_measured"] == 2
 
     req = policy(agreement__flip_rate={"max": 0.2, "required": True},
                  margins__reference_accuracy={"min": 0.5, "required": True, "severity": "warn"})
-    v = evaluate({"hygiene.flagged_share": 0.0}, req)
+    v = apply_policy({"hygiene.flagged_share": 0.0}, req)
     assert [o.status for o in v.outcomes] == ["fail", "warn"]
     assert v.status == "fail"
     assert "not measured" in v.reasons[0]
@@ -91,8 +91,8 @@ def test_missing_metric_is_not_measured_unless_required():
 
 def test_nan_and_non_numbers_count_as_not_measured():
     p = policy(length__binomial_p={"min": 0.01})
-    assert evaluate({"length.binomial_p": float("nan")}, p).outcomes[0].status == NOT_MEASURED
-    assert evaluate({"length.binomial_p": "n/a"}, p).outcomes[0].status == NOT_MEASURED
+    assert apply_policy({"length.binomial_p": float("nan")}, p).outcomes[0].status == NOT_MEASURED
+    assert apply_policy({"length.binomial_p": "n/a"}, p).outcomes[0].status == NOT_MEASURED
 
 
 def test_evaluate_accepts_audit_result_and_audit_json_dict():
@@ -100,12 +100,12 @@ def test_evaluate_accepts_audit_result_and_audit_json_dict():
     res.add_metric("share_longer_chosen", 0.72, "share of pairs whose chosen answer is longer", low=0.65, high=0.79)
     audit = AuditResult(summary={"content_sha256": "abc"}, load_report=LoadReport(), results={"length": res})
     p = policy(length__share_longer_chosen_low={"max": 0.6, "severity": "warn"})
-    v = evaluate(audit, p)
+    v = apply_policy(audit, p)
     assert v.status == "warn" and v.outcomes[0].observed == pytest.approx(0.65)
     assert v.data_sha256 == "abc"
-    assert evaluate(audit.to_dict(), p).to_dict() == v.to_dict()
+    assert apply_policy(audit.to_dict(), p).to_dict() == v.to_dict()
     with pytest.raises(TypeError):
-        evaluate(["not", "metrics"], p)
+        apply_policy(["not", "metrics"], p)
 
 
 # --- policy files ------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_interval_ends_are_known_metric_names():
 def test_verdict_json_and_junit_xml():
     p = policy(hygiene__contradiction_share={"max": 0.02}, hygiene__duplicate_pair_share={"max": 0.05, "severity": "warn"},
                agreement__flip_rate={"max": 0.2})
-    v = evaluate({"hygiene.contradiction_share": 0.1, "hygiene.duplicate_pair_share": 0.3}, p)
+    v = apply_policy({"hygiene.contradiction_share": 0.1, "hygiene.duplicate_pair_share": 0.3}, p)
     d = json.loads(json.dumps(v.to_dict()))
     assert d["status"] == "fail" and d["counts"] == {"pass": 0, "warn": 1, "fail": 1, "not_measured": 1}
     assert [r["metric"] for r in d["rules"]] == ["hygiene.contradiction_share", "hygiene.duplicate_pair_share",

@@ -200,7 +200,8 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
     precision is ``config.precision`` (TRL's own default would be bf16 where the hardware has
     it) and gradient checkpointing is off; afterwards ``model`` is handed back plain, as it is
     saved: the ``forward`` patches (accelerate's autocast, TRL's fused LM head) and the
-    input-gradient hooks the trainer registered are removed (from the reference too), so what the caller evaluates is what reloads from disk.
+    input-gradient hooks the trainer registered are removed (from the reference too), so what
+    the caller measures is what reloads from disk.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset

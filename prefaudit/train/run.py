@@ -33,7 +33,7 @@ import pandas as pd
 from prefaudit import __version__
 from prefaudit.audit import AuditResult, audit
 from prefaudit.errors import ConfigError
-from prefaudit.gate import Policy, Verdict, evaluate, load_policy
+from prefaudit.gate import Policy, Verdict, apply_policy, load_policy
 from prefaudit.schema import to_pairs, validate
 from prefaudit.train.dpo import TrainConfig, preference_metrics, train_own, train_trl
 
@@ -107,7 +107,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     if margin_drop is not None and audit_result is None:
         analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
     result = audit_result or audit(table, analyzers, seed=config.seed, options=audit_options)
-    verdict = evaluate(result, policy if isinstance(policy, Policy) else load_policy(policy))
+    verdict = apply_policy(result, policy if isinstance(policy, Policy) else load_policy(policy))
     refused = verdict.exit_code(strict) != 0
     if refused and not force:
         raise GateRefused(verdict)
