@@ -23,12 +23,21 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="+", help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok")
+    p.add_argument("data", nargs="+", help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok; "
+                                          "a datasets save_to_disk folder, an .arrow file, or hf:ORG/NAME[:CONFIG] "
+                                          "from the local Hugging Face cache")
     p.add_argument("--format", default="auto", help="input format (default: detect); see `prefaudit formats`")
     p.add_argument("--pairs", choices=["best_worst", "all"], default=None,
                    help="UltraFeedback: best-vs-worst completion (default) or all pairs")
     p.add_argument("--responses", default=None,
                    help="generic long table: the responses file (pair_id, prompt, response_a, response_b)")
+    p.add_argument("--columns", default=None, metavar="MAP",
+                   help="column map for any schema: 'prompt=F,chosen=F,rejected=F' or "
+                        "'prompt=F,response_a=F,response_b=F,label=F' (+ annotator=, strength=, id=); "
+                        "see `prefaudit formats`")
+    p.add_argument("--label-values", default=None, metavar="MAP",
+                   help="with label= in --columns: what each label value means, e.g. '0=a,1=b,2=tie'")
+    p.add_argument("--split", default=None, help="Hugging Face data: the split to read (e.g. train, test)")
 
 
 def _load(args: argparse.Namespace):  # -> Loaded
@@ -36,7 +45,8 @@ def _load(args: argparse.Namespace):  # -> Loaded
 
     options = {k: v for k, v in (("pairs", args.pairs), ("responses", args.responses)) if v is not None}
     data = args.data[0] if len(args.data) == 1 else args.data
-    return load(data, format=args.format, **options)
+    return load(data, format=args.format, columns=args.columns, label_values=args.label_values,
+                split=args.split, **options)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -295,6 +305,9 @@ def cmd_formats(args: argparse.Namespace) -> int:
     for name in FORMAT_NAMES:
         doc = (format_module(name).__doc__ or "").strip().splitlines()
         print(f"{name:<16} {doc[0] if doc else ''}")
+    from prefaudit.loaders import column_map
+
+    print(f"\n--columns: {column_map.__doc__}")
     return EXIT_PASS
 
 
