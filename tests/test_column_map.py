@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from prefaudit import load
-from prefaudit.errors import ConfigError, DataFormatError
+from prefaudit.errors import ConfigError, DataFormatError, UnknownFormatError
 from prefaudit.loaders import column_map
 from prefaudit.schema import label_matrix
 
@@ -121,6 +121,15 @@ def test_bad_maps_are_config_errors(tmp_path, columns, label_values, message):
     path.write_text('{"q": "x", "good": "a", "bad": "b"}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load(path, columns=columns, label_values=label_values)
+
+
+def test_column_map_format_needs_columns(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"q": "x", "good": "a", "bad": "b"}\n', encoding="utf-8")
+    with pytest.raises(UnknownFormatError, match="needs columns="):
+        load(path, format="column_map")
+    with pytest.raises(UnknownFormatError, match="cannot be combined"):
+        load(path, format="trl_standard", columns="prompt=q,chosen=good,rejected=bad")
 
 
 def test_nested_paths_and_message_lists_match_trl_conversational(tmp_path):

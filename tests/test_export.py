@@ -179,3 +179,32 @@ def test_trl_reuses_exported_reference_logps(sample_dir, tmp_path):
     shifted = frame.assign(ref_chosen_logps=frame["ref_chosen_logps"] + 5.0)
     assert first_loss(shifted, precompute=False, switch=True)[0] != pytest.approx(trl_loss, abs=1e-2)
     assert first_loss(shifted, precompute=False)[0] == pytest.approx(trl_loss, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_export_with_reference_model_adds_reference_logps(sample_dir, tmp_path):
+    """``export --reference-model DIR``: the audit scores the pairs, the parquet carries the
+    log-probs (equal to a direct score_pairs of the exported pairs), and ``--from-audit`` with
+    the same model and cache gives the same columns."""
+    from prefaudit.scoring.logprobs import score_pairs
+
+    table = load(sample_dir / "llmbar_natural.json").table.head(6)
+    data = tmp_path / "six.jsonl"
+    table[["pair_id", "prompt", "chosen", "rejected"]].rename(columns={"pair_id": "id"}).to_json(
+        data, orient="records", lines=True)
+    model, tok = tiny_causal_lm(table["prompt"].tolist())
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    common = ("--reference-model", tmp_path / "tiny", "--cache-dir", tmp_path / "cache")
+    proc = run_cli("export", data, "--analyzers", "hygiene", *common, "--out", tmp_path / "a.parquet")
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_parquet(tmp_path / "a.parquet")
+    direct = score_pairs(load(data).table, model, tok, progress=False)
+    np.testing.assert_allclose(got["ref_chosen_logps"], direct["chosen_logp"], rtol=1e-5)
+    np.testing.assert_allclose(got["ref_rejected_logps"], direct["rejected_logp"], rtol=1e-5)
+    assert json.loads((tmp_path / "a.export.json").read_text())["reference_logps"] is True
+    assert run_cli("audit", data, "--analyzers", "hygiene", "--no-gate", "--no-pdf", "--out",
+                   tmp_path / "audit").returncode == 0
+    proc = run_cli("export", data, "--from-audit", tmp_path / "audit", *common, "--out", tmp_path / "b.parquet")
+    assert proc.returncode == 0, proc.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b.parquet"), got)

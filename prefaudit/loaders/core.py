@@ -105,6 +105,9 @@ def load(data: str | Path | pd.DataFrame | Iterable[str | Path] | Any, format: s
             raise UnknownFormatError(f"columns= is a format of its own; it cannot be combined with format={format!r}")
         format = column_map.NAME
         options = {**options, **column_map.options(columns or {}, label_values)}
+    elif format == column_map.NAME:
+        raise UnknownFormatError("format 'column_map' needs columns= (--columns), e.g. "
+                                 "prompt=question,chosen=good,rejected=bad")
     if hf.is_dataset(data) or hf.is_dataset_path(data):
         return _load_dataset(data, format, source, split, options)
     if split is not None:
