@@ -53,10 +53,11 @@ def export_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
     :data:`FORMATS`; ``jsonl`` gives the same frame as ``trl``). Returns a frame with
     ``prompt``, ``chosen``, ``rejected``, ``pair_id`` and, when the audit's margins cover
     every pair, :data:`REF_COLUMNS`; ``frame.attrs["dropped"]`` holds the pairs dropped per
-    reason.
+    reason. ``result`` must be an audit of ``table`` (same ``content_sha256``).
     """
     if format not in FORMATS:
         raise ConfigError(f"export format {format!r}; expected one of {', '.join(FORMATS)}")
+    check_audit_matches(result, table, "export_pairs(table, result)")
     pairs, dropped = select_pairs(table, result, drop_flags=drop_flags, length_balance=length_balance,
                                   margin_drop=margin_drop, seed=seed)
     conversational = all(c in pairs.columns for c in MESSAGE_COLUMNS) and bool(len(pairs)) and \

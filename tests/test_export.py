@@ -96,6 +96,15 @@ def test_from_audit_refuses_other_data(planted_export, sample_dir, tmp_path):
     assert "\n" not in line and "audit was computed on other data" in line and "audit.json" in line
 
 
+def test_export_pairs_refuses_an_audit_of_other_data(sample_dir):
+    from prefaudit.errors import DataFormatError
+
+    table = load(sample_dir / "llmbar_natural.json").table
+    result = audit(table.head(10), ["hygiene"])
+    with pytest.raises(DataFormatError, match="audit was computed on other data"):
+        export_pairs(table, result)
+
+
 def test_conversational_formats_and_jsonl(sample_dir, tmp_path):
     chat = load(sample_dir / "llama_factory_dpo_en_100.json").table.head(20)
     result = audit(chat, ["hygiene"])
