@@ -68,6 +68,17 @@ def test_export_drops_flagged_pairs_and_sidecar_matches_pair_flags(planted_expor
     assert list(exported.columns) == ["prompt", "chosen", "rejected", "pair_id"]
 
 
+@pytest.mark.slow
+def test_export_with_its_own_audit_gives_the_same_parquet(planted_export, tmp_path):
+    """The acceptance command as written (export audits the data itself, default analyzers)
+    writes the same pairs as the export from the saved hygiene audit."""
+    proc = run_cli("export", planted_export["data"], "--drop-flags", ",".join(DROP), "--out", tmp_path / "c.parquet")
+    assert proc.returncode == 0, proc.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "c.parquet"), pd.read_parquet(planted_export["parquet"]))
+    meta = json.loads((tmp_path / "c.export.json").read_text())
+    assert meta["dropped"] == json.loads(planted_export["sidecar"].read_text())["dropped"]
+
+
 def test_trl_dpo_trainer_trains_on_the_exported_parquet(planted_export, tmp_path):
     from datasets import Dataset
     from trl import DPOTrainer
