@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from prefaudit import load
+from prefaudit.cli import main
 from prefaudit.errors import ConfigError, DataFormatError, UnknownFormatError
 from prefaudit.loaders import column_map
 from prefaudit.schema import label_matrix
@@ -26,6 +27,13 @@ TO_PAIRWISE = {1: 0, 2: 1, 0: 2}
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """``prefaudit ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def pandalm_records(sample_dir: Path, n: int = 150) -> list[dict]:
@@ -79,23 +87,23 @@ def test_pairwise_schema_audits_through_the_cli(pairwise_file, tmp_path):
     assert f"{path.parent.name}/{path.name}:5" in set(flags.loc[flags["reason"] == "identical_responses", "pair_id"])
 
 
-def test_wrong_field_name_exits_2_with_one_line(pairwise_file):
+def test_wrong_field_name_exits_2_with_one_line(pairwise_file, capsys):
     path, _ = pairwise_file
-    proc = run_cli("inspect", path, "--columns", PAIRWISE_COLUMNS.replace("response 2", "response 3"),
-                   "--label-values", PAIRWISE_LABELS)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    code, _, err = cli(capsys, "inspect", path, "--columns", PAIRWISE_COLUMNS.replace("response 2", "response 3"),
+                       "--label-values", PAIRWISE_LABELS)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
     assert "record 1" in lines[0] and "field 'response 3'" in lines[0] and "response 2" in lines[0]
 
 
-def test_unmapped_label_value_exits_2_naming_record_and_field(pairwise_file):
+def test_unmapped_label_value_exits_2_naming_record_and_field(pairwise_file, capsys):
     path, records = pairwise_file
-    proc = run_cli("inspect", path, "--columns", PAIRWISE_COLUMNS, "--label-values", "0=a,1=b")
-    assert proc.returncode == 2
+    code, _, err = cli(capsys, "inspect", path, "--columns", PAIRWISE_COLUMNS, "--label-values", "0=a,1=b")
+    assert code == 2
     first_tie = next(i for i, r in enumerate(records, start=1) if int(r["label"]) == 2)
-    line = proc.stderr.strip()
-    assert "\n" not in line and "Traceback" not in line
+    line = err.strip()
+    assert "\n" not in line
     assert f"record {first_tie}, field 'label'" in line and "not in --label-values" in line
 
 
@@ -191,12 +199,13 @@ def test_annotator_without_id_groups_judgements_by_content(tmp_path):
     assert report.count("duplicate_judgement") == 1
 
 
-def test_csv_labels_are_text_and_still_match(pairwise_file, tmp_path):
+def test_csv_labels_are_text_and_still_match(pairwise_file, tmp_path, capsys):
     _, records = pairwise_file
     path = tmp_path / "pairwise.csv"
     pd.DataFrame(records).to_csv(path, index=False)
-    proc = run_cli("inspect", path, "--columns", PAIRWISE_COLUMNS, "--label-values", PAIRWISE_LABELS, "--json")
-    assert proc.returncode == 0, proc.stderr
-    info = json.loads(proc.stdout)
+    code, out, err = cli(capsys, "inspect", path, "--columns", PAIRWISE_COLUMNS, "--label-values", PAIRWISE_LABELS,
+                         "--json")
+    assert code == 0, err
+    info = json.loads(out)
     assert info["formats"] == ["column_map"]
     assert info["n_ties"] == sum(int(r["label"]) == 2 for r in records)

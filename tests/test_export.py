@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from prefaudit import audit, load
+from prefaudit.cli import main
 from prefaudit.export import REF_COLUMNS, export_pairs, write_export
 from prefaudit.testing import tiny_causal_lm
 
@@ -23,6 +24,13 @@ DROP = ("contradictory_duplicate", "empty_response", "identical_responses")
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """``prefaudit ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def dpo_config(out: Path, **kw):
@@ -99,11 +107,11 @@ def test_trl_dpo_trainer_trains_on_the_exported_parquet(planted_export, tmp_path
                for n, p in policy.named_parameters())
 
 
-def test_from_audit_refuses_other_data(planted_export, sample_dir, tmp_path):
-    proc = run_cli("export", sample_dir / "llmbar_natural.json", "--from-audit", planted_export["audit"],
-                   "--out", tmp_path / "x.parquet")
-    assert proc.returncode == 2 and not (tmp_path / "x.parquet").exists()
-    line = proc.stderr.strip()
+def test_from_audit_refuses_other_data(planted_export, sample_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "export", sample_dir / "llmbar_natural.json", "--from-audit", planted_export["audit"],
+                       "--out", tmp_path / "x.parquet")
+    assert code == 2 and not (tmp_path / "x.parquet").exists()
+    line = err.strip()
     assert "\n" not in line and "audit was computed on other data" in line and "audit.json" in line
 
 

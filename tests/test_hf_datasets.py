@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
 import pytest
 
 from prefaudit import audit, load
+from prefaudit.cli import main
 from prefaudit.errors import ConfigError, DataFormatError
 from prefaudit.loaders import hf
 
@@ -21,9 +19,11 @@ ANALYZERS = ["hygiene", "agreement", "length"]
 HUB_ID = "anthropic-sample/hh-rlhf-harmless"
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """``prefaudit ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -76,32 +76,32 @@ def test_round_trip_jsonl_dataset_disk_and_hub_cache(hh_path, hh_dataset, tmp_pa
         assert core_metrics(table) == ref_metrics
 
 
-def test_cli_reads_disk_folder_arrow_file_and_hub_cache(hh_path, hh_dataset, tmp_path, monkeypatch):
+def test_cli_reads_disk_folder_arrow_file_and_hub_cache(hh_path, hh_dataset, tmp_path, monkeypatch, capsys):
     disk = tmp_path / "saved"
     hh_dataset.save_to_disk(str(disk))
     arrow = Path(hh_dataset.cache_files[0]["filename"])
     cache = tmp_path / "hf_home" / "datasets"
     build_hub_cache(hh_path, cache, HUB_ID)
-    env = {"HF_DATASETS_CACHE": str(cache)}
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
     assert len(load(arrow).table) == len(load(f"hf:{HUB_ID}:default", split="test").table) == 300
-    want = json.loads(run_cli("inspect", hh_path, "--json").stdout)
+    want = json.loads(cli(capsys, "inspect", hh_path, "--json")[1])
     for args in ((disk,), (f"hf:{HUB_ID}", "--split", "test")):
-        proc = run_cli("inspect", *args, "--json", env=env)
-        assert proc.returncode == 0, proc.stderr
-        got = json.loads(proc.stdout)
+        code, out, err = cli(capsys, "inspect", *args, "--json")
+        assert code == 0, err
+        got = json.loads(out)
         for key in ("formats", "n_judgements", "n_pairs", "n_ties", "n_unique_prompts"):
             assert got[key] == want[key], (args, key)
         assert got["load_report"]["events"] == want["load_report"]["events"]
 
 
-def test_hub_id_not_cached_is_one_line_exit_2(tmp_path):
+def test_hub_id_not_cached_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     cache = tmp_path / "empty_cache"
     cache.mkdir()
-    proc = run_cli("inspect", "hf:nobody/nothing", env={"HF_DATASETS_CACHE": str(cache)})
-    assert proc.returncode == 2
-    line = proc.stderr.strip()
-    assert "\n" not in line and "Traceback" not in line
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    code, _, err = cli(capsys, "inspect", "hf:nobody/nothing")
+    assert code == 2
+    line = err.strip()
+    assert "\n" not in line
     assert "hf:nobody/nothing" in line and str(cache) in line and "does not download" in line
 
 
