@@ -199,9 +199,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from prefaudit.audit import audit
-    from prefaudit.export import check_audit_matches, export_pairs, saved_audit, write_export
+    from prefaudit.export import check_audit_matches, export_pairs, output_path, saved_audit, write_export
     from prefaudit.gate import apply_policy, load_policy
 
+    output_path(args.out, args.export_format)  # a wrong suffix fails before the work
     policy = load_policy(args.policy)
     loaded = _load(args)
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}

@@ -88,13 +88,19 @@ def _reference_logps(result: AuditResult, pair_ids: pd.Series) -> tuple[list[flo
     return data["chosen_logp"].astype(float).tolist(), data["rejected_logp"].astype(float).tolist()
 
 
-def write_export(frame: pd.DataFrame, out: str | Path, result: AuditResult, *, format: str = "trl",
-                 options: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write ``frame`` (from :func:`export_pairs`) to ``out`` and its sidecar JSON beside it."""
+def output_path(out: str | Path, format: str) -> Path:
+    """``out`` checked against ``format``: ``.jsonl`` for jsonl, ``.parquet`` otherwise."""
     path = Path(out)
     suffix = ".jsonl" if format == "jsonl" else ".parquet"
     if path.suffix.lower() != suffix:
         raise ConfigError(f"--out {path}: format {format!r} writes a {suffix} file")
+    return path
+
+
+def write_export(frame: pd.DataFrame, out: str | Path, result: AuditResult, *, format: str = "trl",
+                 options: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``frame`` (from :func:`export_pairs`) to ``out`` and its sidecar JSON beside it."""
+    path = output_path(out, format)
     path.parent.mkdir(parents=True, exist_ok=True)
     if format == "jsonl":
         frame.to_json(path, orient="records", lines=True, force_ascii=False)

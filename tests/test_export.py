@@ -115,6 +115,12 @@ def test_from_audit_refuses_other_data(planted_export, sample_dir, tmp_path, cap
     assert "\n" not in line and "audit was computed on other data" in line and "audit.json" in line
 
 
+def test_wrong_output_suffix_is_refused_before_the_audit(sample_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "export", sample_dir / "llmbar_natural.json", "--format", "jsonl",
+                       "--out", tmp_path / "x.parquet")
+    assert code == 2 and "format 'jsonl' writes a .jsonl file" in err and not list(tmp_path.iterdir())
+
+
 def test_export_pairs_refuses_an_audit_of_other_data(sample_dir):
     from prefaudit.errors import DataFormatError
 
