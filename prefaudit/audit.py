@@ -190,8 +190,6 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         A canonical pair table (see :mod:`prefaudit.schema`), e.g. from :func:`prefaudit.load`,
         or a Hugging Face ``Dataset`` / ``DatasetDict`` / ``IterableDataset`` in a format
         :func:`prefaudit.load` detects (loaded first; its LoadReport is carried).
-    split:
-        The split of a ``DatasetDict``.
     analyzers:
         Names to run, in any order (they run in :data:`ANALYZERS` order). None runs
         :data:`DEFAULT_ANALYZERS`, plus ``margins`` when ``options["margins"]`` names a
@@ -202,6 +200,8 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         Passed to every analyzer that uses randomness.
     options:
         Per-analyzer keyword arguments, e.g. ``{"length": {"tokenizer": "path"}}``.
+    split:
+        The split of a ``DatasetDict`` given as ``table``.
     """
     if not isinstance(table, pd.DataFrame):
         from prefaudit.loaders import load
