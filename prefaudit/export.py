@@ -10,9 +10,7 @@ and margin drop). Formats:
   message, a text response one assistant message), for training through a chat template;
 - ``jsonl``: the ``trl`` columns as JSON lines.
 
-Text responses are written as they follow their prompt in the sequences prefaudit scores
-(:func:`prefaudit.scoring.logprobs.with_separator`: a space put in front when neither side
-has one at the boundary), because TRL joins prompt and response with nothing in between.
+Texts are written as loaded (TRL joins prompt and response with nothing in between).
 ``pair_id`` is kept. When the audit's margins analyzer scored every exported pair, the
 reference log-probs come along as ``ref_chosen_logps`` / ``ref_rejected_logps`` (the names
 TRL's DPO collator reads; see README on reusing them).
@@ -35,7 +33,6 @@ from prefaudit.audit import AuditResult, read_audit, table_hash
 from prefaudit.errors import ConfigError, DataFormatError
 from prefaudit.results import FLAG_COLUMNS
 from prefaudit.schema import MESSAGE_COLUMNS
-from prefaudit.scoring.logprobs import with_separator
 from prefaudit.selection import select_pairs
 
 FORMATS: tuple[str, ...] = ("trl", "trl-conversational", "jsonl")
@@ -68,9 +65,7 @@ def export_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
         sides = {"prompt": [[{"role": "user", "content": p}] for p in pairs["prompt"]],
                  **{k: [[{"role": "assistant", "content": r}] for r in pairs[k]] for k in ("chosen", "rejected")}}
     else:
-        sides = {"prompt": pairs["prompt"].tolist(),
-                 **{k: [with_separator(p, r) for p, r in zip(pairs["prompt"], pairs[k], strict=True)]
-                    for k in ("chosen", "rejected")}}
+        sides = {k: pairs[k].tolist() for k in ("prompt", "chosen", "rejected")}
     out = pd.DataFrame({**sides, "pair_id": pairs["pair_id"].astype(str).tolist()})
     ref = _reference_logps(result, out["pair_id"])
     if ref is not None:

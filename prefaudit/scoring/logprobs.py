@@ -103,20 +103,14 @@ def _encode_chat(tokenizer: Any, prompt_msgs: list[dict[str, str]], response_msg
     return _ids(tokenizer, head, special=False), _ids(tokenizer, full[len(head):], special=False)
 
 
-def with_separator(prompt: str, response: str, separator: str = " ") -> str:
-    """``response`` as it follows ``prompt`` in a scored text sequence: ``separator`` put in
-    front when the prompt ends and the response starts with a non-space character."""
-    if prompt and not prompt[-1].isspace() and response and not response[0].isspace():
-        return separator + response
-    return response
-
-
 def _encode_text(tokenizer: Any, prompt: str, response: str, separator: str,
                  add_eos: bool) -> tuple[list[int], list[int]]:
     p = _ids(tokenizer, prompt, special=True) if prompt else []
     if not p:
         p = [_context_token(tokenizer)]
-    r = _ids(tokenizer, with_separator(prompt, response, separator), special=False)
+    if prompt and not prompt[-1].isspace() and response and not response[0].isspace():
+        response = separator + response
+    r = _ids(tokenizer, response, special=False)
     if add_eos and tokenizer.eos_token_id is not None:
         r.append(int(tokenizer.eos_token_id))
     return p, r
