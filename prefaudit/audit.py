@@ -178,16 +178,18 @@ def analyzer_function(name: str) -> Any:
     return getattr(importlib.import_module(module), func)
 
 
-def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = None, *,
+def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | None = None, *,
           load_report: LoadReport | None = None, seed: int = 0,
           options: dict[str, dict[str, Any]] | None = None,
-          config: dict[str, Any] | None = None) -> AuditResult:
+          config: dict[str, Any] | None = None, split: str | None = None) -> AuditResult:
     """Run analyzers on a canonical table.
 
     Parameters
     ----------
     table:
-        A canonical pair table (see :mod:`prefaudit.schema`), e.g. from :func:`prefaudit.load`.
+        A canonical pair table (see :mod:`prefaudit.schema`), e.g. from :func:`prefaudit.load`,
+        or a Hugging Face ``Dataset`` / ``DatasetDict`` / ``IterableDataset`` in a format
+        :func:`prefaudit.load` detects (loaded first; its LoadReport is carried).
     analyzers:
         Names to run, in any order (they run in :data:`ANALYZERS` order). None runs
         :data:`DEFAULT_ANALYZERS`, plus ``margins`` when ``options["margins"]`` names a
@@ -198,7 +200,14 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
         Passed to every analyzer that uses randomness.
     options:
         Per-analyzer keyword arguments, e.g. ``{"length": {"tokenizer": "path"}}``.
+    split:
+        The split of a ``DatasetDict`` given as ``table``.
     """
+    if not isinstance(table, pd.DataFrame):
+        from prefaudit.loaders import load
+
+        table, report = load(table, split=split)
+        load_report = load_report or report
     table = validate(table)
     options = {k: dict(v) for k, v in (options or {}).items()}
     unknown = set(options) - set(ANALYZERS)
