@@ -53,6 +53,9 @@ KNOWN_METRICS: dict[str, tuple[str, ...]] = {
         "krippendorff_alpha_as_presented", "fleiss_kappa_as_presented", "mean_cohen_kappa_as_presented",
         "first_position_label_share",
     ),
+    "judges": (
+        "first_position_share", "max_position_bias", "swap_consistency", "top_generator_chosen_share",
+    ),
     "coverage": (
         "n_clusters", "effective_clusters", "largest_cluster_share", "n_unique_prompts", "near_duplicate_share",
         "semantic_duplicate_share", "n_near_duplicate_pairs", "n_reversed_duplicate_pairs",
