@@ -295,3 +295,21 @@ def test_permuting_pairs_changes_nothing(data_seed):
     b = analyze_agreement(shuffled, n_bootstrap=200)
     assert a.flat_metrics() == pytest.approx(b.flat_metrics(), abs=1e-12, nan_ok=True)
     pd.testing.assert_frame_equal(a.pair_data, b.pair_data.loc[a.pair_data.index], atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_orientation_free_coefficients_ignore_which_response_is_a(sample_dir, data):
+    """Swapping A and B on any subset of real PandaLM pairs leaves the orientation-free
+    alpha, Fleiss' and Cohen's kappa unchanged; the coefficients of the coding itself move."""
+    source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
+    swap = np.array(data.draw(st.lists(st.booleans(), min_size=len(source), max_size=len(source))))
+    recoded = np.where(swap[:, None], reliability.swap_ab(source), source)
+    for labels in (source, recoded):
+        both = reliability.both_orientations(labels)
+        assert reliability.krippendorff_alpha(both) == pytest.approx(0.8645295734, abs=1e-9)
+        assert reliability.fleiss_kappa(reliability.category_counts(both)) == pytest.approx(0.8645069686, abs=1e-9)
+        kappa, _ = reliability.cohen_kappa_matrix(both)
+        assert kappa[0, 1] == pytest.approx(0.852318, abs=1e-6)
+        parts = reliability.symmetric_alpha_parts(reliability.category_counts(labels)).sum(axis=0)
+        assert float(reliability.alpha_from_totals(parts)) == pytest.approx(0.8645295734, abs=1e-9)
