@@ -45,9 +45,10 @@ ANALYZERS: dict[str, str] = {
 #: Analyzers run when none are named; ``margins`` joins them when a reference model is given,
 #: ``judges`` runs only when the data names annotators or records the presentation order.
 DEFAULT_ANALYZERS: tuple[str, ...] = ("hygiene", "agreement", "judges", "coverage", "length")
-#: Analyzers that read an annotator's repeated judgements of a comparison (``repeat`` rows);
-#: every other analyzer gets each annotator's first judgement only (schema.first_judgements).
-READS_REPEATS: frozenset[str] = frozenset({"judges"})
+#: Analyzers given an annotator's repeated judgements of a comparison (``repeat`` rows):
+#: ``judges`` uses them, ``agreement`` leaves them out and says so; every other analyzer gets
+#: each annotator's first judgement only (schema.first_judgements).
+READS_REPEATS: frozenset[str] = frozenset({"agreement", "judges"})
 #: How many of the worst flagged pairs per analyzer keep their full text in the audit JSON.
 N_EXAMPLES = 25
 SCHEMA_VERSION = 1

@@ -124,6 +124,7 @@ def test_swap_consistency_equals_hand_count(tmp_path: Path, real_pairs):
     # agreement counts the judge once per comparison (its first judgement): single-label data
     agreement = analyze_agreement(table, n_bootstrap=50)
     assert agreement.metrics["n_pairs_multi"].value == 0
+    assert any(f"{len(pairs)} repeated judgement(s)" in n and "once per comparison" in n for n in agreement.notes)
     # each pair with inconsistent verdicts by a biased judge is flagged; consistent ones are not
     flagged = set(res.pair_flags["pair_id"])
     pair_ids = table.drop_duplicates("pair_id")["pair_id"].to_numpy()

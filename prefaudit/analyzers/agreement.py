@@ -112,7 +112,12 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
               "ds_smoothing": ds_smoothing, "ds_tol": ds_tol, "ds_max_iter": ds_max_iter,
               "noise_proxy": None if noise_proxy is None else str(noise_proxy.name)}
     result = AnalyzerResult(analyzer="agreement", params=params)
+    n_rows = len(table)
     table = first_judgements(table)
+    if len(table) < n_rows:
+        result.notes.append(f"{n_rows - len(table)} repeated judgement(s) (an annotator judging the same comparison "
+                            "again) are left out: each annotator counts once per comparison, with its first "
+                            "judgement. The judges analyzer uses the repeats for swap consistency.")
     matrix = label_matrix(table)
     labels = matrix.to_numpy()
     counts = reliability.category_counts(labels)
