@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,8 @@ def _add_alphas_to_judges(sections: list[Section], analyzers: Mapping[str, Any])
     metrics = agreement.get("metrics", {}) or {}
     if judges is None or not metrics:
         return
-    judges.metrics[:0] = [_metric_row("agreement", k, metrics[k]) for k in JUDGES_AGREEMENT_METRICS if k in metrics]
+    rows = [_metric_row("agreement", k, metrics[k]) for k in JUDGES_AGREEMENT_METRICS if k in metrics]
+    judges.metrics[:0] = [replace(r, name=r.key) for r in rows]  # full name: not a judges.* metric
     judges.notes[:0] = [str(n) for n in agreement.get("notes", []) or [] if "as-presented alpha" in str(n)]
 
 
