@@ -297,7 +297,7 @@ def test_permuting_pairs_changes_nothing(data_seed):
     pd.testing.assert_frame_equal(a.pair_data, b.pair_data.loc[a.pair_data.index], atol=1e-12)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_orientation_free_coefficients_ignore_which_response_is_a(sample_dir, data):
     """Swapping A and B on any subset of real PandaLM pairs leaves the orientation-free

@@ -179,10 +179,10 @@ ORIENTATION_FREE = ("agreement.krippendorff_alpha", "agreement.krippendorff_alph
                     "agreement.contested_share")
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.booleans(), min_size=300, max_size=300))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.booleans(), min_size=200, max_size=200))
 def test_swapping_responses_leaves_orientation_free_numbers_unchanged(pandalm_records, which):
-    records = pandalm_records[:300]
+    records = pandalm_records[:200]
     base = audit(load(pd.DataFrame(records), format="pandalm").table, ["agreement", "judges"], seed=0,
                  options={"agreement": {"n_bootstrap": 100}})
     swapped = audit(load(pd.DataFrame(swap_records(records, which)), format="pandalm").table,
