@@ -48,6 +48,7 @@ from prefaudit.schema import (
     LABEL_NAMES,
     LABEL_TIE,
     first_judgements,
+    has_order,
     label_matrix,
     presented_label_matrix,
     response_a,
@@ -138,7 +139,8 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     flip = flip_probability(posterior, final)
     kappa, overlap = reliability.cohen_kappa_matrix(both)
     overlap = overlap // 2
-    presented = presented_label_matrix(table).reindex(index=matrix.index, columns=matrix.columns).to_numpy()
+    presented = (presented_label_matrix(table).reindex(index=matrix.index, columns=matrix.columns).to_numpy()
+                 if has_order(table) else np.full_like(labels, np.nan))
     _add_reliability(result, labels, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
     _add_as_presented(result, labels, presented, [str(a) for a in matrix.columns], seed, n_bootstrap, ci)
     pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
