@@ -25,8 +25,8 @@ column              dtype           meaning
 ==================  ==============  ========================================================
 chosen_shown_first  boolean or NA   the judge saw ``chosen`` first (True), ``rejected`` first
                                     (False); NA when the format does not record the order.
-                                    For a tie, chosen is the first-shown response, so the
-                                    column still tells the order.
+                                    Ties have it too (which of the two texts in ``chosen``
+                                    and ``rejected`` was shown first).
 chosen_model        str or NA       the model (generator) that wrote ``chosen``
 rejected_model      str or NA       the model that wrote ``rejected``
 repeat              bool            a later judgement of the same comparison by the same
