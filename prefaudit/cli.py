@@ -275,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", default="prefaudit_out", help="output folder (default: prefaudit_out)")
     p.add_argument("--analyzers", default=None,
-                   help="comma-separated subset of hygiene,agreement,coverage,length,margins "
-                        "(default: all but margins; margins too when --reference-model is given)")
+                   help="comma-separated subset of hygiene,agreement,judges,coverage,length,margins "
+                        "(default: all but margins; margins too when --reference-model is given; judges "
+                        "only when the data names annotators or records the order shown)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random step (default 0)")
     p.add_argument("--tokenizer", default=None, help="length: a local tokenizer path or hub id for token counts")
     p.add_argument("--max-length", type=int, default=None, help="token budget per sequence (truncation share)")

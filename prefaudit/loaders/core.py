@@ -16,7 +16,7 @@ from prefaudit.loaders import column_map, hf
 from prefaudit.loaders.common import Context
 from prefaudit.loaders.io import Record, is_data_file, iter_records
 from prefaudit.loaders.report import LoadReport
-from prefaudit.schema import MESSAGE_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
+from prefaudit.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
 
 #: Format modules in sniffing order: the one whose ``sniff`` accepts most of a file's first
 #: records wins, the earlier on a tie (see :func:`detect_format`).
@@ -234,7 +234,7 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
         return Loaded(empty_table(), report)
     # object dtype up front: pandas 3 would otherwise copy every text into Arrow and back
     table = pd.DataFrame(columns, dtype=object)
-    ordered = [c for c in (*REQUIRED_COLUMNS, *MESSAGE_COLUMNS, "load_flags") if c in table.columns]
+    ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in table.columns]
     table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
     return Loaded(table, report)
 
@@ -257,6 +257,8 @@ def _check_unique_judgements(table: pd.DataFrame, report: LoadReport) -> None:
     if table.empty:
         return
     dup = table.duplicated(["pair_id", "annotator"])
+    if "repeat" in table.columns:  # a loader's marked repeat judgement is not a clash
+        dup &= ~table["repeat"].to_numpy(dtype=bool)
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataFormatError(
