@@ -189,14 +189,15 @@ def test_annotator_map_gives_the_pandalm_label_matrix(sample_dir, tmp_path):
 def test_annotator_without_id_groups_judgements_by_content(tmp_path):
     recs = [{"p": "x", "a": "yes", "b": "no", "l": "a", "who": "ann1"},
             {"p": "x", "a": "no", "b": "yes", "l": "b", "who": "ann2"},  # same comparison shown the other way
-            {"p": "x", "a": "no", "b": "yes", "l": "b", "who": "ann2"}]  # a repeat: counted, dropped
+            {"p": "x", "a": "no", "b": "yes", "l": "b", "who": "ann2"}]  # a repeat: kept, marked, counted
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
     table, report = load(path, columns="prompt=p,response_a=a,response_b=b,label=l,annotator=who",
                          label_values="a=a,b=b")
-    assert table["pair_id"].nunique() == 1 and len(table) == 2
-    assert (table["chosen"] == "yes").all()
-    assert report.count("duplicate_judgement") == 1
+    assert table["pair_id"].nunique() == 1 and len(table) == 3
+    assert (table["chosen"] == "yes").all() and table["repeat"].tolist() == [False, False, True]
+    assert table["chosen_shown_first"].tolist() == [True, False, False]  # response_a is shown first
+    assert report.count("repeat_judgement") == 1
 
 
 def test_csv_labels_are_text_and_still_match(pairwise_file, tmp_path, capsys):

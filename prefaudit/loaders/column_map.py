@@ -32,7 +32,7 @@ from prefaudit.loaders.common import (
     Context,
     as_text,
     content_id,
-    first_judgement,
+    judged_before,
     messages,
     note_empty,
     number,
@@ -247,9 +247,10 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         pair_id = content_id(ctx, p_text, *sorted((a_text, b_text)))
     else:
         pair_id = ctx.default_pair_id
-    if annotator is not None and not first_judgement(ctx, pair_id, annotator):
-        return []
+    repeat = annotator is not None and judged_before(ctx, pair_id, annotator)
     if choice == "B":
         a_text, b_text, am, bm = b_text, a_text, bm, am
+    shown_first = (choice != "B") if "label" in cols else None  # response_a is the one shown first
     return [row(ctx, pair_id, p_text, a_text, b_text, annotator=annotator, tie=choice == "tie",
-                strength=strength, prompt_messages=pm, chosen_messages=am, rejected_messages=bm)]
+                strength=strength, prompt_messages=pm, chosen_messages=am, rejected_messages=bm,
+                chosen_shown_first=shown_first, repeat=repeat)]
