@@ -29,6 +29,7 @@ from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as
 
 from prefaudit.audit import AuditResult, _json_default
 from prefaudit.loaders.report import LoadReport
+from prefaudit.metrics import declaration
 from prefaudit.report.html import draw_figures, html_from_model
 from prefaudit.report.model import build_report_model
 from prefaudit.report.pdf import pdf_from_model
@@ -43,9 +44,10 @@ def synthetic_audit(n: int, seed: int = 0) -> AuditResult:
     results = {}
     for name in ("hygiene", "agreement", "coverage", "length", "margins"):
         res = AnalyzerResult(name)
-        for j in range(12):
+        for spec in list(declaration(name))[:12]:
             v = float(rng.random())
-            res.add_metric(f"metric_{j}", v, f"synthetic metric {j} of {name}", low=v * 0.9, high=min(1.0, v * 1.1))
+            ends = {"low": v * 0.9, "high": min(1.0, v * 1.1)} if spec.interval else {}
+            res.add_metric(spec.name, v, **ends)
         res.pair_flags = make_flags(ids, [f"reason_{k}" for k in rng.integers(0, 6, n)], rng.random(n),
                                     [f"synthetic detail {k}" for k in range(n)])
         res.notes.append(f"synthetic {name} result")

@@ -1,7 +1,8 @@
 """The result type every analyzer returns.
 
 An analyzer is a plain function ``analyze_x(table, **params) -> AnalyzerResult``. The result
-holds named metrics (each with a one-line meaning and, where one exists, an interval),
+holds named metrics (each declared in the analyzer's module with a one-line meaning, see
+:mod:`prefaudit.metrics`, and, where declared, an interval),
 per-pair flags (which pairs look wrong, why, and how strongly), the data its figures need,
 small tables for the report, plain-language notes (e.g. "agreement needs two labels per
 pair"), and optional per-pair values that the audit may hand to later analyzers.
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from prefaudit.metrics import declaration
 
 FLAG_COLUMNS: tuple[str, ...] = ("pair_id", "reason", "score", "detail")
 
@@ -74,10 +77,18 @@ class AnalyzerResult:
     pair_data: pd.DataFrame | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
-    def add_metric(self, name: str, value: float | None, meaning: str,
-                   low: float | None = None, high: float | None = None) -> None:
-        """Record a metric; NaN values are stored as None (not measured)."""
-        self.metrics[name] = Metric(name, _clean(value), meaning, _clean(low), _clean(high))
+    def add_metric(self, name: str, value: float | None, *, low: float | None = None,
+                   high: float | None = None) -> None:
+        """Record a declared metric, its meaning taken from the declaration.
+
+        NaN values are stored as None (not measured). Raises
+        :class:`~prefaudit.metrics.UndeclaredMetricError` for a name the analyzer's module does
+        not declare, and ``ValueError`` for interval ends on a metric declared without one.
+        """
+        spec = declaration(self.analyzer)[name]
+        if not spec.interval and (low is not None or high is not None):
+            raise ValueError(f"{self.analyzer}.{name}: declared without an interval, but low/high were given")
+        self.metrics[name] = Metric(name, _clean(value), spec.meaning, _clean(low), _clean(high))
 
     def flat_metrics(self) -> dict[str, float | None]:
         """``{"<analyzer>.<metric>": value}``, with ``_low``/``_high`` keys for intervals."""

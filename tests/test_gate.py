@@ -97,7 +97,7 @@ def test_nan_and_non_numbers_count_as_not_measured():
 
 def test_evaluate_accepts_audit_result_and_audit_json_dict():
     res = AnalyzerResult("length")
-    res.add_metric("share_longer_chosen", 0.72, "share of pairs whose chosen answer is longer", low=0.65, high=0.79)
+    res.add_metric("share_longer_chosen", 0.72, low=0.65, high=0.79)
     audit = AuditResult(summary={"content_sha256": "abc"}, load_report=LoadReport(), results={"length": res})
     p = policy(length__share_longer_chosen_low={"max": 0.6, "severity": "warn"})
     v = apply_policy(audit, p)
@@ -193,7 +193,7 @@ def saved_audit(tmp_path: Path, **metrics: float) -> Path:
     results = {}
     for key, value in metrics.items():
         analyzer, name = key.split("__")
-        results.setdefault(analyzer, AnalyzerResult(analyzer)).add_metric(name, value, "test metric")
+        results.setdefault(analyzer, AnalyzerResult(analyzer)).add_metric(name, value)
     audit = AuditResult(summary={"content_sha256": "f00"}, load_report=LoadReport(), results=results)
     return audit.write(tmp_path / "audit_out")["audit"]
 

@@ -80,7 +80,7 @@ def _hand_built() -> AuditResult:
     rng = np.random.default_rng(0)
     ids = [f"p{i}" for i in range(30)]
     agreement = AnalyzerResult("agreement")
-    agreement.add_metric("krippendorff_alpha", 0.61234, "chance-corrected agreement", low=0.55, high=0.67)
+    agreement.add_metric("krippendorff_alpha", 0.61234, low=0.55, high=0.67)
     agreement.figures["cohen_kappa"] = {"annotators": ["ann1", "ann2", "ann3"],
                                         "kappa": [[1.0, 0.85, None], [0.85, 1.0, 0.86], [None, 0.86, 1.0]]}
     agreement.figures["annotator_reliability"] = {"annotators": ["ann1", "ann2", "ann3"],
@@ -89,12 +89,11 @@ def _hand_built() -> AuditResult:
                                                 "confusion": [[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]}
     agreement.pair_flags = make_flags(ids[:3], "contested", [0.4, 0.3, 0.2], "two of three labels disagree")
     length = AnalyzerResult("length")
-    length.add_metric("share_longer_chosen", 0.7012, "share of non-tied pairs whose chosen is longer",
-                      low=0.65, high=0.75)
+    length.add_metric("share_longer_chosen", 0.7012, low=0.65, high=0.75)
     length.figures["by_length_difference"] = {"bin_edges": [0, 10, 100, 1000], "share": [0.5, 0.6, 0.8],
                                               "low": [0.4, 0.5, 0.7], "high": [0.6, 0.7, 0.9], "n": [10, 12, 8]}
     coverage = AnalyzerResult("coverage")
-    coverage.add_metric("n_clusters", 3, "number of prompt clusters")
+    coverage.add_metric("n_clusters", 3)
     coverage.figures["map"] = {"x": rng.normal(size=30).tolist(), "y": rng.normal(size=30).tolist(),
                                "cluster": [XSS[i % 3] for i in range(30)]}
     coverage.tables["clusters"] = pd.DataFrame({"label": XSS[:3], "size": [10, 10, 10]})
@@ -104,7 +103,7 @@ def _hand_built() -> AuditResult:
                                           "pair_share": [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05]}
     coverage.figures["odd_shape"] = {"nested": {"deep": [1, {"x": 2}]}}
     margins = AnalyzerResult("margins")
-    margins.add_metric("share_reference_prefers_rejected", 0.41, "share of pairs the reference ranks the other way")
+    margins.add_metric("share_reference_prefers_rejected", 0.41)
     margins.figures["margin_histogram"] = {"values": rng.normal(size=200).tolist()}
     return AuditResult(summary={"n_pairs": 30, "n_judgements": 90, "sources": ["hand.jsonl"]},
                        load_report=LoadReport(["hand.jsonl"], ["trl_standard"], 30, 90),

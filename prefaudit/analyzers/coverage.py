@@ -43,8 +43,40 @@ from prefaudit.analyzers.prompt_clusters import (
     shorten,
 )
 from prefaudit.errors import ConfigError
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs
+
+METRICS = declare(
+    "coverage", "Prompt coverage",
+    MetricSpec("n_clusters", "number of prompt clusters (k-means on unique prompts, k by the stated rule)"),
+    MetricSpec("effective_clusters",
+               "exp(entropy of the pair share per cluster): how many equally large topics the data is "
+               "worth; far below n_clusters means a few topics dominate"),
+    MetricSpec("largest_cluster_share", "share of pairs in the largest prompt cluster"),
+    MetricSpec("n_unique_prompts", "number of distinct prompt strings"),
+    MetricSpec("near_duplicate_share",
+               "share of pairs whose prompt is an exact, case/whitespace or semantic (cosine >= "
+               "similarity_threshold) duplicate of another pair's prompt"),
+    MetricSpec("semantic_duplicate_share",
+               "share of pairs whose prompt is a near-copy of another pair's prompt that exact string "
+               "matching misses (case/whitespace variants and paraphrases)"),
+    MetricSpec("n_near_duplicate_pairs",
+               "pairs whose prompt is a near-duplicate of another pair's and whose two responses are "
+               "near-identical too (a repeated comparison)"),
+    MetricSpec("n_reversed_duplicate_pairs",
+               "near-duplicate pairs whose preferred response is the other one's rejected response"),
+    MetricSpec("target_uncovered_share",
+               "share of target prompts in uncovered regions: fewer than uncovered_ratio times the expected "
+               "share of preference prompts among their knn nearest neighbours"),
+    MetricSpec("target_mean_nn_similarity",
+               "mean cosine similarity of a target prompt to its nearest preference prompt"),
+    MetricSpec("n_target_prompts", "number of distinct target prompts"),
+    MetricSpec("n_uncovered_target_clusters", "target clusters where at least half the prompts are uncovered"),
+    MetricSpec("unneeded_pair_share",
+               "share of pairs in preference clusters that are no target prompt's nearest neighbour "
+               "(topics the target never asks about)"),
+)
 
 Embedder = Callable[[list[str]], np.ndarray]
 MAX_TABLE_ROWS = 1000
@@ -176,12 +208,10 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
         "examples": [" | ".join(shorten(prompts[i]) for i in idx) for idx in central],
     })
     nz = share[share > 0]
-    res.add_metric("n_clusters", k, "number of prompt clusters (k-means on unique prompts, k by the stated rule)")
-    res.add_metric("effective_clusters", float(np.exp(-(nz * np.log(nz)).sum())),
-                   "exp(entropy of the pair share per cluster): how many equally large topics the data "
-                   "is worth; far below n_clusters means a few topics dominate")
-    res.add_metric("largest_cluster_share", float(share.max()), "share of pairs in the largest prompt cluster")
-    res.add_metric("n_unique_prompts", n, "number of distinct prompt strings")
+    res.add_metric("n_clusters", k)
+    res.add_metric("effective_clusters", float(np.exp(-(nz * np.log(nz)).sum())))
+    res.add_metric("largest_cluster_share", float(share.max()))
+    res.add_metric("n_unique_prompts", n)
     res.figures["cluster_shares"] = {"cluster": list(range(k)), "label": terms, "pair_share": share.tolist()}
     return labels
 
@@ -193,18 +223,11 @@ def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndar
     pdups = pair_duplicates(pairs.assign(pair_id=pair_ids), codes, prompts, component, vectors,
                             response_threshold)
     n_pairs = len(pair_ids)
-    res.add_metric("near_duplicate_share", len(dups) / n_pairs,
-                   "share of pairs whose prompt is an exact, case/whitespace or semantic "
-                   f"(cosine >= {threshold}) duplicate of another pair's prompt")
+    res.add_metric("near_duplicate_share", len(dups) / n_pairs)
     by_kind = dups["kind"].value_counts()
-    res.add_metric("semantic_duplicate_share", (by_kind.get("semantic", 0) + by_kind.get("normalised", 0)) / n_pairs,
-                   "share of pairs whose prompt is a near-copy of another pair's prompt that exact "
-                   "string matching misses (case/whitespace variants and paraphrases)")
-    res.add_metric("n_near_duplicate_pairs", len(pdups),
-                   "pairs whose prompt is a near-duplicate of another pair's and whose two responses "
-                   "are near-identical too (a repeated comparison)")
-    res.add_metric("n_reversed_duplicate_pairs", int((pdups["labels"] == "reversed").sum()),
-                   "near-duplicate pairs whose preferred response is the other one's rejected response")
+    res.add_metric("semantic_duplicate_share", (by_kind.get("semantic", 0) + by_kind.get("normalised", 0)) / n_pairs)
+    res.add_metric("n_near_duplicate_pairs", len(pdups))
+    res.add_metric("n_reversed_duplicate_pairs", int((pdups["labels"] == "reversed").sum()))
     prompt_flags = make_flags(
         dups["pair_id"], "near_duplicate_prompt", dups["similarity"].to_numpy(),
         [f"{k} duplicate of pair {o}'s prompt (cosine {s:.3f}): {shorten(t, 100)!r}"
@@ -228,8 +251,7 @@ def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndar
 
 
 def _add_target_none(res: AnalyzerResult, note: str) -> None:
-    res.add_metric("target_uncovered_share", None,
-                   "share of target prompts in regions the preference data does not cover")
+    res.add_metric("target_uncovered_share", None)
     res.notes.append(note)
 
 
@@ -251,12 +273,9 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     ratio = pref_share / expected
     uncovered = ratio < uncovered_ratio
     w = weight / weight.sum()
-    res.add_metric("target_uncovered_share", float(w[uncovered].sum()),
-                   f"share of target prompts in uncovered regions: fewer than {uncovered_ratio:g}x the "
-                   f"expected share of preference prompts among their {knn} nearest neighbours")
-    res.add_metric("target_mean_nn_similarity", float(w @ nn_sim),
-                   "mean cosine similarity of a target prompt to its nearest preference prompt")
-    res.add_metric("n_target_prompts", n_t, "number of distinct target prompts")
+    res.add_metric("target_uncovered_share", float(w[uncovered].sum()))
+    res.add_metric("target_mean_nn_similarity", float(w @ nn_sim))
+    res.add_metric("n_target_prompts", n_t)
 
     k = min(n_clusters or default_k(n_t), n_t)
     t_labels, t_centroids = kmeans(tv, k, seed) if k > 1 else (np.zeros(n_t, dtype=np.int64), tv.mean(0)[None])
@@ -278,17 +297,14 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     res.tables["target_clusters"] = tclusters.reset_index(drop=True)
     unc = tclusters[tclusters["uncovered_share"] >= 0.5].reset_index(drop=True)
     res.tables["uncovered_target_clusters"] = unc
-    res.add_metric("n_uncovered_target_clusters", len(unc),
-                   "target clusters where at least half the prompts are uncovered")
+    res.add_metric("n_uncovered_target_clusters", len(unc))
 
     needed = np.bincount(labels[nn_idx], weights=weight, minlength=len(res.tables["clusters"]))
     clusters = res.tables["clusters"]
     clusters["target_nn_share"] = needed / weight.sum()
     unneeded = clusters[needed == 0]
     res.tables["unneeded_preference_clusters"] = unneeded.reset_index(drop=True)
-    res.add_metric("unneeded_pair_share", float(unneeded["pair_share"].sum()),
-                   "share of pairs in preference clusters that are no target prompt's nearest neighbour "
-                   "(topics the target never asks about)")
+    res.add_metric("unneeded_pair_share", float(unneeded["pair_share"].sum()))
     order = np.lexsort((np.arange(n_t), nn_sim, ratio))
     shown = order[uncovered[order]]
     res.tables["uncovered_target_prompts"] = pd.DataFrame({

@@ -25,8 +25,43 @@ import pandas as pd
 from scipy import stats
 
 from prefaudit.errors import ConfigError
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs, validate
+
+METRICS = declare(
+    "margins", "Reference-model margins",
+    MetricSpec("n_pairs_scored", "pairs whose chosen and rejected were both scored"),
+    MetricSpec("n_ties_skipped", "tied pairs, not scored (no chosen side)"),
+    MetricSpec("reference_accuracy",
+               "share of pairs where the reference gives chosen a higher log-prob than rejected (low: DPO "
+               "must overturn the reference on many pairs); 95% Wilson interval", interval=True),
+    MetricSpec("median_margin",
+               "median of log p_ref(chosen) - log p_ref(rejected), nats summed over tokens; 95% "
+               "order-statistic interval", interval=True),
+    MetricSpec("share_reference_prefers_rejected",
+               "share of pairs the reference ranks the other way (margin < 0); 95% Wilson interval",
+               interval=True),
+    MetricSpec("median_rejected_preference",
+               "among the pairs the reference ranks the other way, median of how much more likely rejected "
+               "is (nats)"),
+    MetricSpec("dpo_reward_scale",
+               "beta x median |margin|: reference offset in DPO reward units (above ~1 it dominates the "
+               "sigmoid of the loss at this beta)"),
+    MetricSpec("share_near_zero_margin",
+               "share of pairs the reference cannot tell apart (|margin| < near_zero nats)"),
+    MetricSpec("median_margin_per_token", "median of the per-token (length-normalised) margin, nats per token"),
+    MetricSpec("share_chosen_ood",
+               "share of pairs whose chosen per-token log-prob is more than ood_z robust SDs below the "
+               "dataset's median response (out of distribution)"),
+    MetricSpec("margin_length_correlation",
+               "Spearman correlation of the margin with chosen minus rejected tokens (strongly negative: "
+               "summed log-probs mostly reward the shorter answer)"),
+    MetricSpec("margin_support_correlation",
+               "Spearman correlation of the margin with annotator support for chosen (positive: the "
+               "reference agrees more where annotators agree)"),
+    MetricSpec("share_truncated", "share of pairs where truncation to max_length removed tokens"),
+)
 
 #: Columns ``scores`` must have (indexed by pair_id); ``*_truncated`` columns are optional.
 REQUIRED_SCORE_COLUMNS: tuple[str, ...] = ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
@@ -99,8 +134,8 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         data = _pair_data(s, beta)
         result.pair_data = data
         _agreement_metrics(result, data["reference_margin"].to_numpy(), beta, near_zero)
-    result.add_metric("n_pairs_scored", len(s), "pairs whose chosen and rejected were both scored")
-    result.add_metric("n_ties_skipped", int(ties.sum()), "tied pairs, not scored (no chosen side)")
+    result.add_metric("n_pairs_scored", len(s))
+    result.add_metric("n_ties_skipped", int(ties.sum()))
     if len(s) == 0:
         return result
     _ood_metrics(result, data, ood_z)
@@ -189,37 +224,27 @@ def _median_interval(x: np.ndarray) -> tuple[float, float]:
 def _agreement_metrics(result: AnalyzerResult, m: np.ndarray, beta: float, near_zero: float) -> None:
     n = len(m)
     k = int((m > 0).sum())
-    result.add_metric("reference_accuracy", k / n,
-                      "share of pairs where the reference gives chosen a higher log-prob than rejected "
-                      "(low: DPO must overturn the reference on many pairs)", *_wilson(k, n))
-    result.add_metric("median_margin", float(np.median(m)),
-                      "median of log p_ref(chosen) - log p_ref(rejected), nats summed over tokens",
-                      *_median_interval(m))
+    low, high = _wilson(k, n)
+    result.add_metric("reference_accuracy", k / n, low=low, high=high)
+    low, high = _median_interval(m)
+    result.add_metric("median_margin", float(np.median(m)), low=low, high=high)
     wrong = m < 0
-    result.add_metric("share_reference_prefers_rejected", float(wrong.mean()),
-                      "share of pairs the reference ranks the other way (margin < 0)",
-                      *_wilson(int(wrong.sum()), n))
-    result.add_metric("median_rejected_preference", float(np.median(-m[wrong])) if wrong.any() else None,
-                      "among those pairs, median of how much more likely rejected is (nats)")
-    result.add_metric("dpo_reward_scale", beta * float(np.median(np.abs(m))),
-                      "beta x median |margin|: reference offset in DPO reward units "
-                      "(above ~1 it dominates the sigmoid of the loss at this beta)")
-    result.add_metric("share_near_zero_margin", float((np.abs(m) < near_zero).mean()),
-                      f"share of pairs the reference cannot tell apart (|margin| < {near_zero:g} nats)")
+    low, high = _wilson(int(wrong.sum()), n)
+    result.add_metric("share_reference_prefers_rejected", float(wrong.mean()), low=low, high=high)
+    result.add_metric("median_rejected_preference", float(np.median(-m[wrong])) if wrong.any() else None)
+    result.add_metric("dpo_reward_scale", beta * float(np.median(np.abs(m))))
+    result.add_metric("share_near_zero_margin", float((np.abs(m) < near_zero).mean()))
 
 
 def _ood_metrics(result: AnalyzerResult, data: pd.DataFrame, ood_z: float) -> None:
     pt = data["reference_margin_per_token"].to_numpy()
-    result.add_metric("median_margin_per_token", float(np.nanmedian(pt)) if np.isfinite(pt).any() else None,
-                      "median of the per-token (length-normalised) margin, nats per token")
+    result.add_metric("median_margin_per_token", float(np.nanmedian(pt)) if np.isfinite(pt).any() else None)
     z = data["chosen_ood_z"].to_numpy()
     if not np.isfinite(z).any():
         result.notes.append("per-token log-probs have no spread: out-of-distribution chosen not measured.")
-        result.add_metric("share_chosen_ood", None, "share of pairs whose chosen is out of distribution")
+        result.add_metric("share_chosen_ood", None)
         return
-    result.add_metric("share_chosen_ood", float((z < -ood_z).mean()),
-                      f"share of pairs whose chosen per-token log-prob is more than {ood_z:g} robust SDs "
-                      "below the dataset's median response")
+    result.add_metric("share_chosen_ood", float((z < -ood_z).mean()))
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -232,9 +257,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
 def _relation_metrics(result: AnalyzerResult, data: pd.DataFrame, support: pd.Series | None) -> None:
     m = data["reference_margin"].to_numpy()
     dlen = (data["chosen_tokens"] - data["rejected_tokens"]).to_numpy(dtype=float)
-    result.add_metric("margin_length_correlation", _spearman(m, dlen),
-                      "Spearman correlation of the margin with chosen minus rejected tokens "
-                      "(strongly negative: summed log-probs mostly reward the shorter answer)")
+    result.add_metric("margin_length_correlation", _spearman(m, dlen))
     if support is None:
         result.notes.append("no per-pair annotator support given: margin vs agreement not measured.")
         return
@@ -243,9 +266,7 @@ def _relation_metrics(result: AnalyzerResult, data: pd.DataFrame, support: pd.Se
     if rho is None:
         result.notes.append("annotator support is constant or missing for most pairs: "
                             "margin vs agreement not measured.")
-    result.add_metric("margin_support_correlation", rho,
-                      "Spearman correlation of the margin with annotator support for chosen "
-                      "(positive: the reference agrees more where annotators agree)")
+    result.add_metric("margin_support_correlation", rho)
 
 
 def _truncation(result: AnalyzerResult, s: pd.DataFrame, max_length: int | None) -> None:
@@ -253,8 +274,7 @@ def _truncation(result: AnalyzerResult, s: pd.DataFrame, max_length: int | None)
     if not cols:
         return
     cut = (s[cols].to_numpy(dtype=float) > 0).any(axis=1)
-    result.add_metric("share_truncated", float(cut.mean()),
-                      "share of pairs where truncation to max_length removed tokens")
+    result.add_metric("share_truncated", float(cut.mean()))
     if cut.any():
         result.notes.append(f"{int(cut.sum())} pair(s) were truncated to max_length={max_length} tokens; "
                             "their log-probs cover only the tokens kept (flagged 'truncated').")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prefaudit.audit import ANALYZERS, AuditResult
+from prefaudit.metrics import UndeclaredMetricError, declaration
 
 #: Worst pairs shown per analyzer section.
 N_WORST = 10
@@ -26,14 +27,16 @@ MAX_TABLE_ROWS = 20
 #: Characters of one table cell shown.
 MAX_CELL_CHARS = 120
 
-SECTION_TITLES: dict[str, str] = {
-    "hygiene": "Hygiene: empty, duplicate, truncated and damaged pairs",
-    "agreement": "Annotator agreement and label noise",
-    "coverage": "Prompt coverage",
-    "length": "Length bias",
-    "margins": "Reference-model margins",
-}
 VERDICT_WORDS: dict[str, str] = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+def section_title(analyzer: str) -> str:
+    """The title an analyzer declares for its report section (:mod:`prefaudit.metrics`); an
+    analyzer this version does not know (a newer audit.json) gets its name."""
+    try:
+        return declaration(analyzer).title
+    except UndeclaredMetricError:
+        return analyzer.title()
 
 
 def format_number(value: Any) -> str:
@@ -193,7 +196,7 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
     names += [n for n in list(analyzers) + list(not_run) if n not in names]
     sections = [
         _section(name, analyzers[name], examples, n_worst, max_chars) if name in analyzers
-        else Section(name=name, anchor=f"sec-{name}", title=SECTION_TITLES.get(name, name.title()), ran=False,
+        else Section(name=name, anchor=f"sec-{name}", title=section_title(name), ran=False,
                      not_run_reason=str(not_run.get(name, "not run")))
         for name in dict.fromkeys(names)
     ]
@@ -303,7 +306,7 @@ def _section(name: str, r: Mapping[str, Any], examples: Mapping[str, Any], n_wor
         figures = [FigureSpec(name, "flags_by_reason", "Flagged pairs by reason", dict(counts))]
     tables = [_table(str(k), v) for k, v in (r.get("tables", {}) or {}).items() if isinstance(v, Mapping)]
     return Section(
-        name=name, anchor=f"sec-{name}", title=SECTION_TITLES.get(name, name.title()), ran=True,
+        name=name, anchor=f"sec-{name}", title=section_title(name), ran=True,
         metrics=metrics, notes=[str(n) for n in r.get("notes", []) or []], figures=figures, tables=tables,
         n_flags=int(r.get("n_flags", len(r.get("top_flags", []) or []))), flag_counts=counts,
         worst_pairs=_worst_pairs(r.get("top_flags", []) or [], examples, n_worst, max_chars),
