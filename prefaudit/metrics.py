@@ -130,3 +130,13 @@ def _analyzer_modules() -> dict[str, str]:
     from prefaudit.audit import ANALYZERS
 
     return {name: target.split(":")[0] for name, target in ANALYZERS.items()}
+
+
+def markdown_table() -> str:
+    """Every declared metric as a Markdown table (README's metric table): name, interval, meaning."""
+    rows = ["| metric | interval | meaning |", "| --- | --- | --- |"]
+    for decl in all_declarations().values():
+        for s in decl:
+            meaning = s.meaning.replace("|", "\\|")
+            rows.append(f"| `{decl.analyzer}.{s.name}` | {'`_low`/`_high`' if s.interval else ''} | {meaning} |")
+    return "\n".join(rows) + "\n"
