@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from prefaudit.errors import PrefauditError  # noqa: E402
+from prefaudit.errors import PrefauditError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from prefaudit.analyzers.length_stats import wilson_interval
 from prefaudit.errors import ConfigError
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
@@ -160,10 +161,11 @@ def _model_name(reference_model: Any) -> str | None:
 def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path | None,
            max_length: int | None, token_budget: int | None, device: str | None,
            progress: bool) -> pd.DataFrame:
+    from prefaudit.env import cache_root
     from prefaudit.scoring.logprobs import score_pairs
-    from prefaudit.scoring.models import default_cache_dir, load_reference
+    from prefaudit.scoring.models import load_reference
 
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     if isinstance(reference_model, str):  # a converted GGUF always lives in the user cache
         model, tok = load_reference(reference_model, device=device)
     else:
@@ -207,11 +209,6 @@ def _pair_data(s: pd.DataFrame, beta: float) -> pd.DataFrame:
     }, index=pd.Index(s.index, name="pair_id"))
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def _median_interval(x: np.ndarray) -> tuple[float, float]:
     """Distribution-free 95% interval of the median from order statistics (binomial ranks)."""
     xs = np.sort(x)
@@ -224,12 +221,12 @@ def _median_interval(x: np.ndarray) -> tuple[float, float]:
 def _agreement_metrics(result: AnalyzerResult, m: np.ndarray, beta: float, near_zero: float) -> None:
     n = len(m)
     k = int((m > 0).sum())
-    low, high = _wilson(k, n)
+    low, high = wilson_interval(k, n)
     result.add_metric("reference_accuracy", k / n, low=low, high=high)
     low, high = _median_interval(m)
     result.add_metric("median_margin", float(np.median(m)), low=low, high=high)
     wrong = m < 0
-    low, high = _wilson(int(wrong.sum()), n)
+    low, high = wilson_interval(int(wrong.sum()), n)
     result.add_metric("share_reference_prefers_rejected", float(wrong.mean()), low=low, high=high)
     result.add_metric("median_rejected_preference", float(np.median(-m[wrong])) if wrong.any() else None)
     result.add_metric("dpo_reward_scale", beta * float(np.median(np.abs(m))))

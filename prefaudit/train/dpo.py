@@ -10,7 +10,6 @@ the response starting where they diverge, EOS appended, start kept on truncation
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -148,7 +147,6 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
     input-gradient hooks the trainer registered are removed (from the reference too), so what
     the caller measures is what reloads from disk.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
