@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prefaudit.figures import Figure, figure_to_dict
 from prefaudit.metrics import declaration
 
 FLAG_COLUMNS: tuple[str, ...] = ("pair_id", "reason", "score", "detail")
@@ -56,7 +57,8 @@ class AnalyzerResult:
         One row per (pair, reason): columns ``pair_id``, ``reason`` (a short code), ``score``
         (larger = worse, comparable within a reason), ``detail`` (human-readable why).
     figures:
-        JSON-serialisable data for the report's plots, by figure name.
+        The report's figures by name, each the JSON form of a typed figure
+        (:mod:`prefaudit.figures`; recorded with :meth:`add_figure`).
     tables:
         Small DataFrames for the report (per-annotator reliability, cluster table, ...).
     notes:
@@ -89,6 +91,10 @@ class AnalyzerResult:
         if not spec.interval and (low is not None or high is not None):
             raise ValueError(f"{self.analyzer}.{name}: declared without an interval, but low/high were given")
         self.metrics[name] = Metric(name, _clean(value), spec.meaning, _clean(low), _clean(high))
+
+    def add_figure(self, name: str, figure: Figure) -> None:
+        """Record a figure (a :mod:`prefaudit.figures` dataclass) under ``name``, in its JSON form."""
+        self.figures[name] = figure_to_dict(figure)
 
     def flat_metrics(self) -> dict[str, float | None]:
         """``{"<analyzer>.<metric>": value}``, with ``_low``/``_high`` keys for intervals."""

@@ -27,6 +27,7 @@ from prefaudit.analyzers.dawid_skene import (
     flip_probability,
 )
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Heatmap, Histogram
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import LABEL_NAMES, LABEL_TIE, label_matrix, response_a, to_pairs
@@ -139,7 +140,7 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
     result.pair_data = pair_data
     _add_consensus(result, pair_data, fit, contested_threshold)
-    _add_annotators(result, matrix, labels, fit, kappa, overlap)
+    _add_annotators(result, matrix, labels, fit, kappa)
     result.pair_flags = _flags(pair_data, contested_threshold)
     return result
 
@@ -255,12 +256,12 @@ def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSk
                             "its posteriors are approximate.")
     edges = np.linspace(0.0, 1.0, N_HIST_BINS + 1)
     hist, _ = np.histogram(pair_data["consensus_posterior"].to_numpy(), bins=edges)
-    result.figures["posterior_histogram"] = {"bin_edges": edges.tolist(), "counts": hist.tolist(),
-                                             "label": "posterior that the final label is right"}
+    result.add_figure("posterior_histogram", Histogram(edges=edges, counts={"pairs": hist},
+                                                       xlabel="posterior that the final label is right"))
 
 
 def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.ndarray, fit: DawidSkeneFit,
-                    kappa: np.ndarray, overlap: np.ndarray) -> None:
+                    kappa: np.ndarray) -> None:
     names = [str(a) for a in matrix.columns]
     loo, n_compared = reliability.leave_one_out_agreement(labels)
     accuracy = annotator_accuracy(fit)
@@ -277,14 +278,12 @@ def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.nda
     result.tables["annotators"] = table.sort_values("rank", kind="mergesort")
     result.tables["cohen_kappa"] = pd.DataFrame(kappa, index=names, columns=names)
     result.add_metric("min_annotator_accuracy", float(accuracy.min()))
-    result.figures["cohen_kappa"] = {"annotators": names, "kappa": _nan_to_none(kappa),
-                                     "overlap": overlap.tolist()}
-    result.figures["annotator_reliability"] = {
-        "annotators": names, "ds_accuracy": accuracy.tolist(), "loo_majority_agreement": _nan_to_none(loo),
-        "n_labels": table["n_labels"].tolist()}
-    result.figures["annotator_confusion"] = {
-        "annotators": names, "labels": list(LABEL_NAMES), "confusion": fit.confusion.tolist(),
-        "axes": "per annotator: row = true label, column = label given (A = the pair text that sorts first)"}
+    result.add_figure("cohen_kappa", Heatmap(labels=names, matrices=[kappa]))
+    result.add_figure("annotator_reliability", Bars(
+        labels=names, values={"ds_accuracy": accuracy, "loo_majority_agreement": loo}, n=table["n_labels"]))
+    result.add_figure("annotator_confusion", Heatmap(
+        labels=list(LABEL_NAMES), matrices=list(fit.confusion), names=names,
+        note="per annotator: row = true label, column = label given (A = the pair text that sorts first)"))
 
 
 def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -303,9 +302,3 @@ def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
     flags.append(make_flags(off.index, "consensus_disagrees_with_final_label",
                             1.0 - off["consensus_posterior"].to_numpy(), detail))
     return concat_flags(flags)
-
-
-def _nan_to_none(values: np.ndarray) -> list:
-    """Nested lists of floats with NaN as None (JSON has no NaN)."""
-    values = np.asarray(values, dtype="float64")
-    return np.where(np.isfinite(values), values, None).tolist()

@@ -43,6 +43,7 @@ from prefaudit.analyzers.prompt_clusters import (
     shorten,
 )
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Histogram, Scatter
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs
@@ -153,7 +154,7 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
     else:
         t_vectors, t_uncovered = _target(res, target_list, embedder, prompts, vectors, labels, codes,
                                          knn, uncovered_ratio, seed, n_examples, n_clusters)
-    res.figures["map"] = _map(vectors, labels, t_vectors, t_uncovered, seed, max_map_points)
+    res.add_figure("map", _map(vectors, labels, t_vectors, t_uncovered, seed, max_map_points))
     return res
 
 
@@ -212,7 +213,8 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
     res.add_metric("effective_clusters", float(np.exp(-(nz * np.log(nz)).sum())))
     res.add_metric("largest_cluster_share", float(share.max()))
     res.add_metric("n_unique_prompts", n)
-    res.figures["cluster_shares"] = {"cluster": list(range(k)), "label": terms, "pair_share": share.tolist()}
+    res.add_figure("cluster_shares", Bars(labels=[f"{c}: {t}" for c, t in enumerate(terms)],
+                                          values={"pair_share": share}))
     return labels
 
 
@@ -313,8 +315,11 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
         "preference_neighbour_ratio": ratio[shown[:MAX_TABLE_ROWS]],
         "nearest_preference_prompt": [shorten(prompts[nn_idx[i]]) for i in shown[:MAX_TABLE_ROWS]],
     })
-    res.figures["target_nn_similarity"] = {"similarity": np.round(nn_sim, 4).tolist(),
-                                           "uncovered": uncovered.tolist()}
+    edges = np.linspace(min(0.0, float(np.floor(nn_sim.min() * 10) / 10)), 1.0, 21)
+    res.add_figure("target_nn_similarity", Histogram(
+        edges=edges, counts={"covered": np.histogram(nn_sim[~uncovered], edges)[0],
+                             "uncovered": np.histogram(nn_sim[uncovered], edges)[0]},
+        xlabel="cosine similarity of a target prompt to its nearest preference prompt"))
     if uncovered.any():
         res.notes.append(f"{int(uncovered.sum())} of {n_t} distinct target prompts lie in regions the "
                          f"preference data does not cover; see uncovered_target_clusters")
@@ -322,21 +327,18 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
 
 
 def _map(vectors: np.ndarray, labels: np.ndarray, t_vectors: np.ndarray | None,
-         t_uncovered: np.ndarray | None, seed: int, max_points: int) -> dict[str, list]:
-    sets = ["preference"] * len(vectors)
-    clusters = labels.tolist()
-    uncovered = [False] * len(vectors)
+         t_uncovered: np.ndarray | None, seed: int, max_points: int) -> Scatter:
+    """Prompts on their first two principal components: preference prompts grouped by cluster,
+    target prompts by whether they are covered."""
+    groups = [f"cluster {c}" for c in labels.tolist()]
     allv = vectors
     if t_vectors is not None and t_uncovered is not None:
         allv = np.vstack([vectors, t_vectors])
-        sets += ["target"] * len(t_vectors)
-        clusters += [-1] * len(t_vectors)
-        uncovered += t_uncovered.tolist()
+        groups += ["target, uncovered" if u else "target, covered" for u in t_uncovered.tolist()]
     if len(allv) < 3:
-        return {"x": [], "y": [], "set": [], "cluster": [], "uncovered": [], "method": "PCA"}
+        return Scatter(x=[], y=[], groups=[])
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(allv), max_points, replace=False)) if len(allv) > max_points else np.arange(len(allv))
     xy = PCA(n_components=2, random_state=seed).fit_transform(allv[keep])
-    return {"x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
-            "set": [sets[i] for i in keep], "cluster": [clusters[i] for i in keep],
-            "uncovered": [uncovered[i] for i in keep], "method": "PCA"}
+    return Scatter(x=np.round(xy[:, 0], 4), y=np.round(xy[:, 1], 4), groups=[groups[i] for i in keep],
+                   xlabel="principal component 1", ylabel="principal component 2")

@@ -35,11 +35,11 @@ compare several response pairs per prompt by design (PandaLM: 999 pairs over 170
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from prefaudit.figures import Bars, Histogram, Values
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, to_pairs
@@ -160,8 +160,9 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     result.add_metric("load_flagged_share", loader_flagged / n)
     result.add_metric("flagged_share", flags["pair_id"].nunique() / n)
 
-    result.figures["flag_counts"] = {str(r): int(c) for r, c in per_reason.items()}
-    result.figures["length_histogram"] = _length_histogram(loglen[codes.chosen], loglen[codes.rejected])
+    result.add_figure("flag_counts", Bars(labels=[str(r) for r in per_reason.index],
+                                          values={"pairs": per_reason.to_numpy()}))
+    result.add_figure("length_histogram", _length_histogram(loglen[codes.chosen], loglen[codes.rejected]))
     result.tables["repeated_prompts"] = _repeated_prompts(codes, first_of_prompt)
     if "load_flags" not in table.columns:
         result.notes.append("The table has no load_flags column; loader marks could not be reported.")
@@ -305,8 +306,8 @@ def _length_flags(ids: np.ndarray, codes: _Codes, loglen: np.ndarray, empty: np.
                   f"median response {typical:,})" for c, zz in zip(code[hit], z[hit], strict=True)]
         frames.append(make_flags(ids[hit], "length_outlier", np.abs(z[hit]), detail))
     lo_chars, hi_chars = (int(round(10 ** (med + s * length_z * mad / _MAD_TO_SD) - 1)) for s in (-1, 1))
-    result.figures["length_outlier_bounds"] = {"min_chars": lo_chars, "max_chars": hi_chars,
-                                               "median_chars": typical}
+    result.add_figure("length_outlier_bounds", Values({"min_chars": lo_chars, "max_chars": hi_chars,
+                                                       "median_chars": typical}))
     return _one_per_pair(frames)
 
 
@@ -342,11 +343,11 @@ def _one_per_pair(frames: list[pd.DataFrame]) -> pd.DataFrame:
             .reset_index())
 
 
-def _length_histogram(lc: np.ndarray, lr: np.ndarray) -> dict[str, Any]:
+def _length_histogram(lc: np.ndarray, lr: np.ndarray) -> Histogram:
     top = max(float(np.max(lc)), float(np.max(lr)), 1.0)
     edges = np.linspace(0.0, np.ceil(top * 10) / 10, _N_HIST_BINS + 1)
-    return {"unit": "log10(1 + characters)", "bin_edges": edges.round(4).tolist(),
-            "chosen": np.histogram(lc, edges)[0].tolist(), "rejected": np.histogram(lr, edges)[0].tolist()}
+    return Histogram(edges=edges.round(4), xlabel="log10(1 + characters)",
+                     counts={"chosen": np.histogram(lc, edges)[0], "rejected": np.histogram(lr, edges)[0]})
 
 
 def _first_positions(codes: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ from scipy import stats
 from prefaudit.analyzers.length_balance import RATIO_EDGES, balanced_keep, log_length_ratio, ratio_bin
 from prefaudit.analyzers.length_stats import binomial_p, logistic_fit, rank_auc, wilson_interval
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Histogram, Lines
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, make_flags
 from prefaudit.schema import is_conversational, to_pairs, validate
@@ -270,16 +271,18 @@ def _bias_metrics(res: AnalyzerResult, lr: np.ndarray, seed: int, alpha: float) 
     res.add_metric("length_auc", b.auc)
     fit = b.fit
     res.add_metric("logit_slope", fit.slope if fit.converged else None, low=fit.slope_low, high=fit.slope_high)
-    res.figures["logit_curve"] = _logit_curve(fit) if fit.converged else None
-    if not fit.converged:
+    if fit.converged:
+        res.add_figure("logit_curve", _logit_curve(fit))
+    else:
         res.notes.append("length: the logistic fit did not converge (length separates the labels "
                          "perfectly, or there is too little variation); logit_slope is not reported.")
 
 
-def _logit_curve(fit: Any) -> dict[str, list[float]]:
+def _logit_curve(fit: Any) -> Lines:
     grid = np.linspace(-4, 4, 33)
     p = 1 / (1 + np.exp(-(fit.intercept + fit.slope * grid)))
-    return {"log2_ratio": grid.round(4).tolist(), "p_chosen": p.round(6).tolist()}
+    return Lines(x=grid.round(4), ys={"p_chosen": p.round(6)}, xlabel="log2(len A / len B)",
+                 ylabel="P(A is chosen)")
 
 
 def _strength_metric(res: AnalyzerResult, pairs: pd.DataFrame, lr: np.ndarray, live: np.ndarray) -> None:
@@ -308,16 +311,14 @@ def _bins(res: AnalyzerResult, lr: np.ndarray) -> None:
                      "low": low, "high": high})
     by_bin = pd.DataFrame(rows)
     res.tables["by_length_ratio"] = by_bin
-    res.figures["bias_by_length_ratio"] = {
-        "bin_edges": list(RATIO_EDGES[:-1]) + [None], "labels": by_bin["label"].tolist(),
-        "n_pairs": by_bin["n_pairs"].tolist(), "share_longer_chosen": by_bin["share_longer_chosen"].tolist(),
-        "low": by_bin["low"].tolist(), "high": by_bin["high"].tolist(),
-        "n_equal_length": int((b == -1).sum()),
-    }
+    res.add_figure("bias_by_length_ratio", Bars(
+        labels=by_bin["label"], values={"share_longer_chosen": by_bin["share_longer_chosen"].to_numpy()},
+        low=by_bin["low"].to_numpy(), high=by_bin["high"].to_numpy(), n=by_bin["n_pairs"].to_numpy(),
+        reference=0.5))
     edges = np.linspace(-4, 4, 33)
     counts, _ = np.histogram(np.clip(lr, -4, 4), bins=edges)
-    res.figures["log_ratio_hist"] = {"edges": edges.tolist(), "counts": counts.tolist(),
-                                     "x": "log2(chosen chars / rejected chars), clipped to [-4, 4]"}
+    res.add_figure("log_ratio_hist", Histogram(edges=edges, counts={"pairs": counts}, marks={"equal length": 0.0},
+                                               xlabel="log2(chosen chars / rejected chars), clipped to [-4, 4]"))
 
 
 def _counterfactual(res: AnalyzerResult, lr: np.ndarray, tie: np.ndarray, seed: int) -> None:
@@ -356,8 +357,9 @@ def _clusters(res: AnalyzerResult, lr: np.ndarray, cl: pd.Series, alpha: float) 
     out["biased"] = (np.minimum(out["binomial_p"] * m, 1.0) < alpha) & (out["n_longer_chosen"] > out["n_unequal"] / 2)
     out = out.reset_index()
     res.tables["by_cluster"] = out
-    res.figures["bias_by_cluster"] = {c: out[c].tolist() for c in
-                                      ("cluster", "n_pairs", "share_longer_chosen", "low", "high", "biased")}
+    res.add_figure("bias_by_cluster", Bars(
+        labels=out["cluster"].astype(str), values={"share_longer_chosen": out["share_longer_chosen"].to_numpy()},
+        low=out["low"].to_numpy(), high=out["high"].to_numpy(), n=out["n_pairs"].to_numpy(), reference=0.5))
     res.add_metric("n_clusters_biased", int(out["biased"].sum()))
     res.add_metric("max_cluster_share_longer_chosen", float(out["share_longer_chosen"].max()))
 
@@ -427,8 +429,9 @@ def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_lengt
                        float((sides["chosen"][live] > sides["rejected"][live]).mean()))
     top = int(max(counts.max() if len(counts) else 1, 1))
     edges = np.unique(np.linspace(0, top, 31).round())
-    res.figures["token_hist"] = {"edges": edges.tolist(), "max_length": max_length,
-                                 **{s: np.histogram(v, bins=edges)[0].tolist() for s, v in sides.items()}}
+    res.add_figure("token_hist", Histogram(edges=edges, counts={s: np.histogram(v, bins=edges)[0]
+                                                                for s, v in sides.items()},
+                                           xlabel="tokens", marks={"max_length": max_length}))
     res.tables["token_stats"] = pd.DataFrame(
         {s: {"mean": v.mean(), "p50": np.quantile(v, .5), "p95": np.quantile(v, .95), "max": v.max()}
          for s, v in sides.items()}).T if n else pd.DataFrame()

@@ -26,6 +26,7 @@ from scipy import stats
 
 from prefaudit.analyzers.length_stats import wilson_interval
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Histogram, Scatter, Values
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs, validate
@@ -142,7 +143,7 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
     _ood_metrics(result, data, ood_z)
     _relation_metrics(result, data, support)
     _truncation(result, s, max_length)
-    result.figures = _figures(data, seed)
+    _add_figures(result, data, seed)
     result.tables["quantiles"] = pd.DataFrame({
         "quantile": QUANTILES,
         "margin": np.quantile(data["reference_margin"], QUANTILES),
@@ -277,28 +278,30 @@ def _truncation(result: AnalyzerResult, s: pd.DataFrame, max_length: int | None)
                             "their log-probs cover only the tokens kept (flagged 'truncated').")
 
 
-def _histogram(x: np.ndarray, bins: int = 30) -> dict[str, list[float]]:
+def _add_histogram(result: AnalyzerResult, name: str, x: np.ndarray, xlabel: str, zero: bool) -> None:
+    """A 30-bin histogram of the finite values of ``x`` (none drawn when there are none)."""
     x = x[np.isfinite(x)]
-    counts, edges = np.histogram(x, bins=bins) if len(x) else (np.array([]), np.array([]))
-    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist()}
+    if not len(x):
+        return
+    counts, edges = np.histogram(x, bins=30)
+    marks = {"0": 0.0} if zero and edges[0] < 0 < edges[-1] else {}
+    result.add_figure(name, Histogram(edges=edges, counts={"pairs": counts}, xlabel=xlabel, marks=marks))
 
 
-def _figures(data: pd.DataFrame, seed: int) -> dict[str, Any]:
+def _add_figures(result: AnalyzerResult, data: pd.DataFrame, seed: int) -> None:
     m = data["reference_margin"].to_numpy()
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(data), size=min(N_SCATTER, len(data)), replace=False))
-    return {
-        "margin_histogram": {**_histogram(m), "x_label": "reference margin (nats)"},
-        "margin_per_token_histogram": {**_histogram(data["reference_margin_per_token"].to_numpy()),
-                                       "x_label": "reference margin per token (nats)"},
-        "chosen_logp_per_token_histogram": {**_histogram(data["chosen_logp_per_token"].to_numpy()),
-                                            "x_label": "chosen log-prob per token (nats)"},
-        "margin_quantiles": {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(m, QUANTILES),
-                                                                 strict=True)},
-        "margin_vs_length": {
-            "length_diff": (data["chosen_tokens"] - data["rejected_tokens"]).to_numpy()[idx].tolist(),
-            "margin": m[idx].tolist()},
-    }
+    _add_histogram(result, "margin_histogram", m, "reference margin (nats)", zero=True)
+    _add_histogram(result, "margin_per_token_histogram", data["reference_margin_per_token"].to_numpy(),
+                   "reference margin per token (nats)", zero=True)
+    _add_histogram(result, "chosen_logp_per_token_histogram", data["chosen_logp_per_token"].to_numpy(),
+                   "chosen log-prob per token (nats)", zero=False)
+    result.add_figure("margin_quantiles", Values(
+        {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(m, QUANTILES), strict=True)}))
+    result.add_figure("margin_vs_length", Scatter(
+        x=(data["chosen_tokens"] - data["rejected_tokens"]).to_numpy()[idx], y=m[idx],
+        xlabel="chosen minus rejected tokens", ylabel="reference margin (nats)"))
 
 
 def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float) -> pd.DataFrame:

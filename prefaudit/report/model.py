@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prefaudit.audit import ANALYZERS, AuditResult
+from prefaudit.figures import Bars, figure_to_dict
 from prefaudit.metrics import UndeclaredMetricError, declaration
 
 #: Worst pairs shown per analyzer section.
@@ -99,7 +100,8 @@ class WorstPair:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure to draw: the analyzer's saved figure data under ``name``, drawn by ``figures``."""
+    """A figure to draw: the JSON form of an analyzer's typed figure (:mod:`prefaudit.figures`)
+    saved under ``name``, drawn by :mod:`prefaudit.report.figures`."""
 
     analyzer: str
     name: str
@@ -303,7 +305,8 @@ def _section(name: str, r: Mapping[str, Any], examples: Mapping[str, Any], n_wor
     counts = sorted(((str(k), int(v)) for k, v in (r.get("flag_counts", {}) or {}).items()),
                     key=lambda kv: (-kv[1], kv[0]))
     if name == "hygiene" and not figures and counts:
-        figures = [FigureSpec(name, "flags_by_reason", "Flagged pairs by reason", dict(counts))]
+        bars = Bars(labels=[k for k, _ in counts], values={"pairs": [v for _, v in counts]})
+        figures = [FigureSpec(name, "flags_by_reason", "Flagged pairs by reason", figure_to_dict(bars))]
     tables = [_table(str(k), v) for k, v in (r.get("tables", {}) or {}).items() if isinstance(v, Mapping)]
     return Section(
         name=name, anchor=f"sec-{name}", title=section_title(name), ran=True,
