@@ -55,7 +55,8 @@ def synthetic_audit(n: int, seed: int = 0) -> AuditResult:
         results[name] = res
     annotators = [f"annotator_{k}" for k in range(12)]
     kappa = rng.uniform(0.4, 1.0, (12, 12))
-    results["agreement"].add_figure("cohen_kappa", Heatmap(labels=annotators, matrices=[(kappa + kappa.T) / 2]))
+    results["agreement"].add_figure("cohen_kappa",
+                                    Heatmap(labels=annotators, matrices=[(kappa + kappa.T) / 2]))
     results["agreement"].add_figure("annotator_reliability", Bars(
         labels=annotators, values={"ds_accuracy": rng.uniform(0.6, 1, 12)}, n=[n] * 12))
     results["coverage"].add_figure("map", Scatter(x=rng.normal(size=n), y=rng.normal(size=n),

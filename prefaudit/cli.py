@@ -266,10 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="audit, gate, then DPO-train a model; refuses on FAIL unless --force")
     _add_data_args(p)
-    p.add_argument("--model", required=True, help="model to train (and reference): local dir, .gguf file or 'smollm2'")
+    p.add_argument("--model", required=True,
+                   help="model to train (and reference): local dir, .gguf file or 'smollm2'")
     p.add_argument("--output-dir", required=True, help="where the model, prefaudit_train.json and run.log go")
     _add_gate_args(p)
-    p.add_argument("--force", action="store_true", help="train even if the gate fails (recorded in the metadata)")
+    p.add_argument("--force", action="store_true",
+                   help="train even if the gate fails (recorded in the metadata)")
     p.add_argument("--analyzers", default=None, help="analyzers the gating audit runs (default as `audit`)")
     p.add_argument("--label-noise", default=None,
                    help="flip rate for robust/cdpo: a number or 'audit' (agreement.flip_rate; the default)")

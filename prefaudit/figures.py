@@ -98,7 +98,8 @@ class Bars:
         if (self.low is None) != (self.high is None) or (self.low is not None and len(values) != 1):
             raise ValueError("Bars: low and high go together, and only with a single series")
         _set(self, labels=labels, values=values, low=_same_length(self.low, len(labels), "Bars.low"),
-             high=_same_length(self.high, len(labels), "Bars.high"), n=_same_length(self.n, len(labels), "Bars.n"),
+             high=_same_length(self.high, len(labels), "Bars.high"),
+             n=_same_length(self.n, len(labels), "Bars.n"),
              reference=None if self.reference is None else float(self.reference))
 
 

@@ -109,7 +109,7 @@ class Verdict:
     @property
     def reasons(self) -> list[str]:
         """One line per rule that failed or warned, fails first."""
-        bad = [o for o in self.outcomes if o.status == "fail"] + [o for o in self.outcomes if o.status == "warn"]
+        bad = [o for status in ("fail", "warn") for o in self.outcomes if o.status == status]
         return [f"{o.status.upper()}: {o.reason()}" for o in bad]
 
     def exit_code(self, strict: bool = False) -> int:
@@ -185,13 +185,15 @@ def parse_policy(data: Mapping[str, Any], source: str = "<memory>") -> Policy:
     """Check a policy given as a mapping (the parsed TOML) and return it."""
     unknown = sorted(set(data) - {"policy", "rules"})
     if unknown:
-        raise PolicyError(f"{source}: unknown top-level key(s) {unknown}; expected [policy] and [rules.\"<metric>\"]")
+        raise PolicyError(f"{source}: unknown top-level key(s) {unknown}; "
+                          "expected [policy] and [rules.\"<metric>\"]")
     meta = data.get("policy", {})
     if not isinstance(meta, Mapping) or set(meta) - {"name", "description"}:
         raise PolicyError(f"{source}: [policy] may only hold 'name' and 'description'")
     rules_data = data.get("rules")
     if not isinstance(rules_data, Mapping) or not rules_data:
-        raise PolicyError(f"{source}: no rules; add tables like [rules.\"length.share_longer_chosen\"] with max = 0.65")
+        raise PolicyError(f"{source}: no rules; add tables like "
+                          "[rules.\"length.share_longer_chosen\"] with max = 0.65")
     known = known_metric_names()
     rules = tuple(_parse_rule(metric, spec, source, known) for metric, spec in rules_data.items())
     return Policy(rules=rules, name=str(meta.get("name", Path(source).stem)),
@@ -271,7 +273,8 @@ def _check(rule: Rule, value: Any) -> RuleOutcome:
         low_ok = rule.min is None or observed >= rule.min
         high_ok = rule.max is None or observed <= rule.max
         status = "pass" if low_ok and high_ok else rule.severity
-    return RuleOutcome(rule.metric, status, observed, rule.describe(), rule.severity, rule.required, rule.message)
+    return RuleOutcome(rule.metric, status, observed, rule.describe(), rule.severity, rule.required,
+                       rule.message)
 
 
 def _number(value: Any) -> float | None:

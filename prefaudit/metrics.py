@@ -117,8 +117,8 @@ def declaration(analyzer: str) -> AnalyzerMetrics:
     try:
         return _REGISTRY[analyzer]
     except KeyError:
-        raise UndeclaredMetricError(f"analyzer '{analyzer}' declares no metrics (no declare('{analyzer}', ...) "
-                                    "has run)") from None
+        raise UndeclaredMetricError(f"analyzer '{analyzer}' declares no metrics "
+                                    f"(no declare('{analyzer}', ...) has run)") from None
 
 
 def all_declarations() -> dict[str, AnalyzerMetrics]:
@@ -138,5 +138,6 @@ def markdown_table() -> str:
     for decl in all_declarations().values():
         for s in decl:
             meaning = s.meaning.replace("|", "\\|")
-            rows.append(f"| `{decl.analyzer}.{s.name}` | {'`_low`/`_high`' if s.interval else ''} | {meaning} |")
+            ends = "`_low`/`_high`" if s.interval else ""
+            rows.append(f"| `{decl.analyzer}.{s.name}` | {ends} | {meaning} |")
     return "\n".join(rows) + "\n"

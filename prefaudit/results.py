@@ -134,7 +134,8 @@ def concat_flags(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return empty_flags()
     out = pd.concat(frames, ignore_index=True)[list(FLAG_COLUMNS)]
-    return out.sort_values(["reason", "score"], ascending=[True, False], kind="mergesort").reset_index(drop=True)
+    out = out.sort_values(["reason", "score"], ascending=[True, False], kind="mergesort")
+    return out.reset_index(drop=True)
 
 
 def _clean(value: Any) -> float | None:

@@ -43,7 +43,8 @@ def _every_saved_metric_is_declared(tmp_path_factory: pytest.TempPathFactory):
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # a test's deliberately broken file
-        if not isinstance(doc, dict) or "schema_version" not in doc or not isinstance(doc.get("metrics"), dict):
+        written = isinstance(doc, dict) and "schema_version" in doc and isinstance(doc.get("metrics"), dict)
+        if not written:
             continue
         known = known if known is not None else known_metric_names()
         bad += [f"{path}: {name}" for name in doc["metrics"] if name not in known]

@@ -36,8 +36,8 @@ from prefaudit.results import AnalyzerResult, make_flags
 
 pypdf = pytest.importorskip("pypdf")
 
-XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "</textarea><b onmouseover=alert(2)>x</b>",
-       "# Heading\n\n**bold** [link](javascript:alert(3)) `code`"]
+XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>",
+       "</textarea><b onmouseover=alert(2)>x</b>", "# Heading\n\n**bold** [link](javascript:alert(3)) `code`"]
 
 
 def _importable(names: list[str]) -> list[str]:
@@ -77,7 +77,8 @@ def _parse(html: str) -> _Tags:
 
 
 def _svgs(html: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)]
+    uris = re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)
+    return [base64.b64decode(m) for m in uris]
 
 
 def _pdf_text(data: bytes) -> tuple[int, str]:
@@ -93,10 +94,11 @@ def _hand_built() -> AuditResult:
     agreement.add_metric("krippendorff_alpha", 0.61234, low=0.55, high=0.67)
     agreement.add_figure("cohen_kappa", Heatmap(labels=["ann1", "ann2", "ann3"], matrices=[
         [[1.0, 0.85, None], [0.85, 1.0, 0.86], [None, 0.86, 1.0]]]))
-    agreement.add_figure("annotator_reliability", Bars(labels=["ann1", "ann2", "ann3"],
-                                                       values={"ds_accuracy": [0.9, 0.8, 0.95]}, n=[30, 30, 29]))
+    agreement.add_figure("annotator_reliability", Bars(
+        labels=["ann1", "ann2", "ann3"], values={"ds_accuracy": [0.9, 0.8, 0.95]}, n=[30, 30, 29]))
     agreement.add_figure("annotator_confusion", Heatmap(
-        labels=["A", "B"], names=["ann1", "ann2"], matrices=[[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]))
+        labels=["A", "B"], names=["ann1", "ann2"],
+        matrices=[[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]))
     agreement.pair_flags = make_flags(ids[:3], "contested", [0.4, 0.3, 0.2], "two of three labels disagree")
     length = AnalyzerResult("length")
     length.add_metric("share_longer_chosen", 0.7012, low=0.65, high=0.75)
@@ -107,9 +109,11 @@ def _hand_built() -> AuditResult:
     coverage.add_figure("map", Scatter(x=rng.normal(size=30), y=rng.normal(size=30),
                                        groups=[XSS[i % 3] for i in range(30)]))
     coverage.tables["clusters"] = pd.DataFrame({"label": XSS[:3], "size": [10, 10, 10]})
-    length.add_figure("logit_curve", Lines(x=np.linspace(-4, 4, 9), ys={"p_chosen": np.linspace(0.2, 0.8, 9)}))
-    coverage.add_figure("cluster_shares", Bars(labels=[f"topic {i}" for i in range(9)],
-                                               values={"pair_share": [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05]}))
+    length.add_figure("logit_curve", Lines(x=np.linspace(-4, 4, 9),
+                                           ys={"p_chosen": np.linspace(0.2, 0.8, 9)}))
+    coverage.add_figure("cluster_shares", Bars(
+        labels=[f"topic {i}" for i in range(9)],
+        values={"pair_share": [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05]}))
     coverage.figures["odd_shape"] = {"nested": {"deep": [1, {"x": 2}]}}  # saved by an older version, say
     margins = AnalyzerResult("margins")
     margins.add_metric("share_reference_prefers_rejected", 0.41)
@@ -118,7 +122,8 @@ def _hand_built() -> AuditResult:
     margins.add_figure("margin_quantiles", Values({"0.5": 0.1, "0.9": 1.2}))
     return AuditResult(summary={"n_pairs": 30, "n_judgements": 90, "sources": ["hand.jsonl"]},
                        load_report=LoadReport(["hand.jsonl"], ["trl_standard"], 30, 90),
-                       results={"agreement": agreement, "coverage": coverage, "length": length, "margins": margins},
+                       results={"agreement": agreement, "coverage": coverage, "length": length,
+                                "margins": margins},
                        not_run={"hygiene": "not requested"},
                        examples={pid: {"prompt": "why?", "chosen": "yes", "rejected": "no", "source": "hand"}
                                  for pid in ids[:3]})
@@ -154,8 +159,8 @@ def test_same_numbers_in_json_html_and_pdf(pandalm_run: Path) -> None:
     html = (pandalm_run / "report.html").read_text(encoding="utf-8")
     _, pdf_text = _pdf_text((pandalm_run / "report.pdf").read_bytes())
     pdf_flat = re.sub(r"\s+", " ", pdf_text)
-    rows = dict(re.findall(r'<tr data-metric="([^"]+)"><td class="mname">[^<]*</td><td class="num value">([^<]*)</td>',
-                           html))
+    rows = dict(re.findall(r'<tr data-metric="([^"]+)"><td class="mname">[^<]*</td>'
+                           r'<td class="num value">([^<]*)</td>', html))
     checked = 0
     for analyzer, r in d["analyzers"].items():
         for name, m in r["metrics"].items():
@@ -199,7 +204,8 @@ def _xss_table(tmp_path: Path) -> Path:
     long_line = "A" * 10_000
     rows = []
     for i, bad in enumerate(XSS):
-        rows.append({"prompt": bad + " " + long_line, "chosen": bad, "rejected": bad})  # identical pair: flagged
+        # an identical pair: flagged
+        rows.append({"prompt": bad + " " + long_line, "chosen": bad, "rejected": bad})
         rows.append({"prompt": f"fine prompt {i}", "chosen": f"a good answer {i}", "rejected": f"worse {i}"})
     path = tmp_path / "xss.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
@@ -250,10 +256,10 @@ def test_every_analyzer_has_a_section_with_figures_and_fallbacks() -> None:
     by_name = {s.name: s for s in model.sections}
     assert not by_name["hygiene"].ran and by_name["hygiene"].not_run_reason == "not requested"
     kinds = {f.name: draw(f).kind for s in model.sections for f in s.figures}
-    assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars", "annotator_confusion": "heatmap",
-                     "by_length_difference": "bars", "logit_curve": "lines", "map": "scatter",
-                     "cluster_shares": "bars", "odd_shape": "table", "margin_histogram": "histogram",
-                     "margin_quantiles": "values"}
+    assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars",
+                     "annotator_confusion": "heatmap", "by_length_difference": "bars", "logit_curve": "lines",
+                     "map": "scatter", "cluster_shares": "bars", "odd_shape": "table",
+                     "margin_histogram": "histogram", "margin_quantiles": "values"}
     alpha = by_name["agreement"].metrics[0]
     assert (alpha.key, alpha.value_text, alpha.interval_text) == ("agreement.krippendorff_alpha", "0.6123",
                                                                   "[0.55, 0.67]")
@@ -278,7 +284,8 @@ def test_data_that_is_not_a_typed_figure_is_a_table_never_a_guessed_plot(data) -
 
 @pytest.mark.parametrize("fig, kind", [
     (Histogram(edges=[0, 1, 2], counts={"a": [1, 2], "b": [0, 3]}, marks={"cut": 1.5}), "histogram"),
-    (Bars(labels=["x", "y"], values={"s": [0.2, None]}, low=[0.1, None], high=[0.3, None], reference=0.5), "bars"),
+    (Bars(labels=["x", "y"], values={"s": [0.2, None]}, low=[0.1, None], high=[0.3, None],
+          reference=0.5), "bars"),
     (Lines(x=[0, 1, 2], ys={"y": [0.1, float("nan"), 0.3]}, low=[0, 0, 0], high=[1, 1, 1]), "lines"),
     (Scatter(x=[0, 1], y=[1, 0], groups=["a", "b"]), "scatter"),
     (Heatmap(labels=["a", "b"], matrices=[[[1, None], [0.5, 1]]]), "heatmap"),
@@ -317,8 +324,8 @@ def test_verdict_badge_lists_failing_rules_first() -> None:
     result.verdict = {"status": "fail", "policy": "default", "rules": [
         {"metric": "length.share_longer_chosen", "status": "pass", "observed": 0.55, "threshold": "<= 0.7",
          "severity": "fail", "message": ""},
-        {"metric": "agreement.krippendorff_alpha", "status": "fail", "observed": 0.61234, "threshold": ">= 0.667",
-         "severity": "fail", "message": "annotation is unreliable"},
+        {"metric": "agreement.krippendorff_alpha", "status": "fail", "observed": 0.61234,
+         "threshold": ">= 0.667", "severity": "fail", "message": "annotation is unreliable"},
         {"metric": "margins.share_reference_prefers_rejected", "status": "not_measured", "observed": None,
          "min": None, "max": 0.5, "severity": "warn", "message": ""}]}
     model = build_report_model(result)

@@ -56,8 +56,8 @@ def test_options_and_defaults_are_generated_from_train_config():
         assert f"default {default}" in help_text
     help_text = subparser_help(parser, "train")
     flags = {flag for _, flag, *_ in cli_fields()}
-    assert flags == {"--loss", "--beta", "--alpha", "--nll-weight", "--learning-rate", "--steps", "--batch-size",
-                     "--max-length", "--seed", "--backend", "--precision"}
+    assert flags == {"--loss", "--beta", "--alpha", "--nll-weight", "--learning-rate", "--steps",
+                     "--batch-size", "--max-length", "--seed", "--backend", "--precision"}
     assert all(f in help_text for f in flags)
     assert "--eps" not in help_text  # the noise rate is --label-noise (a number or 'audit')
 

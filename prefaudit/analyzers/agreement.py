@@ -39,22 +39,24 @@ METRICS = declare(
     MetricSpec("n_annotators", "distinct named annotators in the table"),
     MetricSpec("n_pairs_multi", "pairs with two or more judgements (the pairs agreement is measured on)"),
     MetricSpec("mean_labels_per_pair", "average number of judgements per pair"),
-    MetricSpec("raw_agreement", "mean share of annotator pairs that gave a pair the same label (A, B or tie)"),
+    MetricSpec("raw_agreement",
+               "mean share of annotator pairs that gave a pair the same label (A, B or tie)"),
     MetricSpec("raw_agreement_no_ties", "raw_agreement counting only A/B labels (tie labels left out)"),
     MetricSpec("krippendorff_alpha", "Krippendorff's alpha (nominal): 1 perfect, 0 chance-level agreement; "
                f"{CHANCE_CAVEAT}; bootstrap percentile interval over pairs", interval=True),
-    MetricSpec("fleiss_kappa", f"Fleiss' kappa (needs the same number of labels on every pair); {CHANCE_CAVEAT}"),
+    MetricSpec("fleiss_kappa",
+               f"Fleiss' kappa (needs the same number of labels on every pair); {CHANCE_CAVEAT}"),
     MetricSpec("mean_cohen_kappa",
                f"mean pairwise Cohen's kappa over annotator pairs that share pairs; {CHANCE_CAVEAT}"),
     MetricSpec("tie_label_share", "share of all judgements that are ties"),
     MetricSpec("flip_rate",
-               "expected share of final (non-tie) chosen/rejected labels that are the wrong way round (a true "
-               "tie counts half; single-label data: the mean of the supplied noise proxy, named in params); "
-               "use as the rDPO noise rate or cDPO label smoothing; bootstrap percentile interval",
+               "expected share of final (non-tie) chosen/rejected labels that are the wrong way round "
+               "(a true tie counts half; single-label data: the mean of the supplied noise proxy, named in "
+               "params); use as the rDPO noise rate or cDPO label smoothing; bootstrap percentile interval",
                interval=True),
     MetricSpec("contested_share",
-               "share of pairs whose consensus is uncertain (Dawid-Skene posterior below contested_threshold, "
-               "or an even split)"),
+               "share of pairs whose consensus is uncertain (Dawid-Skene posterior below "
+               "contested_threshold, or an even split)"),
     MetricSpec("consensus_disagrees_share",
                "share of pairs where the Dawid-Skene consensus differs from the final label"),
     MetricSpec("ds_iterations", "EM iterations Dawid-Skene needed to converge"),
@@ -64,7 +66,8 @@ METRICS = declare(
 #: Metrics that need two or more labels per pair (not measured on single-label data).
 NEEDS_TWO_LABELS: tuple[str, ...] = (
     "raw_agreement", "raw_agreement_no_ties", "krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa",
-    "tie_label_share", "contested_share", "consensus_disagrees_share", "min_annotator_accuracy", "ds_iterations",
+    "tie_label_share", "contested_share", "consensus_disagrees_share", "min_annotator_accuracy",
+    "ds_iterations",
 )
 SINGLE_LABEL_NOTE = ("Agreement cannot be computed from one label per pair: no pair was judged by two "
                      "different (named) annotators, so there is nothing to compare a label with. "

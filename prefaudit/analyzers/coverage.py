@@ -73,7 +73,8 @@ METRICS = declare(
     MetricSpec("target_mean_nn_similarity",
                "mean cosine similarity of a target prompt to its nearest preference prompt"),
     MetricSpec("n_target_prompts", "number of distinct target prompts"),
-    MetricSpec("n_uncovered_target_clusters", "target clusters where at least half the prompts are uncovered"),
+    MetricSpec("n_uncovered_target_clusters",
+               "target clusters where at least half the prompts are uncovered"),
     MetricSpec("unneeded_pair_share",
                "share of pairs in preference clusters that are no target prompt's nearest neighbour "
                "(topics the target never asks about)"),
@@ -227,7 +228,8 @@ def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndar
     n_pairs = len(pair_ids)
     res.add_metric("near_duplicate_share", len(dups) / n_pairs)
     by_kind = dups["kind"].value_counts()
-    res.add_metric("semantic_duplicate_share", (by_kind.get("semantic", 0) + by_kind.get("normalised", 0)) / n_pairs)
+    res.add_metric("semantic_duplicate_share",
+                   (by_kind.get("semantic", 0) + by_kind.get("normalised", 0)) / n_pairs)
     res.add_metric("n_near_duplicate_pairs", len(pdups))
     res.add_metric("n_reversed_duplicate_pairs", int((pdups["labels"] == "reversed").sum()))
     prompt_flags = make_flags(

@@ -54,20 +54,22 @@ BALANCED = "after length-balanced resampling, "
 METRICS = declare(
     "length", "Length bias",
     MetricSpec("n_pairs", "number of comparisons analysed (multi-annotator pairs collapsed)"),
-    MetricSpec("n_ties_excluded", "pairs whose label is a tie (or a level vote), left out of every bias measure"),
+    MetricSpec("n_ties_excluded",
+               "pairs whose label is a tie (or a level vote), left out of every bias measure"),
     MetricSpec("n_equal_length", "non-tied pairs whose two responses have the same number of characters"),
     MetricSpec("chosen_chars_median", "median length of the chosen responses, in characters"),
     MetricSpec("chosen_words_mean", "mean length of the chosen responses, in whitespace-separated words"),
     MetricSpec("rejected_chars_median", "median length of the rejected responses, in characters"),
     MetricSpec("rejected_words_mean", "mean length of the rejected responses, in whitespace-separated words"),
     MetricSpec("mean_log_length_ratio",
-               "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, +1 = chosen "
-               "twice as long on average (geometric)"),
+               "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, "
+               "+1 = chosen twice as long on average (geometric)"),
     MetricSpec("share_longer_chosen", SHARE_LONGER, interval=True),
     MetricSpec("share_longer_chosen_unequal",
                "share of non-tied pairs of unequal length whose chosen response is the longer; 95% Wilson "
                "interval", interval=True),
-    MetricSpec("share_longer_chosen_tokens", "share of non-tied pairs whose chosen response has strictly more tokens"),
+    MetricSpec("share_longer_chosen_tokens",
+               "share of non-tied pairs whose chosen response has strictly more tokens"),
     MetricSpec("binomial_p",
                "two-sided exact binomial (sign) test that the longer response is chosen half the time, over "
                "non-tied pairs of unequal length"),
@@ -82,8 +84,8 @@ METRICS = declare(
                "> 0 means longer chosen answers win by more"),
     MetricSpec("strength_spearman_p", "p-value of strength_spearman (no correlation)"),
     MetricSpec("balanced_pairs_dropped",
-               "non-tied pairs that length-balanced resampling drops so the longer response wins exactly half "
-               "the time in every length-ratio bin"),
+               "non-tied pairs that length-balanced resampling drops so the longer response wins exactly "
+               "half the time in every length-ratio bin"),
     MetricSpec("balanced_share_dropped", "share of the non-tied pairs that length-balanced resampling drops"),
     MetricSpec("balanced_share_longer_chosen", BALANCED + SHARE_LONGER, interval=True),
     MetricSpec("balanced_length_accuracy", BALANCED + LENGTH_ACCURACY),
@@ -101,8 +103,8 @@ METRICS = declare(
                "supported (support below low_support, or strength percentile at most low_strength_quantile; "
                "the source is in params)"),
     MetricSpec("share_over_budget",
-               "share of pairs whose prompt + longer response (+ EOS unless chat-templated) exceeds max_length "
-               "tokens, so DPO training would truncate it"),
+               "share of pairs whose prompt + longer response (+ EOS unless chat-templated) exceeds "
+               "max_length tokens, so DPO training would truncate it"),
     MetricSpec("share_prompt_over_budget",
                "share of pairs whose prompt alone fills max_length tokens (TRL drops them: no response token "
                "would be trained on)"),
@@ -270,7 +272,8 @@ def _bias_metrics(res: AnalyzerResult, lr: np.ndarray, seed: int, alpha: float) 
     res.add_metric("length_accuracy", b.accuracy)
     res.add_metric("length_auc", b.auc)
     fit = b.fit
-    res.add_metric("logit_slope", fit.slope if fit.converged else None, low=fit.slope_low, high=fit.slope_high)
+    res.add_metric("logit_slope", fit.slope if fit.converged else None, low=fit.slope_low,
+                   high=fit.slope_high)
     if fit.converged:
         res.add_figure("logit_curve", _logit_curve(fit))
     else:
@@ -317,8 +320,9 @@ def _bins(res: AnalyzerResult, lr: np.ndarray) -> None:
         reference=0.5))
     edges = np.linspace(-4, 4, 33)
     counts, _ = np.histogram(np.clip(lr, -4, 4), bins=edges)
-    res.add_figure("log_ratio_hist", Histogram(edges=edges, counts={"pairs": counts}, marks={"equal length": 0.0},
-                                               xlabel="log2(chosen chars / rejected chars), clipped to [-4, 4]"))
+    res.add_figure("log_ratio_hist", Histogram(
+        edges=edges, counts={"pairs": counts}, marks={"equal length": 0.0},
+        xlabel="log2(chosen chars / rejected chars), clipped to [-4, 4]"))
 
 
 def _counterfactual(res: AnalyzerResult, lr: np.ndarray, tie: np.ndarray, seed: int) -> None:
@@ -358,7 +362,8 @@ def _clusters(res: AnalyzerResult, lr: np.ndarray, cl: pd.Series, alpha: float) 
     out = out.reset_index()
     res.tables["by_cluster"] = out
     res.add_figure("bias_by_cluster", Bars(
-        labels=out["cluster"].astype(str), values={"share_longer_chosen": out["share_longer_chosen"].to_numpy()},
+        labels=out["cluster"].astype(str),
+        values={"share_longer_chosen": out["share_longer_chosen"].to_numpy()},
         low=out["low"].to_numpy(), high=out["high"].to_numpy(), n=out["n_pairs"].to_numpy(), reference=0.5))
     res.add_metric("n_clusters_biased", int(out["biased"].sum()))
     res.add_metric("max_cluster_share_longer_chosen", float(out["share_longer_chosen"].max()))

@@ -52,7 +52,8 @@ METRICS = declare(
                "sigmoid of the loss at this beta)"),
     MetricSpec("share_near_zero_margin",
                "share of pairs the reference cannot tell apart (|margin| < near_zero nats)"),
-    MetricSpec("median_margin_per_token", "median of the per-token (length-normalised) margin, nats per token"),
+    MetricSpec("median_margin_per_token",
+               "median of the per-token (length-normalised) margin, nats per token"),
     MetricSpec("share_chosen_ood",
                "share of pairs whose chosen per-token log-prob is more than ood_z robust SDs below the "
                "dataset's median response (out of distribution)"),

@@ -158,7 +158,8 @@ def _plot_points(sc: Scatter, spec: FigureSpec) -> plt.Figure:
             ax.scatter(x[m], y[m], s=size, alpha=0.7, color=cmap(i % 20), rasterized=raster,
                        label=_label(g) if i < 20 else None)
         if len(names) > 1:
-            ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+            ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                      frameon=False,
                       title=None if len(names) <= 20 else f"first 20 of {len(names)} groups")
     ax.set_xlabel(sc.xlabel)
     ax.set_ylabel(sc.ylabel)
@@ -217,7 +218,8 @@ def _plot_bars(b: Bars, spec: FigureSpec) -> plt.Figure:
         low, high = (None, None) if low is None else (low[keep], high[keep])
         n = None if n is None else n[keep]
     horizontal = max((len(s) for s in labels), default=0) > 8 or len(labels) > 12
-    fig, ax = plt.subplots(figsize=(7.0, max(2.4, 0.3 * len(labels) * len(series) + 1.0) if horizontal else 3.6))
+    height = max(2.4, 0.3 * len(labels) * len(series) + 1.0) if horizontal else 3.6
+    fig, ax = plt.subplots(figsize=(7.0, height))
     pos = np.arange(len(labels))
     width = 0.8 / len(series)
     colors = ("#4477aa", "#ee6677", "#228833")
@@ -233,7 +235,8 @@ def _plot_bars(b: Bars, spec: FigureSpec) -> plt.Figure:
         ax.set_yticks(pos, labels)
         ax.invert_yaxis()
     else:
-        ax.set_xticks(pos, labels, rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center")
+        many = len(labels) > 5
+        ax.set_xticks(pos, labels, rotation=30 if many else 0, ha="right" if many else "center")
     if b.reference is not None:
         (ax.axvline if horizontal else ax.axhline)(b.reference, color="#cc3311", linewidth=1, linestyle="--")
     if n is not None:

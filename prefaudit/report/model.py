@@ -216,7 +216,8 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
                      for e in (d.get("load_report", {}) or {}).get("events", [])],
         at_a_glance=[(s.title, s.anchor, _glance(s)) for s in sections],
         sections=sections,
-        config=[(str(k), _short(json.dumps(v, default=str), 300)) for k, v in (d.get("config", {}) or {}).items()],
+        config=[(str(k), _short(json.dumps(v, default=str), 300))
+                for k, v in (d.get("config", {}) or {}).items()],
         footer=f"prefaudit {d.get('prefaudit_version', '?')}, audit schema {d.get('schema_version', '?')}, "
                f"data sha256 {str(summary.get('content_sha256', '?'))[:16]}",
     )
@@ -242,9 +243,11 @@ def _verdict(v: Mapping[str, Any] | None) -> Verdict:
         return Verdict("NONE", "No policy evaluated: the numbers below were not checked against thresholds "
                                "(run `prefaudit audit --policy FILE` or `prefaudit gate`).", [])
     status = VERDICT_WORDS.get(str(v.get("status", "")).lower(), str(v.get("status", "?")).upper())
-    rules = [RuleRow(metric=str(r.get("metric", "")), status=str(r.get("status", "")).upper().replace("_", " "),
+    rules = [RuleRow(metric=str(r.get("metric", "")),
+                     status=str(r.get("status", "")).upper().replace("_", " "),
                      observed_text=format_number(r.get("observed")),
-                     bound_text=str(r["threshold"]) if r.get("threshold") else _bound_text(r.get("min"), r.get("max")),
+                     bound_text=(str(r["threshold"]) if r.get("threshold")
+                                 else _bound_text(r.get("min"), r.get("max"))),
                      severity=str(r.get("severity", "")), message=str(r.get("message", "")))
              for r in v.get("rules", []) or []]
     order = {"FAIL": 0, "WARN": 1, "NOT MEASURED": 2}
@@ -313,7 +316,8 @@ def _section(name: str, r: Mapping[str, Any], examples: Mapping[str, Any], n_wor
         metrics=metrics, notes=[str(n) for n in r.get("notes", []) or []], figures=figures, tables=tables,
         n_flags=int(r.get("n_flags", len(r.get("top_flags", []) or []))), flag_counts=counts,
         worst_pairs=_worst_pairs(r.get("top_flags", []) or [], examples, n_worst, max_chars),
-        params=[(str(k), _short(json.dumps(v, default=str), 200)) for k, v in (r.get("params", {}) or {}).items()],
+        params=[(str(k), _short(json.dumps(v, default=str), 200))
+                for k, v in (r.get("params", {}) or {}).items()],
     )
 
 

@@ -73,7 +73,8 @@ def gguf_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None, role: str = "reference model") -> Path:
+def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None,
+                       role: str = "reference model") -> Path:
     """Directory of a plain fp32 copy of the GGUF model at ``path``, creating it the first time.
 
     The GGUF is dequantised by transformers, its weights are loaded into a model built from the

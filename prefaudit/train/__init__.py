@@ -12,7 +12,8 @@ from typing import Any
 _HOMES: dict[str, str] = {
     "LOSSES": "prefaudit.train.config", "TrainConfig": "prefaudit.train.config",
     "preference_loss": "prefaudit.train.losses", "preference_metrics": "prefaudit.train.dpo",
-    "GateRefused": "prefaudit.train.run", "TrainRun": "prefaudit.train.run", "train_dpo": "prefaudit.train.run",
+    "GateRefused": "prefaudit.train.run", "TrainRun": "prefaudit.train.run",
+    "train_dpo": "prefaudit.train.run",
 }
 __all__ = sorted(_HOMES)
 

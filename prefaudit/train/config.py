@@ -73,13 +73,14 @@ class TrainConfig:
 
     loss: str = _option("sigmoid", "sigmoid (DPO), ipo, robust (rDPO), cdpo, length_reg (R-DPO) or cpo",
                         valid=LOSSES)
-    beta: float = _option(0.1, "DPO beta: strength of the pull toward the reference model", valid=Range(0, low_open=True))
+    beta: float = _option(0.1, "DPO beta: strength of the pull toward the reference model",
+                          valid=Range(0, low_open=True))
     eps: float = _option(0.0, "label-noise (flip) rate of robust/cdpo; the CLI sets it with --label-noise",
                          flag=None, valid=Range(0, 0.5, high_open=True))
     alpha: float = _option(0.0, "length_reg: per-token length penalty of R-DPO (must be > 0 with that loss)",
                            valid=Range(0), loss="length_reg")
-    nll_weight: float = _option(1.0, "cpo: weight of the likelihood term on the chosen response", valid=Range(0),
-                                loss="cpo")
+    nll_weight: float = _option(1.0, "cpo: weight of the likelihood term on the chosen response",
+                                valid=Range(0), loss="cpo")
     learning_rate: float = _option(5e-5, "learning rate", valid=Range(0, low_open=True))
     max_steps: int = _option(100, "optimizer steps", flag="--steps", valid=Range(1))
     batch_size: int = _option(8, "pairs per step", valid=Range(1))
@@ -87,9 +88,9 @@ class TrainConfig:
     seed: int = _option(0, "seed for the audit, the split and training", valid=Range(0, SEED_MAX))
     backend: str = _option("auto", "auto: TRL's DPOTrainer for sigmoid/ipo/robust, our loop otherwise; "
                                    "trl; own", valid=BACKENDS)
-    precision: str = _option("fp32", "training arithmetic, recorded in prefaudit_train.json: fp32 (the same on "
-                                     "every machine) or bf16 (autocast; differs from fp32 in the third decimal)",
-                             valid=PRECISIONS)
+    precision: str = _option("fp32", "training arithmetic, recorded in prefaudit_train.json: fp32 (the "
+                             "same on every machine) or bf16 (autocast; differs from fp32 in the third "
+                             "decimal)", valid=PRECISIONS)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -154,7 +155,9 @@ def _check(name: str, value: Any, default: Any, valid: Range | tuple[str, ...] |
         return
     kind = int if isinstance(default, int) else float
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    a = "an integer" if kind is int else "a number"
     if not number or (kind is int and not isinstance(value, int)) or not math.isfinite(value):
-        raise ConfigError(f"{shown}: expected {'an integer' if kind is int else 'a finite number'}, got {value!r}")
+        raise ConfigError(f"{shown}: expected {'an integer' if kind is int else 'a finite number'}, "
+                          f"got {value!r}")
     if valid is not None and value not in valid:
-        raise ConfigError(f"{shown}: expected {'an integer' if kind is int else 'a number'} {valid}, got {value!r}")
+        raise ConfigError(f"{shown}: expected {a} {valid}, got {value!r}")
