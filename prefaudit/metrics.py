@@ -76,6 +76,9 @@ class AnalyzerMetrics:
 
 
 _REGISTRY: dict[str, AnalyzerMetrics] = {}
+#: Modules outside ``prefaudit.audit.ANALYZERS`` that declare metrics a policy may name, by metric
+#: prefix (e.g. post-training checks writing ``posttrain.*``).
+OTHER_DECLARING_MODULES: dict[str, str] = {}
 
 
 def declare(analyzer: str, title: str, *specs: MetricSpec) -> AnalyzerMetrics:
@@ -122,14 +125,16 @@ def declaration(analyzer: str) -> AnalyzerMetrics:
 
 
 def all_declarations() -> dict[str, AnalyzerMetrics]:
-    """Every analyzer's declared metrics, in the audit's run order (imports the analyzer modules)."""
+    """Every declared metric set, analyzers first in the audit's run order (imports their modules)."""
     return {name: declaration(name) for name in _analyzer_modules()}
 
 
 def _analyzer_modules() -> dict[str, str]:
+    """Every module that declares metrics, by metric prefix: the audit's analyzers, then
+    :data:`OTHER_DECLARING_MODULES`."""
     from prefaudit.audit import ANALYZERS
 
-    return {name: target.split(":")[0] for name, target in ANALYZERS.items()}
+    return {**{name: target.split(":")[0] for name, target in ANALYZERS.items()}, **OTHER_DECLARING_MODULES}
 
 
 def markdown_table() -> str:
