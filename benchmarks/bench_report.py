@@ -28,7 +28,9 @@ import pandas as pd
 from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from prefaudit.audit import AuditResult, _json_default
+from prefaudit.figures import Bars, Heatmap, Histogram, Scatter
 from prefaudit.loaders.report import LoadReport
+from prefaudit.metrics import declaration
 from prefaudit.report.html import draw_figures, html_from_model
 from prefaudit.report.model import build_report_model
 from prefaudit.report.pdf import pdf_from_model
@@ -43,27 +45,29 @@ def synthetic_audit(n: int, seed: int = 0) -> AuditResult:
     results = {}
     for name in ("hygiene", "agreement", "coverage", "length", "margins"):
         res = AnalyzerResult(name)
-        for j in range(12):
+        for spec in list(declaration(name))[:12]:
             v = float(rng.random())
-            res.add_metric(f"metric_{j}", v, f"synthetic metric {j} of {name}", low=v * 0.9, high=min(1.0, v * 1.1))
+            ends = {"low": v * 0.9, "high": min(1.0, v * 1.1)} if spec.interval else {}
+            res.add_metric(spec.name, v, **ends)
         res.pair_flags = make_flags(ids, [f"reason_{k}" for k in rng.integers(0, 6, n)], rng.random(n),
                                     [f"synthetic detail {k}" for k in range(n)])
         res.notes.append(f"synthetic {name} result")
         results[name] = res
     annotators = [f"annotator_{k}" for k in range(12)]
     kappa = rng.uniform(0.4, 1.0, (12, 12))
-    results["agreement"].figures["cohen_kappa"] = {"annotators": annotators, "kappa": ((kappa + kappa.T) / 2).tolist()}
-    results["agreement"].figures["annotator_reliability"] = {"annotators": annotators,
-                                                             "ds_accuracy": rng.uniform(0.6, 1, 12).tolist(),
-                                                             "n_labels": [n] * 12}
-    results["coverage"].figures["map"] = {"x": rng.normal(size=n).tolist(), "y": rng.normal(size=n).tolist(),
-                                          "cluster": [f"cluster {k}" for k in rng.integers(0, 30, n)]}
+    results["agreement"].add_figure("cohen_kappa",
+                                    Heatmap(labels=annotators, matrices=[(kappa + kappa.T) / 2]))
+    results["agreement"].add_figure("annotator_reliability", Bars(
+        labels=annotators, values={"ds_accuracy": rng.uniform(0.6, 1, 12)}, n=[n] * 12))
+    results["coverage"].add_figure("map", Scatter(x=rng.normal(size=n), y=rng.normal(size=n),
+                                                  groups=[f"cluster {k}" for k in rng.integers(0, 30, n)]))
     results["coverage"].tables["clusters"] = pd.DataFrame({"label": [f"topic words {k}" for k in range(200)],
                                                            "size": rng.integers(1, 1000, 200)})
-    results["length"].figures["bias_by_length_ratio"] = {
-        "labels": ["1-1.1x", "1.1-1.25x", "1.25-1.5x", "1.5-2x", "2-4x", ">4x"],
-        "share_longer_chosen": rng.uniform(0.5, 0.8, 6).tolist(), "n_pairs": [n // 6] * 6}
-    results["margins"].figures["margin_histogram"] = {"values": rng.normal(size=n).tolist()}
+    results["length"].add_figure("bias_by_length_ratio", Bars(
+        labels=["1-1.1x", "1.1-1.25x", "1.25-1.5x", "1.5-2x", "2-4x", ">4x"],
+        values={"share_longer_chosen": rng.uniform(0.5, 0.8, 6)}, n=[n // 6] * 6, reference=0.5))
+    counts, edges = np.histogram(rng.normal(size=n), bins=30)
+    results["margins"].add_figure("margin_histogram", Histogram(edges=edges, counts={"pairs": counts}))
     result = AuditResult(summary={"n_pairs": n, "n_judgements": n, "sources": ["synthetic"]},
                          load_report=LoadReport(["synthetic.jsonl"], ["trl_standard"], n, n), results=results)
     long_text = "word " * 4000

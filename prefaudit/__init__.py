@@ -10,6 +10,10 @@ Each stage works alone from a notebook::
 
 __version__ = "0.1.0"
 
+from prefaudit.env import stay_offline  # noqa: E402
+
+stay_offline()
+
 from prefaudit.audit import AuditResult, audit, read_audit  # noqa: E402
 from prefaudit.errors import PrefauditError  # noqa: E402
 from prefaudit.loaders import LoadReport, load  # noqa: E402

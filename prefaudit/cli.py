@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from prefaudit.errors import PrefauditError  # noqa: E402
+from prefaudit.errors import PrefauditError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -165,13 +161,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from prefaudit.train import GateRefused, TrainConfig, train_dpo
+    config = _train_config(args)
+    from prefaudit.train import GateRefused, train_dpo
 
     loaded = _load(args)
     analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
-    config = TrainConfig(loss=args.loss, beta=args.beta, learning_rate=args.learning_rate, max_steps=args.steps,
-                         batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-                         backend=args.backend, precision=args.precision)
     label_noise = args.label_noise if args.label_noise in (None, "audit") else _rate(args.label_noise)
     drop = tuple(r.strip() for r in args.drop_flags.split(",") if r.strip()) if args.drop_flags else ()
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
@@ -261,6 +255,25 @@ def _print_metrics(metrics: dict[str, float | None]) -> None:
         print(f"  {key:<48} {shown}")
 
 
+def _add_train_config_args(p: argparse.ArgumentParser) -> None:
+    """One option per :class:`~prefaudit.train.config.TrainConfig` field, with its default and help."""
+    from prefaudit.train.config import cli_fields
+
+    for name, flag, default, help_text, choices in cli_fields():
+        metavar = None if choices else flag.lstrip("-").upper().replace("-", "_")
+        p.add_argument(flag, dest=name, type=type(default), default=default, choices=choices, metavar=metavar,
+                       help=help_text)
+
+
+def _train_config(args: argparse.Namespace):  # -> TrainConfig
+    """The TrainConfig the options describe; ConfigError (exit 2) for a bad value, before anything loads."""
+    from prefaudit.train.config import TrainConfig, check_options_apply, cli_fields
+
+    config = TrainConfig(**{name: getattr(args, name) for name, *_ in cli_fields()})
+    check_options_apply(config)
+    return config
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefaudit", description="Audit preference data before DPO.")
     parser.add_argument("--version", action="version", version=_version())
@@ -306,13 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="audit, gate, then DPO-train a model; refuses on FAIL unless --force")
     _add_data_args(p)
-    p.add_argument("--model", required=True, help="model to train (and reference): local dir, .gguf file or 'smollm2'")
+    p.add_argument("--model", required=True,
+                   help="model to train (and reference): local dir, .gguf file or 'smollm2'")
     p.add_argument("--output-dir", required=True, help="where the model, prefaudit_train.json and run.log go")
     _add_gate_args(p)
-    p.add_argument("--force", action="store_true", help="train even if the gate fails (recorded in the metadata)")
+    p.add_argument("--force", action="store_true",
+                   help="train even if the gate fails (recorded in the metadata)")
     p.add_argument("--analyzers", default=None, help="analyzers the gating audit runs (default as `audit`)")
-    p.add_argument("--loss", default="sigmoid", choices=["sigmoid", "ipo", "robust", "cdpo", "length_reg", "cpo"],
-                   help="sigmoid (DPO), ipo, robust (rDPO), cdpo, length_reg (R-DPO), cpo (default sigmoid)")
     p.add_argument("--label-noise", default=None,
                    help="flip rate for robust/cdpo: a number or 'audit' (agreement.flip_rate; the default)")
     p.add_argument("--drop-flags", default=None,
@@ -322,19 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
                    help="drop these fractions of pairs with the lowest / highest reference margins "
                         "(runs the margins analyzer with --model as the reference)")
-    p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
-    p.add_argument("--learning-rate", type=float, default=5e-5, help="learning rate (default 5e-5)")
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
-    p.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per prompt+response (default 512)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of all weights")
-    p.add_argument("--backend", default="auto", choices=["auto", "trl", "own"],
-                   help="auto: TRL's DPOTrainer for sigmoid/ipo/robust, our loop otherwise")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="training arithmetic, recorded in prefaudit_train.json (default fp32)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the audit, the split and training")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
+    _add_train_config_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="write the pairs training would use as a TRL-ready dataset (+ sidecar JSON)")

@@ -31,57 +31,13 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from prefaudit.errors import PolicyError
+from prefaudit.metrics import all_declarations
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-#: Metric names each analyzer can produce (without the ``<analyzer>.`` prefix). A rule may
-#: name any of them, or one of them with ``_low`` / ``_high`` (the ends of its interval).
-KNOWN_METRICS: dict[str, tuple[str, ...]] = {
-    "hygiene": (
-        "n_pairs", "empty_response_share", "identical_pair_share", "exact_duplicate_pair_share",
-        "duplicate_pair_share", "contradiction_share", "duplicate_prompt_share", "n_unique_prompts",
-        "truncated_share", "length_outlier_share", "encoding_damage_share", "load_flagged_share",
-        "flagged_share",
-    ),
-    "agreement": (
-        "n_annotators", "n_pairs_multi", "mean_labels_per_pair", "raw_agreement", "raw_agreement_no_ties",
-        "krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa", "tie_label_share", "flip_rate",
-        "contested_share", "consensus_disagrees_share", "ds_iterations", "min_annotator_accuracy",
-        "krippendorff_alpha_as_presented", "fleiss_kappa_as_presented", "mean_cohen_kappa_as_presented",
-        "first_position_label_share",
-    ),
-    "judges": (
-        "first_position_share", "max_position_bias", "swap_consistency", "top_generator_chosen_share",
-    ),
-    "coverage": (
-        "n_clusters", "effective_clusters", "largest_cluster_share", "n_unique_prompts", "near_duplicate_share",
-        "semantic_duplicate_share", "n_near_duplicate_pairs", "n_reversed_duplicate_pairs",
-        "target_uncovered_share", "target_mean_nn_similarity", "n_target_prompts",
-        "n_uncovered_target_clusters", "unneeded_pair_share",
-    ),
-    "length": (
-        "n_pairs", "n_ties_excluded", "n_equal_length", "chosen_chars_median", "chosen_words_mean",
-        "rejected_chars_median", "rejected_words_mean", "mean_log_length_ratio", "share_longer_chosen",
-        "share_longer_chosen_unequal", "share_longer_chosen_tokens", "binomial_p", "length_biased",
-        "length_accuracy", "length_auc", "logit_slope", "balanced_pairs_dropped", "balanced_share_dropped",
-        "balanced_share_longer_chosen", "balanced_length_accuracy", "balanced_length_auc",
-        "balanced_logit_slope", "n_clusters_biased", "max_cluster_share_longer_chosen",
-        "share_chosen_much_longer", "n_longer_chosen_low_support", "strength_spearman", "strength_spearman_p",
-        "share_over_budget", "share_prompt_over_budget",
-        "prompt_tokens_mean", "prompt_tokens_p50", "prompt_tokens_p95", "prompt_tokens_max",
-        "chosen_tokens_mean", "chosen_tokens_p50", "chosen_tokens_p95", "chosen_tokens_max",
-        "rejected_tokens_mean", "rejected_tokens_p50", "rejected_tokens_p95", "rejected_tokens_max",
-    ),
-    "margins": (
-        "n_pairs_scored", "n_ties_skipped", "reference_accuracy", "share_reference_prefers_rejected",
-        "median_margin", "median_margin_per_token", "median_rejected_preference", "share_near_zero_margin",
-        "share_chosen_ood", "margin_length_correlation", "margin_support_correlation", "dpo_reward_scale",
-        "share_truncated",
-    ),
-}
 SEVERITIES: tuple[str, ...] = ("fail", "warn")
 RULE_KEYS: frozenset[str] = frozenset({"min", "max", "severity", "required", "message"})
 STATUSES: tuple[str, ...] = ("pass", "warn", "fail")
@@ -153,7 +109,7 @@ class Verdict:
     @property
     def reasons(self) -> list[str]:
         """One line per rule that failed or warned, fails first."""
-        bad = [o for o in self.outcomes if o.status == "fail"] + [o for o in self.outcomes if o.status == "warn"]
+        bad = [o for status in ("fail", "warn") for o in self.outcomes if o.status == status]
         return [f"{o.status.upper()}: {o.reason()}" for o in bad]
 
     def exit_code(self, strict: bool = False) -> int:
@@ -195,9 +151,9 @@ class Verdict:
 
 
 def known_metric_names() -> frozenset[str]:
-    """Every metric name a rule may use (``<analyzer>.<metric>`` and its ``_low``/``_high``)."""
-    names = {f"{a}.{m}" for a, ms in KNOWN_METRICS.items() for m in ms}
-    return frozenset(names | {f"{n}_{end}" for n in names for end in ("low", "high")})
+    """Every metric name a rule may use: ``<analyzer>.<metric>`` as the analyzers declare them
+    (:mod:`prefaudit.metrics`), and ``<name>_low`` / ``<name>_high`` of those with an interval."""
+    return frozenset(n for decl in all_declarations().values() for n in decl.flat_names())
 
 
 def default_policy_path() -> Path:
@@ -229,13 +185,15 @@ def parse_policy(data: Mapping[str, Any], source: str = "<memory>") -> Policy:
     """Check a policy given as a mapping (the parsed TOML) and return it."""
     unknown = sorted(set(data) - {"policy", "rules"})
     if unknown:
-        raise PolicyError(f"{source}: unknown top-level key(s) {unknown}; expected [policy] and [rules.\"<metric>\"]")
+        raise PolicyError(f"{source}: unknown top-level key(s) {unknown}; "
+                          "expected [policy] and [rules.\"<metric>\"]")
     meta = data.get("policy", {})
     if not isinstance(meta, Mapping) or set(meta) - {"name", "description"}:
         raise PolicyError(f"{source}: [policy] may only hold 'name' and 'description'")
     rules_data = data.get("rules")
     if not isinstance(rules_data, Mapping) or not rules_data:
-        raise PolicyError(f"{source}: no rules; add tables like [rules.\"length.share_longer_chosen\"] with max = 0.65")
+        raise PolicyError(f"{source}: no rules; add tables like "
+                          "[rules.\"length.share_longer_chosen\"] with max = 0.65")
     known = known_metric_names()
     rules = tuple(_parse_rule(metric, spec, source, known) for metric, spec in rules_data.items())
     return Policy(rules=rules, name=str(meta.get("name", Path(source).stem)),
@@ -246,7 +204,7 @@ def _parse_rule(metric: str, spec: Any, source: str, known: frozenset[str]) -> R
     where = f'{source}: rules."{metric}"'
     if metric not in known:
         close = difflib.get_close_matches(metric, sorted(known), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else "; see prefaudit.gate.KNOWN_METRICS"
+        hint = f"; did you mean '{close[0]}'?" if close else "; see README's metric table"
         raise PolicyError(f"{where}: unknown metric '{metric}'{hint}")
     if not isinstance(spec, Mapping):
         raise PolicyError(f"{where}: expected a table with min/max/severity, got {type(spec).__name__}")
@@ -315,7 +273,8 @@ def _check(rule: Rule, value: Any) -> RuleOutcome:
         low_ok = rule.min is None or observed >= rule.min
         high_ok = rule.max is None or observed <= rule.max
         status = "pass" if low_ok and high_ok else rule.severity
-    return RuleOutcome(rule.metric, status, observed, rule.describe(), rule.severity, rule.required, rule.message)
+    return RuleOutcome(rule.metric, status, observed, rule.describe(), rule.severity, rule.required,
+                       rule.message)
 
 
 def _number(value: Any) -> float | None:

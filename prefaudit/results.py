@@ -1,7 +1,8 @@
 """The result type every analyzer returns.
 
 An analyzer is a plain function ``analyze_x(table, **params) -> AnalyzerResult``. The result
-holds named metrics (each with a one-line meaning and, where one exists, an interval),
+holds named metrics (each declared in the analyzer's module with a one-line meaning, see
+:mod:`prefaudit.metrics`, and, where declared, an interval),
 per-pair flags (which pairs look wrong, why, and how strongly), the data its figures need,
 small tables for the report, plain-language notes (e.g. "agreement needs two labels per
 pair"), and optional per-pair values that the audit may hand to later analyzers.
@@ -15,6 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from prefaudit.figures import Figure, figure_to_dict
+from prefaudit.metrics import declaration
 
 FLAG_COLUMNS: tuple[str, ...] = ("pair_id", "reason", "score", "detail")
 
@@ -53,7 +57,8 @@ class AnalyzerResult:
         One row per (pair, reason): columns ``pair_id``, ``reason`` (a short code), ``score``
         (larger = worse, comparable within a reason), ``detail`` (human-readable why).
     figures:
-        JSON-serialisable data for the report's plots, by figure name.
+        The report's figures by name, each the JSON form of a typed figure
+        (:mod:`prefaudit.figures`; recorded with :meth:`add_figure`).
     tables:
         Small DataFrames for the report (per-annotator reliability, cluster table, ...).
     notes:
@@ -74,10 +79,22 @@ class AnalyzerResult:
     pair_data: pd.DataFrame | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
-    def add_metric(self, name: str, value: float | None, meaning: str,
-                   low: float | None = None, high: float | None = None) -> None:
-        """Record a metric; NaN values are stored as None (not measured)."""
-        self.metrics[name] = Metric(name, _clean(value), meaning, _clean(low), _clean(high))
+    def add_metric(self, name: str, value: float | None, *, low: float | None = None,
+                   high: float | None = None) -> None:
+        """Record a declared metric, its meaning taken from the declaration.
+
+        NaN values are stored as None (not measured). Raises
+        :class:`~prefaudit.metrics.UndeclaredMetricError` for a name the analyzer's module does
+        not declare, and ``ValueError`` for interval ends on a metric declared without one.
+        """
+        spec = declaration(self.analyzer)[name]
+        if not spec.interval and (low is not None or high is not None):
+            raise ValueError(f"{self.analyzer}.{name}: declared without an interval, but low/high were given")
+        self.metrics[name] = Metric(name, _clean(value), spec.meaning, _clean(low), _clean(high))
+
+    def add_figure(self, name: str, figure: Figure) -> None:
+        """Record a figure (a :mod:`prefaudit.figures` dataclass) under ``name``, in its JSON form."""
+        self.figures[name] = figure_to_dict(figure)
 
     def flat_metrics(self) -> dict[str, float | None]:
         """``{"<analyzer>.<metric>": value}``, with ``_low``/``_high`` keys for intervals."""
@@ -117,7 +134,8 @@ def concat_flags(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return empty_flags()
     out = pd.concat(frames, ignore_index=True)[list(FLAG_COLUMNS)]
-    return out.sort_values(["reason", "score"], ascending=[True, False], kind="mergesort").reset_index(drop=True)
+    out = out.sort_values(["reason", "score"], ascending=[True, False], kind="mergesort")
+    return out.reset_index(drop=True)
 
 
 def _clean(value: Any) -> float | None:

@@ -64,7 +64,8 @@ def cut_mid_sentence(text: str, keep: float) -> str:
     return " ".join(words[:k])
 
 
-def plant(clean: list[Record], spare: list[Record], rng: np.random.Generator) -> list[tuple[Record, str | None]]:
+def plant(clean: list[Record], spare: list[Record],
+          rng: np.random.Generator) -> list[tuple[Record, str | None]]:
     """Defect records, each with the id of the clean record it must follow (or None)."""
     pool = [spare[i] for i in rng.permutation(len(spare))]
 
@@ -92,7 +93,8 @@ def plant(clean: list[Record], spare: list[Record], rng: np.random.Generator) ->
                      "defect": f"duplicate of {src['id']} after normalisation ({how})"}, src["id"]))
 
     r = take()
-    out.append(({**r, "id": "planted-identical-1", "rejected": r["chosen"], "defect": "chosen == rejected"}, None))
+    out.append(({**r, "id": "planted-identical-1", "rejected": r["chosen"], "defect": "chosen == rejected"},
+                None))
     r = take()
     out.append(({**r, "id": "planted-identical-2", "rejected": r["rejected"].upper(),
                  "chosen": r["rejected"], "defect": "chosen == rejected up to case"}, None))
@@ -109,7 +111,8 @@ def plant(clean: list[Record], spare: list[Record], rng: np.random.Generator) ->
 
     for n, (side, blank) in enumerate((("chosen", ""), ("rejected", "  \n "), ("chosen", " ")), start=1):
         r = take()
-        out.append(({**r, "id": f"planted-empty-{n}", side: blank, "defect": f"{side} empty or whitespace"}, None))
+        out.append(({**r, "id": f"planted-empty-{n}", side: blank, "defect": f"{side} empty or whitespace"},
+                    None))
 
     for n, side in enumerate(("chosen", "rejected"), start=1):
         r = take(lambda r, s=side: "'" in r[s])
@@ -117,7 +120,8 @@ def plant(clean: list[Record], spare: list[Record], rng: np.random.Generator) ->
                      "defect": f"{side} UTF-8 decoded as Windows-1252"}, None))
     r = take(lambda r: len(r["chosen"]) > 40)
     mid = len(r["chosen"]) // 2
-    out.append(({**r, "id": "planted-replacement-1", "chosen": r["chosen"][:mid] + "\ufffd" + r["chosen"][mid + 1:],
+    damaged = r["chosen"][:mid] + "\ufffd" + r["chosen"][mid + 1:]
+    out.append(({**r, "id": "planted-replacement-1", "chosen": damaged,
                  "defect": "chosen holds a U+FFFD replacement character"}, None))
     r = take()
     out.append(({**r, "id": "planted-control-1", "rejected": "\x1b[0m" + r["rejected"],

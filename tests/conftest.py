@@ -26,3 +26,26 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_saved_metric_is_declared(tmp_path_factory: pytest.TempPathFactory):
+    """After the session: every metric in every audit.json the tests wrote is declared
+    (prefaudit.metrics), so the gate, the report and README know it."""
+    yield
+    import json
+
+    from prefaudit.gate import known_metric_names
+
+    known, bad = None, []
+    for path in sorted(tmp_path_factory.getbasetemp().rglob("audit.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a test's deliberately broken file
+        written = isinstance(doc, dict) and "schema_version" in doc and isinstance(doc.get("metrics"), dict)
+        if not written:
+            continue
+        known = known if known is not None else known_metric_names()
+        bad += [f"{path}: {name}" for name in doc["metrics"] if name not in known]
+    assert not bad, "undeclared metrics in audit.json files the tests wrote:\n" + "\n".join(bad)

@@ -193,7 +193,8 @@ def test_single_label_table_gives_no_fake_numbers(sample_dir):
     flip = with_proxy.metrics["flip_rate"]
     assert flip.value == pytest.approx(0.2)
     assert flip.low < 0.2 < flip.high
-    assert "length.noise_proxy" in flip.meaning
+    assert with_proxy.params["noise_proxy"] == "length.noise_proxy"
+    assert any("length.noise_proxy" in n for n in with_proxy.notes)
     assert with_proxy.metrics["krippendorff_alpha"].value is None
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         analyze_agreement(table, noise_proxy=proxy * 5)

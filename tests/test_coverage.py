@@ -105,7 +105,9 @@ def test_clusters_table_and_pair_data(gap_setup):
     assert list(res.pair_data.index) == list(table["pair_id"])
     assert res.pair_data["cluster"].between(0, k - 1).all()
     assert len(res.figures["map"]["x"]) == 300 + 189
-    assert set(res.figures["map"]["set"]) == {"preference", "target"}
+    groups = set(res.figures["map"]["groups"])
+    assert {g for g in groups if g.startswith("target")} == {"target, covered", "target, uncovered"}
+    assert {g for g in groups if g.startswith("cluster")} == {f"cluster {c}" for c in range(k)}
 
 
 @pytest.fixture(scope="module")

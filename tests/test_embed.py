@@ -80,7 +80,7 @@ def test_bad_inputs_raise_config_errors(tmp_path):
 
 
 def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
-    from prefaudit.scoring.embed_cache import default_cache_dir
+    from prefaudit.env import default_cache_dir
 
     monkeypatch.setenv("PREFAUDIT_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"

@@ -55,7 +55,8 @@ def test_max_rule_is_inclusive_and_fails_above():
 def test_min_and_range_rules():
     p = policy(agreement__krippendorff_alpha={"min": 0.667},
                length__share_longer_chosen={"min": 0.4, "max": 0.6})
-    assert apply_policy({"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.5}, p).status == "pass"
+    ok = {"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.5}
+    assert apply_policy(ok, p).status == "pass"
     low = apply_policy({"agreement.krippendorff_alpha": 0.5, "length.share_longer_chosen": 0.5}, p)
     assert [o.status for o in low.outcomes] == ["fail", "pass"]
     below_range = apply_policy({"agreement.krippendorff_alpha": 0.9, "length.share_longer_chosen": 0.3}, p)
@@ -97,7 +98,7 @@ def test_nan_and_non_numbers_count_as_not_measured():
 
 def test_evaluate_accepts_audit_result_and_audit_json_dict():
     res = AnalyzerResult("length")
-    res.add_metric("share_longer_chosen", 0.72, "share of pairs whose chosen answer is longer", low=0.65, high=0.79)
+    res.add_metric("share_longer_chosen", 0.72, low=0.65, high=0.79)
     audit = AuditResult(summary={"content_sha256": "abc"}, load_report=LoadReport(), results={"length": res})
     p = policy(length__share_longer_chosen_low={"max": 0.6, "severity": "warn"})
     v = apply_policy(audit, p)
@@ -114,8 +115,8 @@ def test_default_policy_is_valid_and_every_rule_has_a_reason(tmp_path):
     p = load_policy()
     assert p.name == "default" and len(p.rules) >= 8
     metrics = {r.metric for r in p.rules}
-    for needed in ("hygiene.contradiction_share", "agreement.krippendorff_alpha", "length.share_longer_chosen",
-                   "margins.share_reference_prefers_rejected"):
+    for needed in ("hygiene.contradiction_share", "agreement.krippendorff_alpha",
+                   "length.share_longer_chosen", "margins.share_reference_prefers_rejected"):
         assert needed in metrics
     text = default_policy_path().read_text(encoding="utf-8")
     # every rule table is preceded by a comment (the justification of its threshold) or another rule
@@ -137,12 +138,15 @@ def test_unknown_metric_typo_is_caught_with_file_key_and_suggestion(tmp_path):
 
 
 @pytest.mark.parametrize("body, expected", [
-    ('[rules."length.share_longer_chosen"]\nmax = "0.6"\n', r'rules\."length\.share_longer_chosen"\.max: expected a finite number'),
-    ('[rules."length.share_longer_chosen"]\nmin = 0.7\nmax = 0.6\n', r"min \(0\.7\) is greater than max \(0\.6\)"),
+    ('[rules."length.share_longer_chosen"]\nmax = "0.6"\n',
+     r'rules\."length\.share_longer_chosen"\.max: expected a finite number'),
+    ('[rules."length.share_longer_chosen"]\nmin = 0.7\nmax = 0.6\n',
+     r"min \(0\.7\) is greater than max \(0\.6\)"),
     ('[rules."length.share_longer_chosen"]\nseverity = "warn"\n', r"needs 'min', 'max' or both"),
     ('[rules."length.share_longer_chosen"]\nmax = 0.6\nseverity = "error"\n', r"\.severity: expected one of"),
     ('[rules."length.share_longer_chosen"]\nmax = 0.6\nmaximum = 1\n', r"\.maximum: unknown key"),
-    ('[rules."length.share_longer_chosen"]\nmax = 0.6\nrequired = "yes"\n', r"\.required: expected true or false"),
+    ('[rules."length.share_longer_chosen"]\nmax = 0.6\nrequired = "yes"\n',
+     r"\.required: expected true or false"),
     ('[rules]\n"length.share_longer_chosen" = 0.6\n', r"expected a table"),
     ('[policy]\nname = "x"\n', r"no rules"),
     ('[rule."length.share_longer_chosen"]\nmax = 0.6\n', r"unknown top-level key\(s\) \['rule'\]"),
@@ -169,13 +173,14 @@ def test_interval_ends_are_known_metric_names():
 # --- verdict serialisations ----------------------------------------------------------------------
 
 def test_verdict_json_and_junit_xml():
-    p = policy(hygiene__contradiction_share={"max": 0.02}, hygiene__duplicate_pair_share={"max": 0.05, "severity": "warn"},
+    p = policy(hygiene__contradiction_share={"max": 0.02},
+               hygiene__duplicate_pair_share={"max": 0.05, "severity": "warn"},
                agreement__flip_rate={"max": 0.2})
     v = apply_policy({"hygiene.contradiction_share": 0.1, "hygiene.duplicate_pair_share": 0.3}, p)
     d = json.loads(json.dumps(v.to_dict()))
     assert d["status"] == "fail" and d["counts"] == {"pass": 0, "warn": 1, "fail": 1, "not_measured": 1}
-    assert [r["metric"] for r in d["rules"]] == ["hygiene.contradiction_share", "hygiene.duplicate_pair_share",
-                                                 "agreement.flip_rate"]
+    assert [r["metric"] for r in d["rules"]] == ["hygiene.contradiction_share",
+                                                 "hygiene.duplicate_pair_share", "agreement.flip_rate"]
     suite = ET.fromstring(v.to_junit_xml()).find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
@@ -193,7 +198,7 @@ def saved_audit(tmp_path: Path, **metrics: float) -> Path:
     results = {}
     for key, value in metrics.items():
         analyzer, name = key.split("__")
-        results.setdefault(analyzer, AnalyzerResult(analyzer)).add_metric(name, value, "test metric")
+        results.setdefault(analyzer, AnalyzerResult(analyzer)).add_metric(name, value)
     audit = AuditResult(summary={"content_sha256": "f00"}, load_report=LoadReport(), results=results)
     return audit.write(tmp_path / "audit_out")["audit"]
 

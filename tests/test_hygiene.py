@@ -104,7 +104,9 @@ def test_planted_metrics_are_shares_of_pairs(planted):
     # 4 contradiction partners and 6 duplicates repeat a prompt seen before.
     assert m["hygiene.duplicate_prompt_share"] == pytest.approx(10 / n)
     assert all(metric.meaning for metric in result.metrics.values())
-    assert result.figures["flag_counts"]["contradictory_duplicate"] == 8
+    counts = result.figures["flag_counts"]
+    assert counts["kind"] == "bars"
+    assert dict(zip(counts["labels"], counts["values"]["pairs"], strict=True))["contradictory_duplicate"] == 8
     assert list(result.pair_flags.columns) == list(FLAG_COLUMNS)
 
 
@@ -341,9 +343,9 @@ def test_loader_marks_become_flags(llmbar_texts):
 def test_length_histogram_counts_every_response(planted):
     _, result = planted
     hist = result.figures["length_histogram"]
-    assert sum(hist["chosen"]) == sum(hist["rejected"]) == 147
-    assert len(hist["bin_edges"]) == len(hist["chosen"]) + 1
-    bounds = result.figures["length_outlier_bounds"]
+    assert sum(hist["counts"]["chosen"]) == sum(hist["counts"]["rejected"]) == 147
+    assert len(hist["edges"]) == len(hist["counts"]["chosen"]) + 1
+    bounds = result.figures["length_outlier_bounds"]["values"]
     assert bounds["min_chars"] < bounds["median_chars"] < bounds["max_chars"] < 78_238
     json.dumps(result.figures)
 

@@ -169,15 +169,16 @@ def test_clusters_find_the_planted_biased_cluster():
     assert res.flat_metrics()["length.n_clusters_biased"] == 1
     assert bool(tab.loc[7, "biased"]) and not bool(tab.loc[1, "biased"])
     assert tab.loc[7, "n_pairs"] == 300 and tab.loc[7, "share_longer_chosen"] > 0.9
-    assert res.figures["bias_by_cluster"]["cluster"] == [1, 7]
+    assert res.figures["bias_by_cluster"]["labels"] == ["1", "7"]
 
 
 def test_bins_and_figures_are_consistent():
     res = analyze_length(planted(0.8))
     tab = res.tables["by_length_ratio"]
-    assert tab["n_pairs"].sum() + res.figures["bias_by_length_ratio"]["n_equal_length"] == 1000
+    assert tab["n_pairs"].sum() + res.metrics["n_equal_length"].value == 1000
+    assert res.figures["bias_by_length_ratio"]["n"] == tab["n_pairs"].tolist()
     hist = res.figures["log_ratio_hist"]
-    assert sum(hist["counts"]) == 1000 and len(hist["edges"]) == len(hist["counts"]) + 1
+    assert sum(hist["counts"]["pairs"]) == 1000 and len(hist["edges"]) == len(hist["counts"]["pairs"]) + 1
     pd_ = res.pair_data
     assert list(pd_.columns[:7]) == ["chosen_chars", "rejected_chars", "chosen_words", "rejected_words",
                                     "log_length_ratio", "chosen_longer", "tie"]

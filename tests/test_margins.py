@@ -66,7 +66,7 @@ def test_planted_margins_are_measured_and_flagged(hh, planted):
     worst = flags[flags["reason"] == "reference_prefers_rejected"]["pair_id"].head(5)
     assert set(worst) == ood, "the largest wrong-way margins come first"
     assert res.pair_data.loc[sorted(wrong)[0], "reference_margin"] == pytest.approx(-20.0)
-    assert sum(res.figures["margin_histogram"]["counts"]) == 300
+    assert sum(res.figures["margin_histogram"]["counts"]["pairs"]) == 300
     json.dumps(res.figures)
 
 

@@ -17,6 +17,16 @@ import pytest
 
 from prefaudit.audit import ANALYZERS, AuditResult, audit
 from prefaudit.cli import main
+from prefaudit.figures import (
+    Bars,
+    Heatmap,
+    Histogram,
+    Lines,
+    Scatter,
+    Values,
+    figure_from_dict,
+    figure_to_dict,
+)
 from prefaudit.loaders import load
 from prefaudit.loaders.report import LoadReport
 from prefaudit.report import build_report_model, format_number, render_html, render_pdf, write_reports
@@ -26,8 +36,8 @@ from prefaudit.results import AnalyzerResult, make_flags
 
 pypdf = pytest.importorskip("pypdf")
 
-XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "</textarea><b onmouseover=alert(2)>x</b>",
-       "# Heading\n\n**bold** [link](javascript:alert(3)) `code`"]
+XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>",
+       "</textarea><b onmouseover=alert(2)>x</b>", "# Heading\n\n**bold** [link](javascript:alert(3)) `code`"]
 
 
 def _importable(names: list[str]) -> list[str]:
@@ -67,7 +77,8 @@ def _parse(html: str) -> _Tags:
 
 
 def _svgs(html: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)]
+    uris = re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)
+    return [base64.b64decode(m) for m in uris]
 
 
 def _pdf_text(data: bytes) -> tuple[int, str]:
@@ -80,42 +91,47 @@ def _hand_built() -> AuditResult:
     rng = np.random.default_rng(0)
     ids = [f"p{i}" for i in range(30)]
     agreement = AnalyzerResult("agreement")
-    agreement.add_metric("krippendorff_alpha", 0.61234, "chance-corrected agreement", low=0.55, high=0.67)
-    agreement.figures["cohen_kappa"] = {"annotators": ["ann1", "ann2", "ann3"],
-                                        "kappa": [[1.0, 0.85, None], [0.85, 1.0, 0.86], [None, 0.86, 1.0]]}
-    agreement.figures["annotator_reliability"] = {"annotators": ["ann1", "ann2", "ann3"],
-                                                  "ds_accuracy": [0.9, 0.8, 0.95], "n_labels": [30, 30, 29]}
-    agreement.figures["annotator_confusion"] = {"annotators": ["ann1", "ann2"], "labels": ["A", "B"],
-                                                "confusion": [[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]}
+    agreement.add_metric("krippendorff_alpha", 0.61234, low=0.55, high=0.67)
+    agreement.add_figure("cohen_kappa", Heatmap(labels=["ann1", "ann2", "ann3"], matrices=[
+        [[1.0, 0.85, None], [0.85, 1.0, 0.86], [None, 0.86, 1.0]]]))
+    agreement.add_figure("annotator_reliability", Bars(
+        labels=["ann1", "ann2", "ann3"], values={"ds_accuracy": [0.9, 0.8, 0.95]}, n=[30, 30, 29]))
+    agreement.add_figure("annotator_confusion", Heatmap(
+        labels=["A", "B"], names=["ann1", "ann2"],
+        matrices=[[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]))
     agreement.pair_flags = make_flags(ids[:3], "contested", [0.4, 0.3, 0.2], "two of three labels disagree")
     judges = AnalyzerResult("judges")
-    judges.add_metric("first_position_share", 0.6321, "share won by the response shown first", low=0.6, high=0.66)
-    judges.figures["first_position_share"] = {"annotators": ["ann1", "ann2"], "share": [0.7, 0.52],
-                                              "low": [0.62, 0.45], "high": [0.77, 0.59], "n": [120, 150]}
-    judges.figures["generator_win_rate"] = {"labels": ["gpt-4", "llama"], "win_rate": [0.9, 0.1],
-                                            "low": [0.85, 0.06], "high": [0.94, 0.15], "n": [200, 200]}
+    judges.add_metric("first_position_share", 0.6321, low=0.6, high=0.66)
+    judges.add_figure("first_position_share", Bars(labels=["ann1", "ann2"], values={"share": [0.7, 0.52]},
+                                                   low=[0.62, 0.45], high=[0.77, 0.59], n=[120, 150],
+                                                   reference=0.5))
+    judges.add_figure("generator_win_rate", Bars(labels=["gpt-4", "llama"], values={"win_rate": [0.9, 0.1]},
+                                                 low=[0.85, 0.06], high=[0.94, 0.15], n=[200, 200],
+                                                 reference=0.5))
     length = AnalyzerResult("length")
-    length.add_metric("share_longer_chosen", 0.7012, "share of non-tied pairs whose chosen is longer",
-                      low=0.65, high=0.75)
-    length.figures["by_length_difference"] = {"bin_edges": [0, 10, 100, 1000], "share": [0.5, 0.6, 0.8],
-                                              "low": [0.4, 0.5, 0.7], "high": [0.6, 0.7, 0.9], "n": [10, 12, 8]}
+    length.add_metric("share_longer_chosen", 0.7012, low=0.65, high=0.75)
+    length.add_figure("by_length_difference", Bars(labels=["0-10", "10-100", "100-1000"], values={
+        "share": [0.5, 0.6, 0.8]}, low=[0.4, 0.5, 0.7], high=[0.6, 0.7, 0.9], n=[10, 12, 8], reference=0.5))
     coverage = AnalyzerResult("coverage")
-    coverage.add_metric("n_clusters", 3, "number of prompt clusters")
-    coverage.figures["map"] = {"x": rng.normal(size=30).tolist(), "y": rng.normal(size=30).tolist(),
-                               "cluster": [XSS[i % 3] for i in range(30)]}
+    coverage.add_metric("n_clusters", 3)
+    coverage.add_figure("map", Scatter(x=rng.normal(size=30), y=rng.normal(size=30),
+                                       groups=[XSS[i % 3] for i in range(30)]))
     coverage.tables["clusters"] = pd.DataFrame({"label": XSS[:3], "size": [10, 10, 10]})
-    length.figures["logit_curve"] = {"log2_ratio": np.linspace(-4, 4, 9).tolist(),
-                                     "p_chosen": np.linspace(0.2, 0.8, 9).tolist()}
-    coverage.figures["cluster_shares"] = {"cluster": list(range(9)), "label": [f"topic {i}" for i in range(9)],
-                                          "pair_share": [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05]}
-    coverage.figures["odd_shape"] = {"nested": {"deep": [1, {"x": 2}]}}
+    length.add_figure("logit_curve", Lines(x=np.linspace(-4, 4, 9),
+                                           ys={"p_chosen": np.linspace(0.2, 0.8, 9)}))
+    coverage.add_figure("cluster_shares", Bars(
+        labels=[f"topic {i}" for i in range(9)],
+        values={"pair_share": [0.2, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05]}))
+    coverage.figures["odd_shape"] = {"nested": {"deep": [1, {"x": 2}]}}  # saved by an older version, say
     margins = AnalyzerResult("margins")
-    margins.add_metric("share_reference_prefers_rejected", 0.41, "share of pairs the reference ranks the other way")
-    margins.figures["margin_histogram"] = {"values": rng.normal(size=200).tolist()}
+    margins.add_metric("share_reference_prefers_rejected", 0.41)
+    counts, edges = np.histogram(rng.normal(size=200), bins=20)
+    margins.add_figure("margin_histogram", Histogram(edges=edges, counts={"pairs": counts}, marks={"0": 0.0}))
+    margins.add_figure("margin_quantiles", Values({"0.5": 0.1, "0.9": 1.2}))
     return AuditResult(summary={"n_pairs": 30, "n_judgements": 90, "sources": ["hand.jsonl"]},
                        load_report=LoadReport(["hand.jsonl"], ["trl_standard"], 30, 90),
-                       results={"agreement": agreement, "judges": judges, "coverage": coverage, "length": length,
-                                "margins": margins},
+                       results={"agreement": agreement, "judges": judges, "coverage": coverage,
+                                "length": length, "margins": margins},
                        not_run={"hygiene": "not requested"},
                        examples={pid: {"prompt": "why?", "chosen": "yes", "rejected": "no", "source": "hand"}
                                  for pid in ids[:3]})
@@ -151,8 +167,8 @@ def test_same_numbers_in_json_html_and_pdf(pandalm_run: Path) -> None:
     html = (pandalm_run / "report.html").read_text(encoding="utf-8")
     _, pdf_text = _pdf_text((pandalm_run / "report.pdf").read_bytes())
     pdf_flat = re.sub(r"\s+", " ", pdf_text)
-    rows = dict(re.findall(r'<tr data-metric="([^"]+)"><td class="mname">[^<]*</td><td class="num value">([^<]*)</td>',
-                           html))
+    rows = dict(re.findall(r'<tr data-metric="([^"]+)"><td class="mname">[^<]*</td>'
+                           r'<td class="num value">([^<]*)</td>', html))
     checked = 0
     for analyzer, r in d["analyzers"].items():
         for name, m in r["metrics"].items():
@@ -196,7 +212,8 @@ def _xss_table(tmp_path: Path) -> Path:
     long_line = "A" * 10_000
     rows = []
     for i, bad in enumerate(XSS):
-        rows.append({"prompt": bad + " " + long_line, "chosen": bad, "rejected": bad})  # identical pair: flagged
+        # an identical pair: flagged
+        rows.append({"prompt": bad + " " + long_line, "chosen": bad, "rejected": bad})
         rows.append({"prompt": f"fine prompt {i}", "chosen": f"a good answer {i}", "rejected": f"worse {i}"})
     path = tmp_path / "xss.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
@@ -207,7 +224,7 @@ def test_dataset_text_is_escaped_and_still_readable(tmp_path: Path) -> None:
     table, report = load(_xss_table(tmp_path))
     result = audit(table, ["hygiene"], load_report=report)
     hygiene = result.results["hygiene"]
-    hygiene.figures["cluster_map"] = {"x": [0.0, 1.0, 2.0], "y": [1.0, 0.0, 2.0], "cluster": XSS[:3]}
+    hygiene.add_figure("cluster_map", Scatter(x=[0.0, 1.0, 2.0], y=[1.0, 0.0, 2.0], groups=XSS[:3]))
     html = render_html(result)
     parsed = _parse(html)
     assert not [t for t, _ in parsed.tags if t in ("script", "iframe", "object", "embed", "textarea")]
@@ -247,9 +264,10 @@ def test_every_analyzer_has_a_section_with_figures_and_fallbacks() -> None:
     by_name = {s.name: s for s in model.sections}
     assert not by_name["hygiene"].ran and by_name["hygiene"].not_run_reason == "not requested"
     kinds = {f.name: draw(f).kind for s in model.sections for f in s.figures}
-    assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars", "annotator_confusion": "heatmaps",
-                     "by_length_difference": "bars", "logit_curve": "line", "map": "scatter",
-                     "cluster_shares": "bars", "odd_shape": "table", "margin_histogram": "histogram",
+    assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars",
+                     "annotator_confusion": "heatmap", "by_length_difference": "bars", "logit_curve": "lines",
+                     "map": "scatter", "cluster_shares": "bars", "odd_shape": "table",
+                     "margin_histogram": "histogram", "margin_quantiles": "values",
                      "first_position_share": "bars", "generator_win_rate": "bars"}
     judges = by_name["judges"]  # the two alphas stand at the top of the judges section
     assert judges.title == "Judges and presentation order"
@@ -260,24 +278,55 @@ def test_every_analyzer_has_a_section_with_figures_and_fallbacks() -> None:
     html = render_html(model)
     assert "Not run:</b> not requested" in html
     assert "No policy evaluated" in html and "NO POLICY" in html
-    assert "This figure's data has a shape the report does not plot" in html
+    assert "is not a figure kind this version draws" in html
     assert html.count("<details") == 9  # 3 worst pairs x (prompt, chosen, rejected)
     assert render_html(result) == html  # deterministic, figures included
 
 
 @pytest.mark.parametrize("data", [None, [], "text", {"x": [1, 2], "y": [1]}, {"counts": [1, 2], "edges": [0]},
-                                  {"a": "b"}, [[1, 2], [3]], {"values": [None] * 50}, {"m": [[1, 2], [3, 4]]}])
-def test_odd_figure_data_never_crashes(data) -> None:  # noqa: ANN001
+                                  {"a": "b"}, [[1, 2], [3]], {"values": [None] * 50}, {"m": [[1, 2], [3, 4]]},
+                                  {"kind": "scatter", "x": [1, 2], "y": [1]},
+                                  {"kind": "histogram", "edges": [0, 1], "counts": {"a": [1, 2]}},
+                                  {"kind": "bars", "labels": ["a"], "values": {"v": ["x"]}},
+                                  {"kind": "lines", "x": [2, 1], "ys": {"y": [1, 2]}}, {"kind": "nope"}])
+def test_data_that_is_not_a_typed_figure_is_a_table_never_a_guessed_plot(data) -> None:  # noqa: ANN001
     out = draw(FigureSpec("coverage", "weird", "Weird", data))
-    assert out.uri.startswith("data:image/svg+xml;base64,") or out.kind in ("table", "values", "missing")
+    assert out.kind in ("table", "missing") and not out.uri
+
+
+@pytest.mark.parametrize("fig, kind", [
+    (Histogram(edges=[0, 1, 2], counts={"a": [1, 2], "b": [0, 3]}, marks={"cut": 1.5}), "histogram"),
+    (Bars(labels=["x", "y"], values={"s": [0.2, None]}, low=[0.1, None], high=[0.3, None],
+          reference=0.5), "bars"),
+    (Lines(x=[0, 1, 2], ys={"y": [0.1, float("nan"), 0.3]}, low=[0, 0, 0], high=[1, 1, 1]), "lines"),
+    (Scatter(x=[0, 1], y=[1, 0], groups=["a", "b"]), "scatter"),
+    (Heatmap(labels=["a", "b"], matrices=[[[1, None], [0.5, 1]]]), "heatmap"),
+])
+def test_each_kind_is_drawn_from_its_saved_form(fig, kind) -> None:  # noqa: ANN001
+    saved = json.loads(json.dumps(figure_to_dict(fig)))
+    assert figure_from_dict(saved) == fig
+    out = draw(FigureSpec("length", "f", "F", saved))
+    assert out.kind == kind and out.uri.startswith("data:image/svg+xml;base64,")
+
+
+def test_figures_refuse_inconsistent_data() -> None:
+    with pytest.raises(ValueError, match="increasing"):
+        Histogram(edges=[1, 0], counts={"a": [1]})
+    with pytest.raises(ValueError, match="do not have 2 values"):
+        Bars(labels=["a", "b"], values={"v": [1]})
+    with pytest.raises(ValueError, match="only with a single series"):
+        Bars(labels=["a"], values={"v": [1], "w": [2]}, low=[0], high=[2])
+    with pytest.raises(ValueError, match="one entry per point"):
+        Scatter(x=[1, 2], y=[1])
+    with pytest.raises(TypeError, match="a figure must be one of"):
+        AnalyzerResult("length").add_figure("x", {"edges": [0, 1]})  # type: ignore[arg-type]
 
 
 def test_big_scatter_is_rasterised_inside_svg() -> None:
     rng = np.random.default_rng(1)
     n = 20_000
-    out = draw(FigureSpec("coverage", "map", "Map", {"x": rng.normal(size=n).tolist(),
-                                                      "y": rng.normal(size=n).tolist(),
-                                                      "cluster": [str(i % 5) for i in range(n)]}))
+    out = draw(FigureSpec("coverage", "map", "Map", figure_to_dict(Scatter(
+        x=rng.normal(size=n), y=rng.normal(size=n), groups=[str(i % 5) for i in range(n)]))))
     svg = base64.b64decode(out.uri.split(",", 1)[1])
     assert out.kind == "scatter" and b"<image" in svg and len(svg) < 1_000_000
 
@@ -287,8 +336,8 @@ def test_verdict_badge_lists_failing_rules_first() -> None:
     result.verdict = {"status": "fail", "policy": "default", "rules": [
         {"metric": "length.share_longer_chosen", "status": "pass", "observed": 0.55, "threshold": "<= 0.7",
          "severity": "fail", "message": ""},
-        {"metric": "agreement.krippendorff_alpha", "status": "fail", "observed": 0.61234, "threshold": ">= 0.667",
-         "severity": "fail", "message": "annotation is unreliable"},
+        {"metric": "agreement.krippendorff_alpha", "status": "fail", "observed": 0.61234,
+         "threshold": ">= 0.667", "severity": "fail", "message": "annotation is unreliable"},
         {"metric": "margins.share_reference_prefers_rejected", "status": "not_measured", "observed": None,
          "min": None, "max": 0.5, "severity": "warn", "message": ""}]}
     model = build_report_model(result)

@@ -167,7 +167,7 @@ def test_label_noise_from_audit_and_its_errors(clean_pairs, tmp_path):
     with pytest.raises(ConfigError, match=r"must be in \[0, 0.5\)"):
         train_dpo(clean_pairs, model, tmp_path / "o", tokenizer=tok, policy=_policy(tmp_path),
                   config=TrainConfig(loss="robust"), label_noise=0.6, analyzers=["hygiene"])
-    with pytest.raises(ValueError, match="no 'cpo' loss"):
+    with pytest.raises(ConfigError, match="no 'cpo' loss"):
         TrainConfig(loss="cpo", backend="trl").resolved_backend()
 
 

@@ -43,6 +43,8 @@ from prefaudit.analyzers.dawid_skene import (
     flip_probability,
 )
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Heatmap, Histogram
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import (
     LABEL_NAMES,
@@ -57,8 +59,60 @@ from prefaudit.schema import (
 
 CHANCE_CAVEAT = ("skewed label shares (e.g. mostly 'B' or almost no ties) make it low even when "
                  "raw agreement is high; read it next to raw_agreement")
-FLIP_MEANING = ("expected share of final (non-tie) chosen/rejected labels that are the wrong way round "
-                "(a true tie counts half); use as the rDPO noise rate or cDPO label smoothing")
+METRICS = declare(
+    "agreement", "Annotator agreement and label noise",
+    MetricSpec("n_annotators", "distinct named annotators in the table"),
+    MetricSpec("n_pairs_multi", "pairs with two or more judgements (the pairs agreement is measured on)"),
+    MetricSpec("mean_labels_per_pair", "average number of judgements per pair"),
+    MetricSpec("raw_agreement",
+               "mean share of annotator pairs that gave a pair the same label (A, B or tie)"),
+    MetricSpec("raw_agreement_no_ties", "raw_agreement counting only A/B labels (tie labels left out)"),
+    MetricSpec("krippendorff_alpha",
+               "Krippendorff's alpha (nominal), orientation-free (each comparison counted in both orientations, "
+               "so it depends neither on which response is A nor on which was shown first): 1 perfect, 0 "
+               f"chance-level agreement; {CHANCE_CAVEAT}; bootstrap percentile interval over comparisons",
+               interval=True),
+    MetricSpec("krippendorff_alpha_as_presented",
+               "Krippendorff's alpha (nominal) on the labels as shown to the annotators (A = the response shown "
+               "first); far below krippendorff_alpha when one position wins most comparisons; bootstrap interval",
+               interval=True),
+    MetricSpec("fleiss_kappa",
+               f"Fleiss' kappa, orientation-free (needs the same number of labels on every pair); {CHANCE_CAVEAT}"),
+    MetricSpec("fleiss_kappa_as_presented", "Fleiss' kappa on the labels as shown to the annotators (A = shown first)"),
+    MetricSpec("mean_cohen_kappa",
+               f"mean pairwise Cohen's kappa, orientation-free, over annotator pairs that share pairs; {CHANCE_CAVEAT}"),
+    MetricSpec("mean_cohen_kappa_as_presented",
+               "mean pairwise Cohen's kappa on the labels as shown to the annotators (A = shown first)"),
+    MetricSpec("first_position_label_share",
+               "share of non-tie labels (first judgement per annotator and comparison) won by the response shown "
+               "first; far from 0.5 makes the as-presented coefficients low"),
+    MetricSpec("tie_label_share", "share of all judgements that are ties"),
+    MetricSpec("flip_rate",
+               "expected share of final (non-tie) chosen/rejected labels that are the wrong way round "
+               "(a true tie counts half; single-label data: the mean of the supplied noise proxy, named in "
+               "the notes); use as the rDPO noise rate or cDPO label smoothing; bootstrap percentile interval",
+               interval=True),
+    MetricSpec("contested_share",
+               "share of pairs whose consensus is uncertain (Dawid-Skene posterior below "
+               "contested_threshold, or an even split)"),
+    MetricSpec("consensus_disagrees_share",
+               "share of pairs where the Dawid-Skene consensus differs from the final label"),
+    MetricSpec("ds_iterations", "EM iterations Dawid-Skene needed to converge"),
+    MetricSpec("min_annotator_accuracy",
+               "Dawid-Skene accuracy of the least reliable annotator (0.5 = coin flip on A/B)"),
+)
+#: Metrics that need two or more labels per pair (not measured on single-label data).
+NEEDS_TWO_LABELS: tuple[str, ...] = (
+    "raw_agreement", "raw_agreement_no_ties", "krippendorff_alpha", "krippendorff_alpha_as_presented",
+    "fleiss_kappa", "fleiss_kappa_as_presented", "mean_cohen_kappa", "mean_cohen_kappa_as_presented",
+    "first_position_label_share", "tie_label_share", "contested_share", "consensus_disagrees_share",
+    "min_annotator_accuracy", "ds_iterations",
+)
+#: The as-presented coefficients, not measured when the order is unknown.
+AS_PRESENTED: tuple[str, ...] = (
+    "krippendorff_alpha_as_presented", "fleiss_kappa_as_presented", "mean_cohen_kappa_as_presented",
+    "first_position_label_share",
+)
 SINGLE_LABEL_NOTE = ("Agreement cannot be computed from one label per pair: no pair was judged by two "
                      "different (named) annotators, so there is nothing to compare a label with. "
                      "Reliability, consensus and the Dawid-Skene flip rate need two or more judgements per pair.")
@@ -146,29 +200,26 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
     result.pair_data = pair_data
     _add_consensus(result, pair_data, fit, contested_threshold)
-    _add_annotators(result, matrix, labels, fit, kappa, overlap)
+    _add_annotators(result, matrix, labels, fit, kappa)
     result.pair_flags = _flags(pair_data, contested_threshold)
     return result
 
 
 def _add_counts(result: AnalyzerResult, matrix: pd.DataFrame, n_labels: np.ndarray, multi: bool) -> None:
     annotators = [a for a in matrix.columns if a != "_single"]
-    result.add_metric("n_annotators", len(annotators), "distinct named annotators in the table")
-    result.add_metric("n_pairs_multi", int((n_labels >= 2).sum()) if multi else 0,
-                      "pairs with two or more judgements (the pairs agreement is measured on)")
-    result.add_metric("mean_labels_per_pair", float(n_labels.mean()) if len(n_labels) else None,
-                      "average number of judgements per pair")
+    result.add_metric("n_annotators", len(annotators))
+    result.add_metric("n_pairs_multi", int((n_labels >= 2).sum()) if multi else 0)
+    result.add_metric("mean_labels_per_pair", float(n_labels.mean()) if len(n_labels) else None)
 
 
 def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Series | None,
                   seed: int, n_bootstrap: int, ci: float) -> None:
     """Metrics with value None and the reason; flip_rate from an external proxy if one is given."""
-    for name, meaning in _RELIABILITY_MEANINGS.items():
-        result.add_metric(name, None, meaning)
-    result.add_metric("first_position_label_share", None, FIRST_SHARE_MEANING)
+    for name in NEEDS_TWO_LABELS:
+        result.add_metric(name, None)
     result.notes.append(SINGLE_LABEL_NOTE)
     if noise_proxy is None:
-        result.add_metric("flip_rate", None, FLIP_MEANING)
+        result.add_metric("flip_rate", None)
         result.notes.append("flip_rate: no label-noise proxy was supplied, so no flip rate is estimated.")
         return
     proxy = pd.Series(noise_proxy).reindex(pair_ids).astype("float64")
@@ -178,33 +229,9 @@ def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Se
     sums = bootstrap.bootstrap_sums(values, n_bootstrap, seed)[:, 0]
     low, high = bootstrap.percentile_interval(sums / len(values), ci)
     source = str(noise_proxy.name) if noise_proxy.name is not None else "an external noise proxy"
-    result.add_metric("flip_rate", float(values.mean()), f"{FLIP_MEANING}; here the mean of {source}",
-                      low=low, high=high)
+    result.add_metric("flip_rate", float(values.mean()), low=low, high=high)
     result.notes.append(f"flip_rate is the mean of {source} over {len(values)} pairs (not a Dawid-Skene "
                         "estimate: there is only one label per pair).")
-
-
-_RELIABILITY_MEANINGS: dict[str, str] = {
-    "raw_agreement": "mean share of annotator pairs that gave a pair the same label (A, B or tie)",
-    "raw_agreement_no_ties": "raw_agreement counting only A/B labels (tie labels left out)",
-    "krippendorff_alpha": ("Krippendorff's alpha (nominal), orientation-free (each comparison counted in both "
-                           "orientations, so it does not depend on which response is A or was shown first): "
-                           f"1 perfect, 0 chance-level agreement; {CHANCE_CAVEAT}"),
-    "krippendorff_alpha_as_presented": ("Krippendorff's alpha (nominal) on the labels as shown to the annotators "
-                                        "(A = the response shown first); far below krippendorff_alpha when one "
-                                        "position wins most comparisons"),
-    "fleiss_kappa": (f"Fleiss' kappa, orientation-free (needs the same number of labels on every pair); "
-                     f"{CHANCE_CAVEAT}"),
-    "fleiss_kappa_as_presented": "Fleiss' kappa on the labels as shown to the annotators (A = shown first)",
-    "mean_cohen_kappa": (f"mean pairwise Cohen's kappa, orientation-free, over annotator pairs that share pairs; "
-                         f"{CHANCE_CAVEAT}"),
-    "mean_cohen_kappa_as_presented": "mean pairwise Cohen's kappa on the labels as shown (A = shown first)",
-    "tie_label_share": "share of all judgements that are ties",
-    "contested_share": "share of pairs whose consensus is uncertain (low posterior or an even split)",
-    "consensus_disagrees_share": "share of pairs where the Dawid-Skene consensus differs from the final label",
-    "min_annotator_accuracy": "Dawid-Skene accuracy of the least reliable annotator (0.5 = coin flip on A/B)",
-    "ds_iterations": "EM iterations Dawid-Skene needed to converge",
-}
 
 
 def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndarray, kappa: np.ndarray,
@@ -217,10 +244,8 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
     coefficient written as per-pair sums (:func:`reliability.symmetric_alpha_parts`, equal to
     the package's value to rounding), resampling each comparison with both its copies.
     """
-    m = _RELIABILITY_MEANINGS
-    result.add_metric("raw_agreement", reliability.raw_agreement(counts), m["raw_agreement"])
-    result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]),
-                      m["raw_agreement_no_ties"])
+    result.add_metric("raw_agreement", reliability.raw_agreement(counts))
+    result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]))
     parts = reliability.symmetric_alpha_parts(counts)
     defined = np.isfinite(reliability.alpha_from_totals(parts.sum(axis=0)))
     both = reliability.both_orientations(labels)
@@ -233,31 +258,26 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         boot_flip = sums[:, -2] / sums[:, -1]
     low, high = bootstrap.percentile_interval(boot_alpha, ci)
-    result.add_metric("krippendorff_alpha", alpha, m["krippendorff_alpha"], low=low, high=high)
+    result.add_metric("krippendorff_alpha", alpha, low=low, high=high)
     both_counts = reliability.category_counts(both)
     fleiss = reliability.fleiss_kappa(both_counts[both_counts.sum(axis=1) > 0])
-    result.add_metric("fleiss_kappa", fleiss, m["fleiss_kappa"])
+    result.add_metric("fleiss_kappa", fleiss)
     if not np.isfinite(fleiss):
         result.notes.append("fleiss_kappa is not reported: pairs have different numbers of labels "
                             "(Krippendorff's alpha handles that).")
     if not np.isfinite(alpha):
         result.notes.append("krippendorff_alpha is undefined: only one label category occurs.")
     off = ~np.eye(len(kappa), dtype=bool) & (overlap > 0) & np.isfinite(kappa)
-    result.add_metric("mean_cohen_kappa", float(kappa[off].mean()) if off.any() else None,
-                      m["mean_cohen_kappa"])
-    result.add_metric("tie_label_share", float(counts[:, LABEL_TIE].sum() / counts.sum()), m["tie_label_share"])
+    result.add_metric("mean_cohen_kappa", float(kappa[off].mean()) if off.any() else None)
+    result.add_metric("tie_label_share", float(counts[:, LABEL_TIE].sum() / counts.sum()))
     flip_value = float(flip[non_tie].mean()) if non_tie.any() else None
     low, high = bootstrap.percentile_interval(boot_flip, ci)
-    result.add_metric("flip_rate", flip_value, FLIP_MEANING, low=low, high=high)
+    result.add_metric("flip_rate", flip_value, low=low, high=high)
     result.notes.append(f"flip_rate averages the Dawid-Skene probability that the final label is wrong over "
                         f"{int(non_tie.sum())} of {len(flip)} pairs whose final label is not a tie; its interval "
                         "resamples pairs with the model held fixed. The model assumes annotators err "
                         "independently given the true label; pairs that are hard for everyone make it an "
                         "underestimate.")
-
-
-FIRST_SHARE_MEANING = ("share of non-tie labels (first judgement per annotator and comparison) won by the "
-                       "response shown first; far from 0.5 makes the as-presented coefficients low")
 
 
 def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.ndarray,
@@ -266,14 +286,11 @@ def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.
     first-position share of the labels, and a note when the two alphas differ by more than
     :data:`ALPHA_GAP_NOTE`. Not measured (None, with a note) when no pair has two labels of
     known order."""
-    m = _RELIABILITY_MEANINGS
-    names = ("krippendorff_alpha_as_presented", "fleiss_kappa_as_presented", "mean_cohen_kappa_as_presented")
     counts = reliability.category_counts(presented)
     known = counts.sum(axis=1) >= 2
     if not known.any():
-        for name in names:
-            result.add_metric(name, None, m[name])
-        result.add_metric("first_position_label_share", None, FIRST_SHARE_MEANING)
+        for name in AS_PRESENTED:
+            result.add_metric(name, None)
         result.notes.append("The as-presented coefficients are not measured: the data does not record which "
                             "response each annotator saw first.")
         return
@@ -287,15 +304,15 @@ def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.
         alpha = float(krippendorff.alpha(reliability_data=presented[known].T, level_of_measurement="nominal"))
     low, high = bootstrap.percentile_interval(
         reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts[known], n_bootstrap, seed)), ci)
-    result.add_metric(names[0], alpha, m[names[0]], low=low, high=high)
-    result.add_metric(names[1], reliability.fleiss_kappa(counts[known]), m[names[1]])
+    result.add_metric("krippendorff_alpha_as_presented", alpha, low=low, high=high)
+    result.add_metric("fleiss_kappa_as_presented", reliability.fleiss_kappa(counts[known]))
     kappa, overlap = reliability.cohen_kappa_matrix(presented)
     off = ~np.eye(len(kappa), dtype=bool) & (overlap > 0) & np.isfinite(kappa)
-    result.add_metric(names[2], float(kappa[off].mean()) if off.any() else None, m[names[2]])
+    result.add_metric("mean_cohen_kappa_as_presented", float(kappa[off].mean()) if off.any() else None)
     result.tables["cohen_kappa_as_presented"] = pd.DataFrame(kappa, index=annotators, columns=annotators)
     first, second = int(counts[:, 0].sum()), int(counts[:, 1].sum())
     share = first / (first + second) if first + second else float("nan")
-    result.add_metric("first_position_label_share", share, FIRST_SHARE_MEANING)
+    result.add_metric("first_position_label_share", share)
     headline = result.metrics["krippendorff_alpha"].value
     if headline is not None and np.isfinite(alpha) and abs(headline - alpha) > ALPHA_GAP_NOTE:
         side = "first" if share >= 0.5 else "second"
@@ -338,23 +355,21 @@ def _pair_data(pair_ids: pd.Index, counts: np.ndarray, posterior: np.ndarray, fi
 
 
 def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSkeneFit, threshold: float) -> None:
-    m = _RELIABILITY_MEANINGS
-    result.add_metric("contested_share", float(pair_data["contested"].mean()),
-                      f"{m['contested_share']} (posterior below {threshold})")
+    result.add_metric("contested_share", float(pair_data["contested"].mean()))
     disagree = pair_data["consensus_label"] != pair_data["final_label"]
-    result.add_metric("consensus_disagrees_share", float(disagree.mean()), m["consensus_disagrees_share"])
-    result.add_metric("ds_iterations", fit.n_iter, m["ds_iterations"])
+    result.add_metric("consensus_disagrees_share", float(disagree.mean()))
+    result.add_metric("ds_iterations", fit.n_iter)
     if not fit.converged:
         result.notes.append(f"Dawid-Skene stopped after {fit.n_iter} iterations without converging; "
                             "its posteriors are approximate.")
     edges = np.linspace(0.0, 1.0, N_HIST_BINS + 1)
     hist, _ = np.histogram(pair_data["consensus_posterior"].to_numpy(), bins=edges)
-    result.figures["posterior_histogram"] = {"bin_edges": edges.tolist(), "counts": hist.tolist(),
-                                             "label": "posterior that the final label is right"}
+    result.add_figure("posterior_histogram", Histogram(edges=edges, counts={"pairs": hist},
+                                                       xlabel="posterior that the final label is right"))
 
 
 def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.ndarray, fit: DawidSkeneFit,
-                    kappa: np.ndarray, overlap: np.ndarray) -> None:
+                    kappa: np.ndarray) -> None:
     names = [str(a) for a in matrix.columns]
     loo, n_compared = reliability.leave_one_out_agreement(labels)
     accuracy = annotator_accuracy(fit)
@@ -370,15 +385,13 @@ def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.nda
     table["rank"] = table["ds_accuracy"].rank(ascending=False, method="min").astype(int)
     result.tables["annotators"] = table.sort_values("rank", kind="mergesort")
     result.tables["cohen_kappa"] = pd.DataFrame(kappa, index=names, columns=names)
-    result.add_metric("min_annotator_accuracy", float(accuracy.min()), _RELIABILITY_MEANINGS["min_annotator_accuracy"])
-    result.figures["cohen_kappa"] = {"annotators": names, "kappa": _nan_to_none(kappa),
-                                     "overlap": overlap.tolist()}
-    result.figures["annotator_reliability"] = {
-        "annotators": names, "ds_accuracy": accuracy.tolist(), "loo_majority_agreement": _nan_to_none(loo),
-        "n_labels": table["n_labels"].tolist()}
-    result.figures["annotator_confusion"] = {
-        "annotators": names, "labels": list(LABEL_NAMES), "confusion": fit.confusion.tolist(),
-        "axes": "per annotator: row = true label, column = label given (A = the pair text that sorts first)"}
+    result.add_metric("min_annotator_accuracy", float(accuracy.min()))
+    result.add_figure("cohen_kappa", Heatmap(labels=names, matrices=[kappa]))
+    result.add_figure("annotator_reliability", Bars(
+        labels=names, values={"ds_accuracy": accuracy, "loo_majority_agreement": loo}, n=table["n_labels"]))
+    result.add_figure("annotator_confusion", Heatmap(
+        labels=list(LABEL_NAMES), matrices=list(fit.confusion), names=names,
+        note="per annotator: row = true label, column = label given (A = the pair text that sorts first)"))
 
 
 def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -397,9 +410,3 @@ def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
     flags.append(make_flags(off.index, "consensus_disagrees_with_final_label",
                             1.0 - off["consensus_posterior"].to_numpy(), detail))
     return concat_flags(flags)
-
-
-def _nan_to_none(values: np.ndarray) -> list:
-    """Nested lists of floats with NaN as None (JSON has no NaN)."""
-    values = np.asarray(values, dtype="float64")
-    return np.where(np.isfinite(values), values, None).tolist()

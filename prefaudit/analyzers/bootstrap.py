@@ -31,7 +31,8 @@ def group_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, sizes
 
 
-def resampled_counts(group_sizes: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+def resampled_counts(group_sizes: np.ndarray, n_bootstrap: int,
+                     rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Yield chunks of bootstrap resamples as ``(chunk, n_groups)`` counts of pairs per group.
 
     Each row sums to the number of pairs; all rows together number ``n_bootstrap``.

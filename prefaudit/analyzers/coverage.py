@@ -43,8 +43,42 @@ from prefaudit.analyzers.prompt_clusters import (
     shorten,
 )
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Histogram, Scatter
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs
+
+METRICS = declare(
+    "coverage", "Prompt coverage",
+    MetricSpec("n_clusters", "number of prompt clusters (k-means on unique prompts, k by the stated rule)"),
+    MetricSpec("effective_clusters",
+               "exp(entropy of the pair share per cluster): how many equally large topics the data is "
+               "worth; far below n_clusters means a few topics dominate"),
+    MetricSpec("largest_cluster_share", "share of pairs in the largest prompt cluster"),
+    MetricSpec("n_unique_prompts", "number of distinct prompt strings"),
+    MetricSpec("near_duplicate_share",
+               "share of pairs whose prompt is an exact, case/whitespace or semantic (cosine >= "
+               "similarity_threshold) duplicate of another pair's prompt"),
+    MetricSpec("semantic_duplicate_share",
+               "share of pairs whose prompt is a near-copy of another pair's prompt that exact string "
+               "matching misses (case/whitespace variants and paraphrases)"),
+    MetricSpec("n_near_duplicate_pairs",
+               "pairs whose prompt is a near-duplicate of another pair's and whose two responses are "
+               "near-identical too (a repeated comparison)"),
+    MetricSpec("n_reversed_duplicate_pairs",
+               "near-duplicate pairs whose preferred response is the other one's rejected response"),
+    MetricSpec("target_uncovered_share",
+               "share of target prompts in uncovered regions: fewer than uncovered_ratio times the expected "
+               "share of preference prompts among their knn nearest neighbours"),
+    MetricSpec("target_mean_nn_similarity",
+               "mean cosine similarity of a target prompt to its nearest preference prompt"),
+    MetricSpec("n_target_prompts", "number of distinct target prompts"),
+    MetricSpec("n_uncovered_target_clusters",
+               "target clusters where at least half the prompts are uncovered"),
+    MetricSpec("unneeded_pair_share",
+               "share of pairs in preference clusters that are no target prompt's nearest neighbour "
+               "(topics the target never asks about)"),
+)
 
 Embedder = Callable[[list[str]], np.ndarray]
 MAX_TABLE_ROWS = 1000
@@ -121,7 +155,7 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
     else:
         t_vectors, t_uncovered = _target(res, target_list, embedder, prompts, vectors, labels, codes,
                                          knn, uncovered_ratio, seed, n_examples, n_clusters)
-    res.figures["map"] = _map(vectors, labels, t_vectors, t_uncovered, seed, max_map_points)
+    res.add_figure("map", _map(vectors, labels, t_vectors, t_uncovered, seed, max_map_points))
     return res
 
 
@@ -176,13 +210,12 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
         "examples": [" | ".join(shorten(prompts[i]) for i in idx) for idx in central],
     })
     nz = share[share > 0]
-    res.add_metric("n_clusters", k, "number of prompt clusters (k-means on unique prompts, k by the stated rule)")
-    res.add_metric("effective_clusters", float(np.exp(-(nz * np.log(nz)).sum())),
-                   "exp(entropy of the pair share per cluster): how many equally large topics the data "
-                   "is worth; far below n_clusters means a few topics dominate")
-    res.add_metric("largest_cluster_share", float(share.max()), "share of pairs in the largest prompt cluster")
-    res.add_metric("n_unique_prompts", n, "number of distinct prompt strings")
-    res.figures["cluster_shares"] = {"cluster": list(range(k)), "label": terms, "pair_share": share.tolist()}
+    res.add_metric("n_clusters", k)
+    res.add_metric("effective_clusters", float(np.exp(-(nz * np.log(nz)).sum())))
+    res.add_metric("largest_cluster_share", float(share.max()))
+    res.add_metric("n_unique_prompts", n)
+    res.add_figure("cluster_shares", Bars(labels=[f"{c}: {t}" for c, t in enumerate(terms)],
+                                          values={"pair_share": share}))
     return labels
 
 
@@ -193,18 +226,12 @@ def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndar
     pdups = pair_duplicates(pairs.assign(pair_id=pair_ids), codes, prompts, component, vectors,
                             response_threshold)
     n_pairs = len(pair_ids)
-    res.add_metric("near_duplicate_share", len(dups) / n_pairs,
-                   "share of pairs whose prompt is an exact, case/whitespace or semantic "
-                   f"(cosine >= {threshold}) duplicate of another pair's prompt")
+    res.add_metric("near_duplicate_share", len(dups) / n_pairs)
     by_kind = dups["kind"].value_counts()
-    res.add_metric("semantic_duplicate_share", (by_kind.get("semantic", 0) + by_kind.get("normalised", 0)) / n_pairs,
-                   "share of pairs whose prompt is a near-copy of another pair's prompt that exact "
-                   "string matching misses (case/whitespace variants and paraphrases)")
-    res.add_metric("n_near_duplicate_pairs", len(pdups),
-                   "pairs whose prompt is a near-duplicate of another pair's and whose two responses "
-                   "are near-identical too (a repeated comparison)")
-    res.add_metric("n_reversed_duplicate_pairs", int((pdups["labels"] == "reversed").sum()),
-                   "near-duplicate pairs whose preferred response is the other one's rejected response")
+    res.add_metric("semantic_duplicate_share",
+                   (by_kind.get("semantic", 0) + by_kind.get("normalised", 0)) / n_pairs)
+    res.add_metric("n_near_duplicate_pairs", len(pdups))
+    res.add_metric("n_reversed_duplicate_pairs", int((pdups["labels"] == "reversed").sum()))
     prompt_flags = make_flags(
         dups["pair_id"], "near_duplicate_prompt", dups["similarity"].to_numpy(),
         [f"{k} duplicate of pair {o}'s prompt (cosine {s:.3f}): {shorten(t, 100)!r}"
@@ -228,8 +255,7 @@ def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndar
 
 
 def _add_target_none(res: AnalyzerResult, note: str) -> None:
-    res.add_metric("target_uncovered_share", None,
-                   "share of target prompts in regions the preference data does not cover")
+    res.add_metric("target_uncovered_share", None)
     res.notes.append(note)
 
 
@@ -251,12 +277,9 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     ratio = pref_share / expected
     uncovered = ratio < uncovered_ratio
     w = weight / weight.sum()
-    res.add_metric("target_uncovered_share", float(w[uncovered].sum()),
-                   f"share of target prompts in uncovered regions: fewer than {uncovered_ratio:g}x the "
-                   f"expected share of preference prompts among their {knn} nearest neighbours")
-    res.add_metric("target_mean_nn_similarity", float(w @ nn_sim),
-                   "mean cosine similarity of a target prompt to its nearest preference prompt")
-    res.add_metric("n_target_prompts", n_t, "number of distinct target prompts")
+    res.add_metric("target_uncovered_share", float(w[uncovered].sum()))
+    res.add_metric("target_mean_nn_similarity", float(w @ nn_sim))
+    res.add_metric("n_target_prompts", n_t)
 
     k = min(n_clusters or default_k(n_t), n_t)
     t_labels, t_centroids = kmeans(tv, k, seed) if k > 1 else (np.zeros(n_t, dtype=np.int64), tv.mean(0)[None])
@@ -278,17 +301,14 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     res.tables["target_clusters"] = tclusters.reset_index(drop=True)
     unc = tclusters[tclusters["uncovered_share"] >= 0.5].reset_index(drop=True)
     res.tables["uncovered_target_clusters"] = unc
-    res.add_metric("n_uncovered_target_clusters", len(unc),
-                   "target clusters where at least half the prompts are uncovered")
+    res.add_metric("n_uncovered_target_clusters", len(unc))
 
     needed = np.bincount(labels[nn_idx], weights=weight, minlength=len(res.tables["clusters"]))
     clusters = res.tables["clusters"]
     clusters["target_nn_share"] = needed / weight.sum()
     unneeded = clusters[needed == 0]
     res.tables["unneeded_preference_clusters"] = unneeded.reset_index(drop=True)
-    res.add_metric("unneeded_pair_share", float(unneeded["pair_share"].sum()),
-                   "share of pairs in preference clusters that are no target prompt's nearest neighbour "
-                   "(topics the target never asks about)")
+    res.add_metric("unneeded_pair_share", float(unneeded["pair_share"].sum()))
     order = np.lexsort((np.arange(n_t), nn_sim, ratio))
     shown = order[uncovered[order]]
     res.tables["uncovered_target_prompts"] = pd.DataFrame({
@@ -297,8 +317,11 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
         "preference_neighbour_ratio": ratio[shown[:MAX_TABLE_ROWS]],
         "nearest_preference_prompt": [shorten(prompts[nn_idx[i]]) for i in shown[:MAX_TABLE_ROWS]],
     })
-    res.figures["target_nn_similarity"] = {"similarity": np.round(nn_sim, 4).tolist(),
-                                           "uncovered": uncovered.tolist()}
+    edges = np.linspace(min(0.0, float(np.floor(nn_sim.min() * 10) / 10)), 1.0, 21)
+    res.add_figure("target_nn_similarity", Histogram(
+        edges=edges, counts={"covered": np.histogram(nn_sim[~uncovered], edges)[0],
+                             "uncovered": np.histogram(nn_sim[uncovered], edges)[0]},
+        xlabel="cosine similarity of a target prompt to its nearest preference prompt"))
     if uncovered.any():
         res.notes.append(f"{int(uncovered.sum())} of {n_t} distinct target prompts lie in regions the "
                          f"preference data does not cover; see uncovered_target_clusters")
@@ -306,21 +329,18 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
 
 
 def _map(vectors: np.ndarray, labels: np.ndarray, t_vectors: np.ndarray | None,
-         t_uncovered: np.ndarray | None, seed: int, max_points: int) -> dict[str, list]:
-    sets = ["preference"] * len(vectors)
-    clusters = labels.tolist()
-    uncovered = [False] * len(vectors)
+         t_uncovered: np.ndarray | None, seed: int, max_points: int) -> Scatter:
+    """Prompts on their first two principal components: preference prompts grouped by cluster,
+    target prompts by whether they are covered."""
+    groups = [f"cluster {c}" for c in labels.tolist()]
     allv = vectors
     if t_vectors is not None and t_uncovered is not None:
         allv = np.vstack([vectors, t_vectors])
-        sets += ["target"] * len(t_vectors)
-        clusters += [-1] * len(t_vectors)
-        uncovered += t_uncovered.tolist()
+        groups += ["target, uncovered" if u else "target, covered" for u in t_uncovered.tolist()]
     if len(allv) < 3:
-        return {"x": [], "y": [], "set": [], "cluster": [], "uncovered": [], "method": "PCA"}
+        return Scatter(x=[], y=[], groups=[])
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(allv), max_points, replace=False)) if len(allv) > max_points else np.arange(len(allv))
     xy = PCA(n_components=2, random_state=seed).fit_transform(allv[keep])
-    return {"x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
-            "set": [sets[i] for i in keep], "cluster": [clusters[i] for i in keep],
-            "uncovered": [uncovered[i] for i in keep], "method": "PCA"}
+    return Scatter(x=np.round(xy[:, 0], 4), y=np.round(xy[:, 1], 4), groups=[groups[i] for i in keep],
+                   xlabel="principal component 1", ylabel="principal component 2")

@@ -134,7 +134,8 @@ def _m_step(onehot: np.ndarray, weights: np.ndarray, post: np.ndarray,
 
 
 def annotator_accuracy(fit: DawidSkeneFit) -> np.ndarray:
-    """Per annotator: probability that their label equals the true class, ``sum_z prior_z * confusion[z, z]``."""
+    """Per annotator: probability that their label equals the true class,
+    ``sum_z prior_z * confusion[z, z]``."""
     return np.einsum("c,jcc->j", fit.prior, fit.confusion)
 
 

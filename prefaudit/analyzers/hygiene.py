@@ -35,16 +35,48 @@ compare several response pairs per prompt by design (PandaLM: 999 pairs over 170
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from prefaudit.figures import Bars, Histogram, Values
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, to_pairs
 from prefaudit.text import encoding_damage, log_length, normalize_text, truncation_sign
 
 NAME = "hygiene"
+METRICS = declare(
+    NAME, "Hygiene: empty, duplicate, truncated and damaged pairs",
+    MetricSpec("n_pairs", "number of distinct pairs (pair_id) checked"),
+    MetricSpec("empty_response_share",
+               "share of pairs whose chosen or rejected response is empty or whitespace only"),
+    MetricSpec("identical_pair_share",
+               "share of pairs whose chosen and rejected are equal (exactly or after normalisation)"),
+    MetricSpec("exact_duplicate_pair_share",
+               "share of pairs repeating an earlier pair's exact prompt and responses with a compatible "
+               "label (first occurrences not counted)"),
+    MetricSpec("duplicate_pair_share",
+               "share of pairs repeating an earlier pair's prompt and responses after normalising "
+               "case/whitespace/Unicode, with a compatible label (first occurrences not counted)"),
+    MetricSpec("contradiction_share",
+               "share of pairs whose prompt and responses recur in another pair with the opposite "
+               "preference (all members of such groups counted)"),
+    MetricSpec("duplicate_prompt_share",
+               "share of pairs whose normalised prompt already appeared in an earlier pair"),
+    MetricSpec("n_unique_prompts", "number of distinct prompts after normalising case/whitespace/Unicode"),
+    MetricSpec("truncated_share",
+               "share of pairs with a response that looks cut off (unclosed code fence, ends mid-sentence "
+               "or with an ellipsis)"),
+    MetricSpec("length_outlier_share",
+               "share of pairs with a non-empty response whose robust z of log length exceeds length_z "
+               "(a parameter) in absolute value"),
+    MetricSpec("encoding_damage_share",
+               "share of pairs whose prompt or a response holds U+FFFD, mojibake or a control character"),
+    MetricSpec("load_flagged_share",
+               "share of pairs the loader kept but marked as suspect (load_flags, e.g. prefix_mismatch)"),
+    MetricSpec("flagged_share", "share of pairs with at least one hygiene flag"),
+)
 #: What a loader's ``load_flags`` code means, for the flag detail.
 LOAD_FLAG_DETAILS: dict[str, str] = {
     "prefix_mismatch": "loader: chosen and rejected transcripts differ before the last assistant "
@@ -85,7 +117,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
                                           "min_last_line_words": min_last_line_words})
     pairs = to_pairs(table).reset_index(drop=True)
     n = len(pairs)
-    result.add_metric("n_pairs", n, "number of distinct pairs (pair_id) checked")
+    result.add_metric("n_pairs", n)
     if n == 0:
         result.notes.append("The table has no pairs; no hygiene check could run.")
         return result
@@ -115,38 +147,22 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     load_reasons = [r for r in per_reason.index if r not in _BUILTIN_REASONS]
     loader_flagged = flags.loc[flags["reason"].isin(load_reasons), "pair_id"].nunique()
 
-    result.add_metric("empty_response_share", share.get("empty_response", 0.0),
-                      "share of pairs whose chosen or rejected response is empty or whitespace only")
-    result.add_metric("identical_pair_share", share.get("identical_responses", 0.0),
-                      "share of pairs whose chosen and rejected are equal (exactly or after normalisation)")
-    result.add_metric("exact_duplicate_pair_share", exact_dup / n,
-                      "share of pairs repeating an earlier pair's exact prompt and responses with a "
-                      "compatible label (first occurrences not counted)")
-    result.add_metric("duplicate_pair_share", share.get("duplicate_pair", 0.0),
-                      "share of pairs repeating an earlier pair's prompt and responses after normalising "
-                      "case/whitespace/Unicode, with a compatible label (first occurrences not counted)")
-    result.add_metric("contradiction_share", share.get("contradictory_duplicate", 0.0),
-                      "share of pairs whose prompt and responses recur in another pair with the opposite "
-                      "preference (all members of such groups counted)")
-    result.add_metric("duplicate_prompt_share", (n - n_unique_prompts) / n,
-                      "share of pairs whose normalised prompt already appeared in an earlier pair")
-    result.add_metric("n_unique_prompts", n_unique_prompts,
-                      "number of distinct prompts after normalising case/whitespace/Unicode")
-    result.add_metric("truncated_share", share.get("truncated", 0.0),
-                      "share of pairs with a response that looks cut off (unclosed code fence, ends "
-                      "mid-sentence or with an ellipsis)")
-    result.add_metric("length_outlier_share", share.get("length_outlier", 0.0),
-                      f"share of pairs with a non-empty response whose robust z of log length exceeds "
-                      f"{length_z:g} in absolute value")
-    result.add_metric("encoding_damage_share", share.get("encoding_damage", 0.0),
-                      "share of pairs whose prompt or a response holds U+FFFD, mojibake or a control character")
-    result.add_metric("load_flagged_share", loader_flagged / n,
-                      "share of pairs the loader kept but marked as suspect (load_flags, e.g. prefix_mismatch)")
-    result.add_metric("flagged_share", flags["pair_id"].nunique() / n,
-                      "share of pairs with at least one hygiene flag")
+    result.add_metric("empty_response_share", share.get("empty_response", 0.0))
+    result.add_metric("identical_pair_share", share.get("identical_responses", 0.0))
+    result.add_metric("exact_duplicate_pair_share", exact_dup / n)
+    result.add_metric("duplicate_pair_share", share.get("duplicate_pair", 0.0))
+    result.add_metric("contradiction_share", share.get("contradictory_duplicate", 0.0))
+    result.add_metric("duplicate_prompt_share", (n - n_unique_prompts) / n)
+    result.add_metric("n_unique_prompts", n_unique_prompts)
+    result.add_metric("truncated_share", share.get("truncated", 0.0))
+    result.add_metric("length_outlier_share", share.get("length_outlier", 0.0))
+    result.add_metric("encoding_damage_share", share.get("encoding_damage", 0.0))
+    result.add_metric("load_flagged_share", loader_flagged / n)
+    result.add_metric("flagged_share", flags["pair_id"].nunique() / n)
 
-    result.figures["flag_counts"] = {str(r): int(c) for r, c in per_reason.items()}
-    result.figures["length_histogram"] = _length_histogram(loglen[codes.chosen], loglen[codes.rejected])
+    result.add_figure("flag_counts", Bars(labels=[str(r) for r in per_reason.index],
+                                          values={"pairs": per_reason.to_numpy()}))
+    result.add_figure("length_histogram", _length_histogram(loglen[codes.chosen], loglen[codes.rejected]))
     result.tables["repeated_prompts"] = _repeated_prompts(codes, first_of_prompt)
     if "load_flags" not in table.columns:
         result.notes.append("The table has no load_flags column; loader marks could not be reported.")
@@ -290,8 +306,8 @@ def _length_flags(ids: np.ndarray, codes: _Codes, loglen: np.ndarray, empty: np.
                   f"median response {typical:,})" for c, zz in zip(code[hit], z[hit], strict=True)]
         frames.append(make_flags(ids[hit], "length_outlier", np.abs(z[hit]), detail))
     lo_chars, hi_chars = (int(round(10 ** (med + s * length_z * mad / _MAD_TO_SD) - 1)) for s in (-1, 1))
-    result.figures["length_outlier_bounds"] = {"min_chars": lo_chars, "max_chars": hi_chars,
-                                               "median_chars": typical}
+    result.add_figure("length_outlier_bounds", Values({"min_chars": lo_chars, "max_chars": hi_chars,
+                                                       "median_chars": typical}))
     return _one_per_pair(frames)
 
 
@@ -327,11 +343,11 @@ def _one_per_pair(frames: list[pd.DataFrame]) -> pd.DataFrame:
             .reset_index())
 
 
-def _length_histogram(lc: np.ndarray, lr: np.ndarray) -> dict[str, Any]:
+def _length_histogram(lc: np.ndarray, lr: np.ndarray) -> Histogram:
     top = max(float(np.max(lc)), float(np.max(lr)), 1.0)
     edges = np.linspace(0.0, np.ceil(top * 10) / 10, _N_HIST_BINS + 1)
-    return {"unit": "log10(1 + characters)", "bin_edges": edges.round(4).tolist(),
-            "chosen": np.histogram(lc, edges)[0].tolist(), "rejected": np.histogram(lr, edges)[0].tolist()}
+    return Histogram(edges=edges.round(4), xlabel="log10(1 + characters)",
+                     counts={"chosen": np.histogram(lc, edges)[0], "rejected": np.histogram(lr, edges)[0]})
 
 
 def _first_positions(codes: np.ndarray) -> np.ndarray:

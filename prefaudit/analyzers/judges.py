@@ -26,23 +26,32 @@ import pandas as pd
 
 from prefaudit.analyzers.length_stats import binomial_p, wilson_interval
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, empty_flags, make_flags
 from prefaudit.schema import MODEL_COLUMNS, REPEAT_COLUMN, has_order, shown_first
 
 NO_INFO_NOTE = ("Judges not analysed: the data names no annotator and does not record which response "
                 "was shown first.")
-MEANINGS: dict[str, str] = {
-    "first_position_share": ("share of non-tie judgements (all judges pooled, repeats included) won by the "
-                             "response shown first; 0.5 = no position effect"),
-    "max_position_bias": "largest |first-position share - 0.5| among judges with enough non-tie judgements",
-    "swap_consistency": ("share of comparisons judged by the same judge in both orders that got the same "
-                         "verdict both times (1 = order never changes the verdict)"),
-    "top_generator_chosen_share": ("share of non-tie judgements whose chosen response was written by the most "
-                                   "often chosen model (near 1: the data teaches that model's style)"),
-}
+METRICS = declare(
+    "judges", "Judges and presentation order",
+    MetricSpec("first_position_share",
+               "share of non-tie judgements (all judges pooled, repeats included) won by the response shown "
+               "first; 0.5 = no position effect; Wilson interval", interval=True),
+    MetricSpec("max_position_bias",
+               "largest |first-position share - 0.5| among judges with at least min_judgements non-tie "
+               "judgements of known order"),
+    MetricSpec("swap_consistency",
+               "share of comparisons judged by the same judge in both orders that got the same verdict both "
+               "times (1 = order never changes the verdict); Wilson interval", interval=True),
+    MetricSpec("top_generator_chosen_share",
+               "share of non-tie judgements whose chosen response was written by the most often chosen model "
+               "(near 1: the data teaches that model's style; the model is named in the notes)"),
+)
 
 
-def analyze_judges(table: pd.DataFrame, *, min_judgements: int = 30, bias_margin: float = 0.1) -> AnalyzerResult:
+def analyze_judges(table: pd.DataFrame, *, min_judgements: int = 30,
+                   bias_margin: float = 0.1) -> AnalyzerResult:
     """Position bias, swap consistency, tie rate, length bias and generator win rates per judge.
 
     Parameters
@@ -73,8 +82,8 @@ def analyze_judges(table: pd.DataFrame, *, min_judgements: int = 30, bias_margin
     frame = _judgements(table)
     named = bool(table["annotator"].notna().any())
     if not named and not has_order(table):
-        for name, meaning in MEANINGS.items():
-            result.add_metric(name, None, meaning)
+        for spec in METRICS:
+            result.add_metric(spec.name, None)
         result.notes.append(NO_INFO_NOTE)
         return result
     per_judge = _per_judge(frame)
@@ -82,7 +91,7 @@ def analyze_judges(table: pd.DataFrame, *, min_judgements: int = 30, bias_margin
     _add_position(result, frame, per_judge, min_judgements, bias_margin)
     _add_swaps(result, frame)
     _add_generators(result, frame)
-    result.figures["length_bias"] = _interval_figure(per_judge, "longer_share", "n_length_compared")
+    result.add_figure("length_bias", _interval_figure(per_judge, "longer_share", "n_length_compared"))
     return result
 
 
@@ -143,47 +152,46 @@ def _add_position(result: AnalyzerResult, frame: pd.DataFrame, per_judge: pd.Dat
     positional = frame["order_known"] & ~frame["tie"]
     k, n = int(frame["first_won"].sum()), int(positional.sum())
     if not n:
-        result.add_metric("first_position_share", None, MEANINGS["first_position_share"])
-        result.add_metric("max_position_bias", None, MEANINGS["max_position_bias"])
+        result.add_metric("first_position_share", None)
+        result.add_metric("max_position_bias", None)
         result.notes.append("first_position_share is not measured: no non-tie judgement records which "
                             "response was shown first.")
         return
     low, high = wilson_interval(k, n)
     share = k / n
-    result.add_metric("first_position_share", share, MEANINGS["first_position_share"], low=low, high=high)
+    result.add_metric("first_position_share", share, low=low, high=high)
     enough = per_judge[per_judge["n_positional"] >= min_judgements]
     bias = (enough["first_position_share"] - 0.5).abs()
-    result.add_metric("max_position_bias", float(bias.max()) if len(bias) else None,
-                      f"{MEANINGS['max_position_bias']} (>= {min_judgements})")
+    result.add_metric("max_position_bias", float(bias.max()) if len(bias) else None)
     if not len(bias):
         result.notes.append(f"max_position_bias is not measured: no judge has {min_judgements} non-tie "
                             "judgements of known order.")
     shown = per_judge[per_judge["n_positional"] > 0]
-    result.figures["first_position_share"] = _interval_figure(shown, "first_position_share", "n_positional",
-                                                              prefix="first")
+    result.add_figure("first_position_share", _interval_figure(shown, "first_position_share", "n_positional",
+                                                               prefix="first"))
     if _biased(low, high, margin):
         side = "first" if share > 0.5 else "second"
         result.notes.append(
             f"The response shown {side} wins {max(share, 1 - share):.1%} of {n} non-tie judgements "
             f"(95% interval of the first-position share [{low:.3f}, {high:.3f}]). Either the judges favour "
-            "that position, or the file tends to put one system first (then it is a generator effect: see the "
-            "generator table); either way DPO on these labels learns something other than quality.")
+            "that position, or the file tends to put one system first (then it is a generator effect: "
+            "see the generator table); either way DPO on these labels learns something other than quality.")
     result.pair_flags = _position_flags(frame, per_judge, min_judgements, margin)
 
 
-def _interval_figure(per_judge: pd.DataFrame, column: str, n_column: str, prefix: str = "longer") -> dict:
-    """Bar-with-interval figure data: one bar per judge, 0.5 = no effect."""
-    return {"annotators": [str(j) for j in per_judge.index], "share": per_judge[column].tolist(),
-            "low": per_judge[f"{prefix}_low"].tolist(), "high": per_judge[f"{prefix}_high"].tolist(),
-            "n": per_judge[n_column].tolist()}
+def _interval_figure(per_judge: pd.DataFrame, column: str, n_column: str, prefix: str = "longer") -> Bars:
+    """One bar per judge with its interval; the line at 0.5 = no effect."""
+    return Bars(labels=[str(j) for j in per_judge.index], values={"share": per_judge[column]},
+                low=per_judge[f"{prefix}_low"], high=per_judge[f"{prefix}_high"], n=per_judge[n_column],
+                reference=0.5)
 
 
 def _position_flags(frame: pd.DataFrame, per_judge: pd.DataFrame, min_judgements: int,
                     margin: float) -> pd.DataFrame:
     """Flag a judgement only where position bias is a likely explanation of it: its judge has
     at least ``min_judgements`` non-tie judgements of known order and is biased (its interval
-    wholly outside ``0.5 +- margin``), it chose the position that judge favours, and another judgement of the same
-    comparison (another judge, or this judge in the other order) gave a different verdict.
+    wholly outside ``0.5 +- margin``), it chose the position that judge favours, and another judgement of
+    the same comparison (another judge, or this judge in the other order) gave a different verdict.
     Score = the judge's |first-position share - 0.5|. One flag per pair (its highest score)."""
     biased = per_judge[(per_judge["n_positional"] >= min_judgements)
                        & _biased(per_judge["first_low"], per_judge["first_high"], margin)]
@@ -200,8 +208,8 @@ def _position_flags(frame: pd.DataFrame, per_judge: pd.DataFrame, min_judgements
     share = hits["judge"].map(biased["first_position_share"])
     hits = hits.assign(score=(share - 0.5).abs(), share=share)
     hits = hits.sort_values("score", ascending=False, kind="mergesort").drop_duplicates("pair_id")
-    detail = [f"judge {j} picks the response shown first in {s:.1%} of its non-tie judgements; here it picked "
-              f"the {'first' if s > 0.5 else 'second'}-shown response while another judgement of this "
+    detail = [f"judge {j} picks the response shown first in {s:.1%} of its non-tie judgements; here it "
+              f"picked the {'first' if s > 0.5 else 'second'}-shown response while another judgement of this "
               "comparison disagrees" for j, s in zip(hits["judge"], hits["share"], strict=True)]
     return make_flags(hits["pair_id"].to_numpy(), "position_bias", hits["score"].to_numpy(), detail)
 
@@ -214,7 +222,7 @@ def _add_swaps(result: AnalyzerResult, frame: pd.DataFrame) -> None:
     counts = firsts.groupby(["judge", "pair_id"], sort=False)["first_text"].transform("size")
     both = firsts[counts >= 2]
     if both.empty:
-        result.add_metric("swap_consistency", None, MEANINGS["swap_consistency"])
+        result.add_metric("swap_consistency", None)
         result.notes.append("swap_consistency is not measured: no judge judged the same comparison with each "
                             "response shown first.")
         return
@@ -223,7 +231,7 @@ def _add_swaps(result: AnalyzerResult, frame: pd.DataFrame) -> None:
     per_judge = same.groupby(level=0).agg(["sum", "size"])
     k, n = int(same.sum()), int(same.size)
     low, high = wilson_interval(k, n)
-    result.add_metric("swap_consistency", k / n, MEANINGS["swap_consistency"], low=low, high=high)
+    result.add_metric("swap_consistency", k / n, low=low, high=high)
     table = result.tables["judges"]
     table["n_swapped"] = per_judge["size"].reindex(table.index).fillna(0).astype(int)
     table["swap_consistency"] = (per_judge["sum"] / per_judge["size"]).reindex(table.index)
@@ -234,7 +242,7 @@ def _add_generators(result: AnalyzerResult, frame: pd.DataFrame) -> None:
     c_col, r_col = MODEL_COLUMNS
     decided = frame[~frame["tie"] & frame[c_col].notna() & frame[r_col].notna()]
     if decided.empty:
-        result.add_metric("top_generator_chosen_share", None, MEANINGS["top_generator_chosen_share"])
+        result.add_metric("top_generator_chosen_share", None)
         result.notes.append("Generator win rates are not measured: the data does not name the model behind "
                             "each response.")
         return
@@ -249,14 +257,15 @@ def _add_generators(result: AnalyzerResult, frame: pd.DataFrame) -> None:
     gen = gen.sort_values(["win_rate", "n_judgements"], ascending=False, kind="mergesort")
     result.tables["generators"] = gen
     top = gen["chosen_share"].idxmax()
-    result.add_metric("top_generator_chosen_share", float(gen.loc[top, "chosen_share"]),
-                      f"{MEANINGS['top_generator_chosen_share']}; here {top}")
+    result.add_metric("top_generator_chosen_share", float(gen.loc[top, "chosen_share"]))
+    result.notes.append(f"The most often chosen model is {top}: its responses are chosen in "
+                        f"{gen.loc[top, 'chosen_share']:.1%} of non-tie judgements.")
     long = pd.concat([
         pd.DataFrame({"judge": decided["judge"], "model": decided[c_col], "won": 1}),
         pd.DataFrame({"judge": decided["judge"], "model": decided[r_col], "won": 0}),
     ])
     result.tables["judge_generator_win_rate"] = long.pivot_table(index="judge", columns="model", values="won",
                                                                  aggfunc="mean").reindex(columns=gen.index)
-    result.figures["generator_win_rate"] = {"labels": [str(m) for m in gen.index], "win_rate": gen["win_rate"].tolist(),
-                                            "low": gen["low"].tolist(), "high": gen["high"].tolist(),
-                                            "n": gen["n_judgements"].tolist()}
+    result.add_figure("generator_win_rate", Bars(
+        labels=[str(m) for m in gen.index], values={"win_rate": gen["win_rate"]}, low=gen["low"],
+        high=gen["high"], n=gen["n_judgements"], reference=0.5))

@@ -23,6 +23,7 @@ supported (low agreement posterior, split vote, or low source strength).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,99 @@ from scipy import stats
 from prefaudit.analyzers.length_balance import RATIO_EDGES, balanced_keep, log_length_ratio, ratio_bin
 from prefaudit.analyzers.length_stats import binomial_p, logistic_fit, rank_auc, wilson_interval
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Histogram, Lines
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, make_flags
 from prefaudit.schema import is_conversational, to_pairs, validate
 from prefaudit.scoring.tokens import count_tokens, has_chat_template, load_tokenizer, render_chat
 
 FLAG_REASON = "longer_chosen_low_support"
-_QUANTILES = {"p50": 0.5, "p95": 0.95}
+SHARE_LONGER = ("share of non-tied pairs whose chosen response has strictly more characters (equal-length "
+                "pairs count as not longer); 95% Wilson interval")
+LENGTH_ACCURACY = ("accuracy of 'the longer response is chosen' on pairs in random A/B order (equal lengths "
+                   "count as half right); 0.5 = length carries no signal")
+LENGTH_AUC = ("ROC AUC of log2(len A / len B) as a predictor of 'A is chosen', pairs in seeded random A/B "
+              "order; 0.5 = no length signal, 1 = the longer always wins")
+LOGIT_SLOPE = ("logistic regression of 'A is chosen' on log2(len A / len B): change in log-odds per doubling "
+               "of relative length; 95% Wald interval")
+
+BALANCED = "after length-balanced resampling, "
+METRICS = declare(
+    "length", "Length bias",
+    MetricSpec("n_pairs", "number of comparisons analysed (multi-annotator pairs collapsed)"),
+    MetricSpec("n_ties_excluded",
+               "pairs whose label is a tie (or a level vote), left out of every bias measure"),
+    MetricSpec("n_equal_length", "non-tied pairs whose two responses have the same number of characters"),
+    MetricSpec("chosen_chars_median", "median length of the chosen responses, in characters"),
+    MetricSpec("chosen_words_mean", "mean length of the chosen responses, in whitespace-separated words"),
+    MetricSpec("rejected_chars_median", "median length of the rejected responses, in characters"),
+    MetricSpec("rejected_words_mean", "mean length of the rejected responses, in whitespace-separated words"),
+    MetricSpec("mean_log_length_ratio",
+               "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, "
+               "+1 = chosen twice as long on average (geometric)"),
+    MetricSpec("share_longer_chosen", SHARE_LONGER, interval=True),
+    MetricSpec("share_longer_chosen_unequal",
+               "share of non-tied pairs of unequal length whose chosen response is the longer; 95% Wilson "
+               "interval", interval=True),
+    MetricSpec("share_longer_chosen_tokens",
+               "share of non-tied pairs whose chosen response has strictly more tokens"),
+    MetricSpec("binomial_p",
+               "two-sided exact binomial (sign) test that the longer response is chosen half the time, over "
+               "non-tied pairs of unequal length"),
+    MetricSpec("length_biased",
+               "1 if the longer response wins significantly more than half the time (binomial_p < alpha and "
+               "share above 0.5), else 0"),
+    MetricSpec("length_accuracy", LENGTH_ACCURACY),
+    MetricSpec("length_auc", LENGTH_AUC),
+    MetricSpec("logit_slope", LOGIT_SLOPE, interval=True),
+    MetricSpec("strength_spearman",
+               "Spearman correlation of log2(chosen/rejected chars) with the source's preference strength; "
+               "> 0 means longer chosen answers win by more"),
+    MetricSpec("strength_spearman_p", "p-value of strength_spearman (no correlation)"),
+    MetricSpec("balanced_pairs_dropped",
+               "non-tied pairs that length-balanced resampling drops so the longer response wins exactly "
+               "half the time in every length-ratio bin"),
+    MetricSpec("balanced_share_dropped", "share of the non-tied pairs that length-balanced resampling drops"),
+    MetricSpec("balanced_share_longer_chosen", BALANCED + SHARE_LONGER, interval=True),
+    MetricSpec("balanced_length_accuracy", BALANCED + LENGTH_ACCURACY),
+    MetricSpec("balanced_length_auc", BALANCED + LENGTH_AUC),
+    MetricSpec("balanced_logit_slope", BALANCED + LOGIT_SLOPE, interval=True),
+    MetricSpec("n_clusters_biased",
+               "prompt clusters where the longer response wins significantly more than half the time "
+               "(binomial test, Bonferroni over the clusters, at alpha)"),
+    MetricSpec("max_cluster_share_longer_chosen", "highest chosen-longer share among prompt clusters"),
+    MetricSpec("share_chosen_much_longer",
+               "share of non-tied pairs whose chosen response is at least much_longer times as long "
+               "(characters + 1) as the rejected"),
+    MetricSpec("n_longer_chosen_low_support",
+               "pairs whose chosen response is at least much_longer times as long and whose label is weakly "
+               "supported (support below low_support, or strength percentile at most low_strength_quantile; "
+               "the source is in params)"),
+    MetricSpec("share_over_budget",
+               "share of pairs whose prompt + longer response (+ EOS unless chat-templated) exceeds "
+               "max_length tokens, so DPO training would truncate it"),
+    MetricSpec("share_prompt_over_budget",
+               "share of pairs whose prompt alone fills max_length tokens (TRL drops them: no response token "
+               "would be trained on)"),
+    MetricSpec("prompt_tokens_mean", "mean number of prompt tokens (no special tokens)"),
+    MetricSpec("prompt_tokens_p50", "median number of prompt tokens"),
+    MetricSpec("prompt_tokens_p95", "95th percentile of prompt tokens"),
+    MetricSpec("prompt_tokens_max", "largest number of prompt tokens"),
+    MetricSpec("chosen_tokens_mean", "mean number of chosen tokens (no special tokens)"),
+    MetricSpec("chosen_tokens_p50", "median number of chosen tokens"),
+    MetricSpec("chosen_tokens_p95", "95th percentile of chosen tokens"),
+    MetricSpec("chosen_tokens_max", "largest number of chosen tokens"),
+    MetricSpec("rejected_tokens_mean", "mean number of rejected tokens (no special tokens)"),
+    MetricSpec("rejected_tokens_p50", "median number of rejected tokens"),
+    MetricSpec("rejected_tokens_p95", "95th percentile of rejected tokens"),
+    MetricSpec("rejected_tokens_max", "largest number of rejected tokens"),
+)
+#: Token metrics per text: mean, median, 95th percentile and maximum.
+_TOKEN_METRICS: dict[str, tuple[str, str, str, str]] = {
+    "prompt": ("prompt_tokens_mean", "prompt_tokens_p50", "prompt_tokens_p95", "prompt_tokens_max"),
+    "chosen": ("chosen_tokens_mean", "chosen_tokens_p50", "chosen_tokens_p95", "chosen_tokens_max"),
+    "rejected": ("rejected_tokens_mean", "rejected_tokens_p50", "rejected_tokens_p95", "rejected_tokens_max"),
+}
 
 
 def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, max_length: int = 512,
@@ -109,7 +197,7 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
                          else "length: the table has no pairs.")
         res.pair_data = pair_data
         return res
-    _bias_metrics(res, lr[live], "", seed, alpha)
+    _bias_metrics(res, lr[live], seed, alpha)
     _strength_metric(res, pairs, lr, live)
     _bins(res, lr[live])
     _counterfactual(res, lr, tie, seed)
@@ -125,77 +213,79 @@ def _words(texts: pd.Series) -> np.ndarray:
 
 
 def _size_metrics(res: AnalyzerResult, d: pd.DataFrame) -> None:
-    res.add_metric("n_pairs", len(d), "number of comparisons analysed (multi-annotator pairs collapsed)")
-    res.add_metric("n_ties_excluded", int(d["tie"].sum()),
-                   "pairs whose label is a tie (or a level vote), left out of every bias measure")
+    res.add_metric("n_pairs", len(d))
+    res.add_metric("n_ties_excluded", int(d["tie"].sum()))
     live = d[~d["tie"]]
-    res.add_metric("n_equal_length", int((live["chosen_chars"] == live["rejected_chars"]).sum()),
-                   "non-tied pairs whose two responses have the same number of characters")
-    for side in ("chosen", "rejected"):
-        res.add_metric(f"{side}_chars_median", float(d[f"{side}_chars"].median()) if len(d) else None,
-                       f"median length of the {side} responses, in characters")
-        res.add_metric(f"{side}_words_mean", float(d[f"{side}_words"].mean()) if len(d) else None,
-                       f"mean length of the {side} responses, in whitespace-separated words")
-    res.add_metric("mean_log_length_ratio", float(live["log_length_ratio"].mean()) if len(live) else None,
-                   "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, "
-                   "+1 = chosen twice as long on average (geometric)")
+    res.add_metric("n_equal_length", int((live["chosen_chars"] == live["rejected_chars"]).sum()))
+    res.add_metric("chosen_chars_median", float(d["chosen_chars"].median()) if len(d) else None)
+    res.add_metric("chosen_words_mean", float(d["chosen_words"].mean()) if len(d) else None)
+    res.add_metric("rejected_chars_median", float(d["rejected_chars"].median()) if len(d) else None)
+    res.add_metric("rejected_words_mean", float(d["rejected_words"].mean()) if len(d) else None)
+    res.add_metric("mean_log_length_ratio", float(live["log_length_ratio"].mean()) if len(live) else None)
 
 
-def _bias_metrics(res: AnalyzerResult, lr: np.ndarray, prefix: str, seed: int, alpha: float | None) -> None:
-    """Share, binomial test, length-only predictor and logistic slope of non-tied log ratios ``lr``."""
+@dataclass(frozen=True)
+class _Bias:
+    """How far length alone explains the labels of some non-tied pairs."""
+
+    share: float
+    low: float
+    high: float
+    accuracy: float
+    auc: float
+    fit: Any
+
+
+def _bias(lr: np.ndarray, seed: int) -> _Bias:
+    """Share (Wilson interval), length-only predictor and logistic fit of non-tied log ratios ``lr``."""
     n = len(lr)
     k = int((lr > 0).sum())
-    n_unequal = int((lr != 0).sum())
     low, high = wilson_interval(k, n)
-    what = "after length-balanced resampling, " if prefix else ""
-    res.add_metric(f"{prefix}share_longer_chosen", k / n,
-                   f"{what}share of non-tied pairs whose chosen response has strictly more characters "
-                   "(equal-length pairs count as not longer); 95% Wilson interval", low=low, high=high)
-    if not prefix:
-        ulow, uhigh = wilson_interval(k, n_unequal)
-        res.add_metric("share_longer_chosen_unequal", k / n_unequal if n_unequal else None,
-                       "share of non-tied pairs of unequal length whose chosen response is the longer; "
-                       "95% Wilson interval", low=ulow, high=uhigh)
-        p = binomial_p(k, n_unequal)
-        res.add_metric("binomial_p", p, "two-sided exact binomial (sign) test that the longer response "
-                       "is chosen half the time, over non-tied pairs of unequal length")
-        biased = None if not np.isfinite(p) else float(p < alpha and k / n_unequal > 0.5)
-        res.add_metric("length_biased", biased, f"1 if the longer response wins significantly more than half "
-                       f"the time (binomial_p < {alpha} and share above 0.5), else 0")
-        if np.isfinite(p) and p < alpha and k / n_unequal < 0.5:
-            res.notes.append(f"length: the shorter response is chosen significantly more often "
-                             f"({1 - k / n_unequal:.1%} of {n_unequal} pairs of unequal length, binomial p = "
-                             f"{p:.2g}); training on this data rewards brevity.")
-        if biased:
-            res.notes.append(f"length: the longer response is chosen in {k / n_unequal:.1%} of {n_unequal} "
-                             f"pairs of unequal length (binomial p = {p:.2g}); training on this data rewards "
-                             "length.")
     # Random presentation order: A is the chosen response when not swapped.
     swap = np.random.default_rng(seed).random(n) < 0.5
     y = ~swap
     x = np.where(swap, -lr, lr)
     acc = float(np.mean(np.where(x == 0, 0.5, (x > 0) == y)))
-    res.add_metric(f"{prefix}length_accuracy", acc,
-                   f"{what}accuracy of 'the longer response is chosen' on pairs in random A/B order "
-                   "(equal lengths count as half right); 0.5 = length carries no signal")
-    res.add_metric(f"{prefix}length_auc", rank_auc(y, x),
-                   f"{what}ROC AUC of log2(len A / len B) as a predictor of 'A is chosen', pairs in "
-                   "seeded random A/B order; 0.5 = no length signal, 1 = the longer always wins")
-    fit = logistic_fit(x, y)
-    res.add_metric(f"{prefix}logit_slope", fit.slope if fit.converged else None,
-                   f"{what}logistic regression of 'A is chosen' on log2(len A / len B): change in log-odds "
-                   "per doubling of relative length; 95% Wald interval", low=fit.slope_low, high=fit.slope_high)
-    if not prefix:
-        res.figures["logit_curve"] = _logit_curve(fit) if fit.converged else None
-        if not fit.converged:
-            res.notes.append("length: the logistic fit did not converge (length separates the labels "
-                             "perfectly, or there is too little variation); logit_slope is not reported.")
+    return _Bias(k / n, low, high, acc, rank_auc(y, x), logistic_fit(x, y))
 
 
-def _logit_curve(fit: Any) -> dict[str, list[float]]:
+def _bias_metrics(res: AnalyzerResult, lr: np.ndarray, seed: int, alpha: float) -> None:
+    """The bias metrics of the non-tied pairs, their binomial test and the logistic curve."""
+    b = _bias(lr, seed)
+    k = int((lr > 0).sum())
+    n_unequal = int((lr != 0).sum())
+    res.add_metric("share_longer_chosen", b.share, low=b.low, high=b.high)
+    ulow, uhigh = wilson_interval(k, n_unequal)
+    res.add_metric("share_longer_chosen_unequal", k / n_unequal if n_unequal else None, low=ulow, high=uhigh)
+    p = binomial_p(k, n_unequal)
+    res.add_metric("binomial_p", p)
+    biased = None if not np.isfinite(p) else float(p < alpha and k / n_unequal > 0.5)
+    res.add_metric("length_biased", biased)
+    if np.isfinite(p) and p < alpha and k / n_unequal < 0.5:
+        res.notes.append(f"length: the shorter response is chosen significantly more often "
+                         f"({1 - k / n_unequal:.1%} of {n_unequal} pairs of unequal length, binomial p = "
+                         f"{p:.2g}); training on this data rewards brevity.")
+    if biased:
+        res.notes.append(f"length: the longer response is chosen in {k / n_unequal:.1%} of {n_unequal} "
+                         f"pairs of unequal length (binomial p = {p:.2g}); training on this data rewards "
+                         "length.")
+    res.add_metric("length_accuracy", b.accuracy)
+    res.add_metric("length_auc", b.auc)
+    fit = b.fit
+    res.add_metric("logit_slope", fit.slope if fit.converged else None, low=fit.slope_low,
+                   high=fit.slope_high)
+    if fit.converged:
+        res.add_figure("logit_curve", _logit_curve(fit))
+    else:
+        res.notes.append("length: the logistic fit did not converge (length separates the labels "
+                         "perfectly, or there is too little variation); logit_slope is not reported.")
+
+
+def _logit_curve(fit: Any) -> Lines:
     grid = np.linspace(-4, 4, 33)
     p = 1 / (1 + np.exp(-(fit.intercept + fit.slope * grid)))
-    return {"log2_ratio": grid.round(4).tolist(), "p_chosen": p.round(6).tolist()}
+    return Lines(x=grid.round(4), ys={"p_chosen": p.round(6)}, xlabel="log2(len A / len B)",
+                 ylabel="P(A is chosen)")
 
 
 def _strength_metric(res: AnalyzerResult, pairs: pd.DataFrame, lr: np.ndarray, live: np.ndarray) -> None:
@@ -206,9 +296,8 @@ def _strength_metric(res: AnalyzerResult, pairs: pd.DataFrame, lr: np.ndarray, l
                          "length ratio is not measured.")
         return
     rho, p = stats.spearmanr(lr[ok], strength[ok])
-    res.add_metric("strength_spearman", float(rho), "Spearman correlation of log2(chosen/rejected chars) "
-                   "with the source's preference strength; > 0 means longer chosen answers win by more")
-    res.add_metric("strength_spearman_p", float(p), "p-value of strength_spearman (no correlation)")
+    res.add_metric("strength_spearman", float(rho))
+    res.add_metric("strength_spearman_p", float(p))
 
 
 def _bins(res: AnalyzerResult, lr: np.ndarray) -> None:
@@ -225,31 +314,33 @@ def _bins(res: AnalyzerResult, lr: np.ndarray) -> None:
                      "low": low, "high": high})
     by_bin = pd.DataFrame(rows)
     res.tables["by_length_ratio"] = by_bin
-    res.figures["bias_by_length_ratio"] = {
-        "bin_edges": list(RATIO_EDGES[:-1]) + [None], "labels": by_bin["label"].tolist(),
-        "n_pairs": by_bin["n_pairs"].tolist(), "share_longer_chosen": by_bin["share_longer_chosen"].tolist(),
-        "low": by_bin["low"].tolist(), "high": by_bin["high"].tolist(),
-        "n_equal_length": int((b == -1).sum()),
-    }
+    res.add_figure("bias_by_length_ratio", Bars(
+        labels=by_bin["label"], values={"share_longer_chosen": by_bin["share_longer_chosen"].to_numpy()},
+        low=by_bin["low"].to_numpy(), high=by_bin["high"].to_numpy(), n=by_bin["n_pairs"].to_numpy(),
+        reference=0.5))
     edges = np.linspace(-4, 4, 33)
     counts, _ = np.histogram(np.clip(lr, -4, 4), bins=edges)
-    res.figures["log_ratio_hist"] = {"edges": edges.tolist(), "counts": counts.tolist(),
-                                     "x": "log2(chosen chars / rejected chars), clipped to [-4, 4]"}
+    res.add_figure("log_ratio_hist", Histogram(
+        edges=edges, counts={"pairs": counts}, marks={"equal length": 0.0},
+        xlabel="log2(chosen chars / rejected chars), clipped to [-4, 4]"))
 
 
 def _counterfactual(res: AnalyzerResult, lr: np.ndarray, tie: np.ndarray, seed: int) -> None:
     keep = balanced_keep(lr, tie, seed=seed)
     live = ~tie
     dropped = int((~keep & live).sum())
-    res.add_metric("balanced_pairs_dropped", dropped, "non-tied pairs that length-balanced resampling "
-                   "drops so the longer response wins exactly half the time in every length-ratio bin")
-    res.add_metric("balanced_share_dropped", dropped / int(live.sum()),
-                   "share of the non-tied pairs that length-balanced resampling drops")
+    res.add_metric("balanced_pairs_dropped", dropped)
+    res.add_metric("balanced_share_dropped", dropped / int(live.sum()))
     kept = lr[keep & live]
     if len(kept) == 0:
         res.notes.append("length: length-balanced resampling would drop every pair.")
         return
-    _bias_metrics(res, kept, "balanced_", seed, None)
+    b = _bias(kept, seed)
+    res.add_metric("balanced_share_longer_chosen", b.share, low=b.low, high=b.high)
+    res.add_metric("balanced_length_accuracy", b.accuracy)
+    res.add_metric("balanced_length_auc", b.auc)
+    res.add_metric("balanced_logit_slope", b.fit.slope if b.fit.converged else None,
+                   low=b.fit.slope_low, high=b.fit.slope_high)
 
 
 def _clusters(res: AnalyzerResult, lr: np.ndarray, cl: pd.Series, alpha: float) -> None:
@@ -270,13 +361,12 @@ def _clusters(res: AnalyzerResult, lr: np.ndarray, cl: pd.Series, alpha: float) 
     out["biased"] = (np.minimum(out["binomial_p"] * m, 1.0) < alpha) & (out["n_longer_chosen"] > out["n_unequal"] / 2)
     out = out.reset_index()
     res.tables["by_cluster"] = out
-    res.figures["bias_by_cluster"] = {c: out[c].tolist() for c in
-                                      ("cluster", "n_pairs", "share_longer_chosen", "low", "high", "biased")}
-    res.add_metric("n_clusters_biased", int(out["biased"].sum()),
-                   f"prompt clusters where the longer response wins significantly more than half the time "
-                   f"(binomial test, Bonferroni over {m} clusters, alpha {alpha})")
-    res.add_metric("max_cluster_share_longer_chosen", float(out["share_longer_chosen"].max()),
-                   "highest chosen-longer share among prompt clusters")
+    res.add_figure("bias_by_cluster", Bars(
+        labels=out["cluster"].astype(str),
+        values={"share_longer_chosen": out["share_longer_chosen"].to_numpy()},
+        low=out["low"].to_numpy(), high=out["high"].to_numpy(), n=out["n_pairs"].to_numpy(), reference=0.5))
+    res.add_metric("n_clusters_biased", int(out["biased"].sum()))
+    res.add_metric("max_cluster_share_longer_chosen", float(out["share_longer_chosen"].max()))
 
 
 def _support(pairs: pd.DataFrame, ids: pd.Index, support: pd.Series | None, low_support: float,
@@ -297,19 +387,16 @@ def _flags(res: AnalyzerResult, pairs: pd.DataFrame, d: pd.DataFrame, support: p
            much_longer: float, low_support: float, low_strength_quantile: float) -> None:
     lr = d["log_length_ratio"].to_numpy()
     long_ = (lr >= np.log2(much_longer)) & ~d["tie"].to_numpy()
-    res.add_metric("share_chosen_much_longer", float(long_.sum() / max(int((~d["tie"]).sum()), 1)),
-                   f"share of non-tied pairs whose chosen response is at least {much_longer:g}x as long "
-                   "(characters + 1) as the rejected")
+    res.add_metric("share_chosen_much_longer", float(long_.sum() / max(int((~d["tie"]).sum()), 1)))
     got = _support(pairs, d.index, support, low_support, low_strength_quantile)
     if got is None:
         res.notes.append("length: no label support is known (single label, no strength), so pairs where "
                          "chosen is much longer cannot be ranked by how contested their label is.")
         return
     sup, threshold, origin = got
+    res.params["support_source"] = origin
     hit = long_ & np.isfinite(sup) & (sup <= threshold if origin == "strength percentile" else sup < threshold)
-    res.add_metric("n_longer_chosen_low_support", int(hit.sum()),
-                   f"pairs whose chosen response is at least {much_longer:g}x longer and whose label is weakly "
-                   f"supported ({origin} {'<=' if origin == 'strength percentile' else '<'} {threshold:g})")
+    res.add_metric("n_longer_chosen_low_support", int(hit.sum()))
     idx = np.flatnonzero(hit)
     if not len(idx):
         return
@@ -330,31 +417,26 @@ def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_lengt
     sides = {"prompt": counts[:n], "chosen": counts[n:2 * n], "rejected": counts[2 * n:]}
     for side, v in sides.items():
         d[f"{side}_tokens"] = v
-        res.add_metric(f"{side}_tokens_mean", float(v.mean()) if n else None,
-                       f"mean number of {side} tokens (no special tokens)")
-        for q_name, q in _QUANTILES.items():
-            res.add_metric(f"{side}_tokens_{q_name}", float(np.quantile(v, q)) if n else None,
-                           f"{int(q * 100)}th percentile of {side} tokens")
-        res.add_metric(f"{side}_tokens_max", int(v.max()) if n else None, f"largest number of {side} tokens")
+        mean, p50, p95, most = _TOKEN_METRICS[side]
+        res.add_metric(mean, float(v.mean()) if n else None)
+        res.add_metric(p50, float(np.quantile(v, 0.5)) if n else None)
+        res.add_metric(p95, float(np.quantile(v, 0.95)) if n else None)
+        res.add_metric(most, int(v.max()) if n else None)
     eos = 1 if (not texts[3] and getattr(tok, "eos_token", None)) else 0
     seq = sides["prompt"] + np.maximum(sides["chosen"], sides["rejected"]) + eos
     d["sequence_tokens"] = seq
     d["over_budget"] = seq > max_length
-    res.add_metric("share_over_budget", float(d["over_budget"].mean()) if n else None,
-                   f"share of pairs whose prompt + longer response{' + EOS' if eos else ''} exceeds "
-                   f"max_length={max_length} tokens, so DPO training would truncate it")
-    res.add_metric("share_prompt_over_budget", float((sides["prompt"] >= max_length).mean()) if n else None,
-                   f"share of pairs whose prompt alone fills max_length={max_length} tokens "
-                   "(TRL drops them: no response token would be trained on)")
+    res.add_metric("share_over_budget", float(d["over_budget"].mean()) if n else None)
+    res.add_metric("share_prompt_over_budget", float((sides["prompt"] >= max_length).mean()) if n else None)
     live = ~pairs["tie"].to_numpy(dtype=bool)
     if live.any():
         res.add_metric("share_longer_chosen_tokens",
-                       float((sides["chosen"][live] > sides["rejected"][live]).mean()),
-                       "share of non-tied pairs whose chosen response has strictly more tokens")
+                       float((sides["chosen"][live] > sides["rejected"][live]).mean()))
     top = int(max(counts.max() if len(counts) else 1, 1))
     edges = np.unique(np.linspace(0, top, 31).round())
-    res.figures["token_hist"] = {"edges": edges.tolist(), "max_length": max_length,
-                                 **{s: np.histogram(v, bins=edges)[0].tolist() for s, v in sides.items()}}
+    res.add_figure("token_hist", Histogram(edges=edges, counts={s: np.histogram(v, bins=edges)[0]
+                                                                for s, v in sides.items()},
+                                           xlabel="tokens", marks={"max_length": max_length}))
     res.tables["token_stats"] = pd.DataFrame(
         {s: {"mean": v.mean(), "p50": np.quantile(v, .5), "p95": np.quantile(v, .95), "max": v.max()}
          for s, v in sides.items()}).T if n else pd.DataFrame()

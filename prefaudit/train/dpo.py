@@ -10,70 +10,14 @@ the response starting where they diverge, EOS appended, start kept on truncation
 
 from __future__ import annotations
 
-import contextlib
-import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from prefaudit.train.losses import LOSSES, preference_loss
-
-#: Training arithmetic :class:`TrainConfig` accepts.
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-
-#: Losses trained with TRL's DPOTrainer, as its ``loss_type``.
-TRL_LOSSES: dict[str, str] = {"sigmoid": "sigmoid", "ipo": "ipo", "robust": "robust"}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training options.
-
-    ``eps`` is the label-noise rate of ``robust``/``cdpo`` (the flip rate), ``alpha`` the
-    per-token length penalty of ``length_reg``, ``nll_weight`` the weight of CPO's likelihood
-    term; ``backend`` is ``"auto"`` (TRL where it has the loss), ``"trl"`` or ``"own"``.
-    ``precision`` is the arithmetic both back ends train in: ``"fp32"`` (the default, the same
-    on every machine) or ``"bf16"`` (autocast; faster on GPUs and CPUs that support it, and its
-    numbers differ from fp32 in the third decimal). It is chosen here, never by TRL's default
-    (``DPOConfig`` turns bf16 on wherever the hardware allows it).
-    """
-
-    loss: str = "sigmoid"
-    beta: float = 0.1
-    eps: float = 0.0
-    alpha: float = 0.0
-    nll_weight: float = 1.0
-    learning_rate: float = 5e-5
-    max_steps: int = 100
-    batch_size: int = 8
-    max_length: int = 512
-    seed: int = 0
-    backend: str = "auto"
-    precision: str = "fp32"
-
-    def resolved_backend(self) -> str:
-        """``"trl"`` or ``"own"``: which loop trains this loss."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
-        if self.backend == "auto":
-            return "trl" if self.loss in TRL_LOSSES else "own"
-        if self.backend == "trl" and self.loss not in TRL_LOSSES:
-            raise ValueError(f"TRL's DPOTrainer has no {self.loss!r} loss; use backend 'own'")
-        if self.backend not in ("trl", "own"):
-            raise ValueError(f"backend must be 'auto', 'trl' or 'own', got {self.backend!r}")
-        return self.backend
-
-    def autocast(self) -> Any:
-        """The autocast context the own loop trains in (a no-op for fp32)."""
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+from prefaudit.train.config import PRECISIONS, TRL_LOSSES, TrainConfig  # noqa: F401  (re-exported)
+from prefaudit.train.losses import preference_loss
 
 
 def encode(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -203,7 +147,6 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
     input-gradient hooks the trainer registered are removed (from the reference too), so what
     the caller measures is what reloads from disk.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer

@@ -32,8 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Loss names :func:`preference_loss` accepts.
-LOSSES: tuple[str, ...] = ("sigmoid", "ipo", "cdpo", "robust", "length_reg", "cpo")
+from prefaudit.train.config import LOSSES  # the loss names preference_loss accepts
 
 
 def log_ratio_difference(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor,

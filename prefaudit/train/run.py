@@ -220,21 +220,14 @@ def _load_model(model: str | Any, tokenizer: Any, cache_dir: str | Path | None) 
         if tokenizer is None:
             raise ConfigError("train_dpo: pass the tokenizer with an in-memory model")
         return model, tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from prefaudit.scoring.models import load_causal_lm
 
-    from prefaudit.scoring.models import pick_device_dtype, resolve_model_path
-
-    where = resolve_model_path(str(model), cache_dir)
-    device, _ = pick_device_dtype()
-    try:
-        tok = tokenizer or AutoTokenizer.from_pretrained(where, local_files_only=True)
-        loaded = AutoModelForCausalLM.from_pretrained(where, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--model {model!r}: cannot load a causal LM from {where} "
-                          f"({str(exc).splitlines()[0]}); prefaudit does not download models") from None
+    # Weights in fp32 on every device: TrainConfig.precision alone decides the arithmetic.
+    loaded, tok = load_causal_lm(str(model), dtype="float32", cache_dir=cache_dir, role="--model")
+    tok = tokenizer or tok
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    return loaded.to(device), tok
+    return loaded, tok
 
 
 def _with_lora(model: Any, seed: int) -> Any:
