@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from prefaudit import __version__
-from prefaudit.errors import ConfigError
+from prefaudit.errors import ConfigError, DataFormatError
 from prefaudit.loaders.report import LoadReport
-from prefaudit.results import AnalyzerResult, Metric, concat_flags
+from prefaudit.results import FLAG_COLUMNS, AnalyzerResult, Metric, concat_flags
 from prefaudit.schema import is_conversational, is_multi_annotator, to_pairs, validate
 
 #: Analyzers in the order they run: name -> "module:function".
@@ -36,6 +36,9 @@ ANALYZERS: dict[str, str] = {
 }
 #: Analyzers run when none are named; ``margins`` joins them when a reference model is given.
 DEFAULT_ANALYZERS: tuple[str, ...] = ("hygiene", "agreement", "coverage", "length")
+#: Runs whatever analyzers are named: it is cheap, and the default policy requires its metrics.
+ALWAYS_RUN = "hygiene"
+AUDIT_FILE, FLAGS_FILE = "audit.json", "pair_flags.csv"
 #: How many of the worst flagged pairs per analyzer keep their full text in the audit JSON.
 N_EXAMPLES = 25
 SCHEMA_VERSION = 1
@@ -61,6 +64,9 @@ class AuditResult:
         Input path, options and seed the audit ran with.
     verdict:
         The gate's verdict as a dict, once :mod:`prefaudit.gate` has evaluated the audit.
+    flags_complete:
+        False for an audit read back without its ``pair_flags.csv``: each analyzer's
+        ``pair_flags`` then holds only the worst flags saved in ``audit.json``.
     """
 
     summary: dict[str, Any]
@@ -70,6 +76,7 @@ class AuditResult:
     examples: dict[str, dict[str, str]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] | None = None
+    flags_complete: bool = True
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -115,32 +122,95 @@ class AuditResult:
                    verdict=d.get("verdict"))
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``audit.json`` and ``pair_flags.csv`` into ``out_dir``; return their paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"audit": out / "audit.json", "pair_flags": out / "pair_flags.csv"}
-        paths["audit"].write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n",
-                                  encoding="utf-8")
-        self.pair_flags().to_csv(paths["pair_flags"], index=False)
-        return paths
+        """Same as :func:`save_audit`."""
+        return save_audit(self, out_dir)
+
+
+def save_audit(result: AuditResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``audit.json`` and ``pair_flags.csv`` (every flag) into ``out_dir``; return their
+    paths. :func:`read_audit` reads both back into an equal AuditResult."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"audit": out / AUDIT_FILE, "pair_flags": out / FLAGS_FILE}
+    paths["audit"].write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n",
+                              encoding="utf-8")
+    result.pair_flags().to_csv(paths["pair_flags"], index=False)
+    return paths
 
 
 def read_audit(path: str | Path) -> AuditResult:
-    """Load a saved ``audit.json``."""
-    from prefaudit.errors import DataFormatError
+    """Load an audit saved by :func:`save_audit`: ``path`` is its ``audit.json`` or folder.
 
+    Every flag comes back from the ``pair_flags.csv`` beside it (its counts per analyzer must
+    match ``audit.json``). Without that file the result holds only the worst flags saved in
+    ``audit.json`` and ``flags_complete`` is False. A malformed file is a
+    :class:`~prefaudit.errors.DataFormatError` naming the file and field.
+    """
     p = Path(path)
+    p = p / AUDIT_FILE if p.is_dir() else p
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
+        d = json.loads(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise DataFormatError("no such file", path=str(p)) from None
     except OSError as exc:
         raise DataFormatError(f"cannot read audit file ({exc.strerror or exc})", path=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"file is not valid UTF-8 ({exc.reason})", path=str(p)) from None
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"invalid JSON ({exc.msg})", path=str(p), line=exc.lineno) from None
+    except (RecursionError, ValueError):
+        raise DataFormatError("invalid JSON (nested too deeply or an over-long number)", path=str(p)) from None
+    _check_audit_dict(d, p)
+    result = AuditResult.from_dict(d)
+    flags_path = p.with_name(FLAGS_FILE)
+    if flags_path.is_file():
+        _attach_flags(result, d, flags_path)
+    else:
+        result.flags_complete = not any(int(r.get("n_flags", 0)) for r in d.get("analyzers", {}).values())
+    return result
+
+
+def _check_audit_dict(d: Any, p: Path) -> None:
     if not isinstance(d, dict) or "metrics" not in d:
         raise DataFormatError("not a prefaudit audit.json (no 'metrics' key)", path=str(p))
-    return AuditResult.from_dict(d)
+    if not isinstance(d["metrics"], dict):
+        raise DataFormatError(f"expected a map of metric name to number, got {type(d['metrics']).__name__}",
+                              path=str(p), field="metrics")
+    for key, value in d["metrics"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DataFormatError(f"expected a number or null, got {value!r:.40}", path=str(p),
+                                  field=f"metrics.{key}")
+    for key, kind in (("summary", dict), ("analyzers", dict), ("load_report", dict), ("not_run", dict),
+                      ("examples", dict), ("config", dict)):
+        if d.get(key) is not None and not isinstance(d[key], kind):
+            raise DataFormatError(f"expected a map, got {type(d[key]).__name__}", path=str(p), field=key)
+    for name, r in (d.get("analyzers") or {}).items():
+        if not isinstance(r, dict):
+            raise DataFormatError(f"expected a map, got {type(r).__name__}", path=str(p), field=f"analyzers.{name}")
+
+
+def _attach_flags(result: AuditResult, d: dict[str, Any], path: Path) -> None:
+    """Every saved flag of each analyzer from ``pair_flags.csv``, checked against ``audit.json``."""
+    try:
+        flags = pd.read_csv(path, dtype={"pair_id": str, "analyzer": str, "reason": str, "detail": str},
+                            keep_default_na=False, na_values={"score": [""]})
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"cannot read the saved flags ({exc})", path=str(path)) from None
+    missing = [c for c in ("analyzer", *FLAG_COLUMNS) if c not in flags.columns]
+    if missing:
+        raise DataFormatError(f"missing column(s) {missing}", path=str(path))
+    by_analyzer = dict(tuple(flags.groupby("analyzer", sort=False)))
+    extra = sorted(set(by_analyzer) - set(result.results))
+    if extra:
+        raise DataFormatError(f"flags of analyzer {extra[0]!r}, which {AUDIT_FILE} does not hold",
+                              path=str(path), field="analyzer")
+    for name, res in result.results.items():
+        mine = by_analyzer.get(name, flags.iloc[:0])
+        expected = int(d["analyzers"][name].get("n_flags", len(mine)))
+        if len(mine) != expected:
+            raise DataFormatError(f"{len(mine)} flags of analyzer {name!r}, but {AUDIT_FILE} counts "
+                                  f"{expected}: the two files are not from the same audit", path=str(path))
+        res.pair_flags = mine[list(FLAG_COLUMNS)].reset_index(drop=True)
 
 
 def summarize_table(table: pd.DataFrame) -> dict[str, Any]:
@@ -189,9 +259,9 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
     table:
         A canonical pair table (see :mod:`prefaudit.schema`), e.g. from :func:`prefaudit.load`.
     analyzers:
-        Names to run, in any order (they run in :data:`ANALYZERS` order). None runs
-        :data:`DEFAULT_ANALYZERS`, plus ``margins`` when ``options["margins"]`` names a
-        ``reference_model``.
+        Names to run, in any order (they run in :data:`ANALYZERS` order); :data:`ALWAYS_RUN`
+        (hygiene) runs too. None runs :data:`DEFAULT_ANALYZERS`, plus ``margins`` when
+        ``options["margins"]`` names a ``reference_model``.
     load_report:
         The loader's report, carried into the result.
     seed:
@@ -229,7 +299,7 @@ def _resolve(analyzers: list[str] | tuple[str, ...] | None, options: dict[str, d
         if options.get("margins", {}).get("reference_model"):
             wanted.append("margins")
     else:
-        wanted = list(analyzers)
+        wanted = [ALWAYS_RUN, *analyzers]
     for name in wanted:
         if name not in ANALYZERS:
             raise ConfigError(f"unknown analyzer {name!r}; known: {', '.join(ANALYZERS)}")

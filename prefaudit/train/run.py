@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from prefaudit import __version__
-from prefaudit.audit import AuditResult, audit
+from prefaudit.audit import AuditResult, audit, table_hash
 from prefaudit.errors import ConfigError
 from prefaudit.gate import Policy, Verdict, apply_policy, load_policy
 from prefaudit.schema import to_pairs, validate
@@ -99,13 +99,16 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     lora:
         Train LoRA adapters (peft) instead of all weights; only the adapters are saved.
     audit_result:
-        A precomputed audit of ``table`` (skips re-running the analyzers).
+        A precomputed audit of ``table`` (skips re-running the analyzers), e.g. from
+        :func:`prefaudit.audit.read_audit`; its ``content_sha256`` must match ``table``.
     """
     config = config or TrainConfig()
     backend = config.resolved_backend()
     table = validate(table)
     if margin_drop is not None and audit_result is None:
         analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
+    if audit_result is not None:
+        _check_audit_matches(audit_result, table, drop_flags)
     result = audit_result or audit(table, analyzers, seed=config.seed, options=audit_options)
     verdict = apply_policy(result, policy if isinstance(policy, Policy) else load_policy(policy))
     refused = verdict.exit_code(strict) != 0
@@ -168,6 +171,18 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n", encoding="utf-8")
     (out / LOG_FILE).write_text("\n".join(log_lines) + "\n", encoding="utf-8")
     return TrainRun(out, verdict, forced, metadata, history)
+
+
+def _check_audit_matches(result: AuditResult, table: pd.DataFrame, drop_flags: tuple[str, ...] | list[str]) -> None:
+    """A precomputed (e.g. saved) audit must be of this very table, and hold every flag when
+    flags are dropped."""
+    saved, actual = result.summary.get("content_sha256"), table_hash(table)
+    if saved != actual:
+        raise ConfigError(f"the audit given is of other data: its content_sha256 is {str(saved)[:16]}, this "
+                          f"data's is {actual[:16]}; audit this data (or pass the matching data)")
+    if drop_flags and not result.flags_complete:
+        raise ConfigError("the audit given holds only its worst flags (its pair_flags.csv was not read); "
+                          "dropping flagged pairs needs every flag: keep pair_flags.csv beside audit.json")
 
 
 def _noise_rate(loss: str, label_noise: float | str | None, result: AuditResult) -> float:
