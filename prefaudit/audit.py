@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,22 +172,62 @@ def read_audit(path: str | Path) -> AuditResult:
 
 
 def _check_audit_dict(d: Any, p: Path) -> None:
+    """The shape of a saved audit, as far as gate, report and training read it; the first
+    mismatch is a DataFormatError naming its field (``analyzers.hygiene.metrics``)."""
     if not isinstance(d, dict) or "metrics" not in d:
         raise DataFormatError("not a prefaudit audit.json (no 'metrics' key)", path=str(p))
-    if not isinstance(d["metrics"], dict):
-        raise DataFormatError(f"expected a map of metric name to number, got {type(d['metrics']).__name__}",
-                              path=str(p), field="metrics")
-    for key, value in d["metrics"].items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise DataFormatError(f"expected a number or null, got {value!r:.40}", path=str(p),
-                                  field=f"metrics.{key}")
-    for key, kind in (("summary", dict), ("analyzers", dict), ("load_report", dict), ("not_run", dict),
-                      ("examples", dict), ("config", dict)):
-        if d.get(key) is not None and not isinstance(d[key], kind):
-            raise DataFormatError(f"expected a map, got {type(d[key]).__name__}", path=str(p), field=key)
+
+    def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise DataFormatError(f"expected {what}, got {type(value).__name__} ({value!r:.40})",
+                                  path=str(p), field=where)
+        return value
+
+    def number(value: Any, where: str) -> None:
+        if value is not None and not math.isfinite(expect(value, (int, float), where, "a number or null")):
+            raise DataFormatError(f"expected a finite number or null, got {value!r}", path=str(p), field=where)
+
+    def mapping(key: str, where: str, within: dict[str, Any]) -> dict[str, Any]:
+        value = within.get(key)
+        return {} if value is None else expect(value, dict, where, "a map")
+
+    def listing(key: str, where: str, within: dict[str, Any]) -> list[Any]:
+        value = within.get(key)
+        return [] if value is None else expect(value, list, where, "a list")
+
+    def records(key: str, where: str, within: dict[str, Any]) -> list[dict[str, Any]]:
+        items = listing(key, where, within)
+        return [expect(x, dict, f"{where}[{i}]", "a map") for i, x in enumerate(items)]
+
+    for key, value in expect(d["metrics"], dict, "metrics", "a map of metric name to number").items():
+        number(value, f"metrics.{key}")
+    for key in ("summary", "load_report", "analyzers", "not_run", "examples", "config", "verdict"):
+        mapping(key, key, d)
+    listing("sources", "summary.sources", d.get("summary") or {})
+    for i, e in enumerate(records("events", "load_report.events", d.get("load_report") or {})):
+        listing("first_records", f"load_report.events[{i}].first_records", e)
+        expect(e.get("count", 0), int, f"load_report.events[{i}].count", "an integer")
+    records("rules", "verdict.rules", d.get("verdict") or {})
+    for pid, example in (d.get("examples") or {}).items():
+        expect(example, dict, f"examples.{pid}", "a map")
     for name, r in (d.get("analyzers") or {}).items():
-        if not isinstance(r, dict):
-            raise DataFormatError(f"expected a map, got {type(r).__name__}", path=str(p), field=f"analyzers.{name}")
+        at = f"analyzers.{name}"
+        expect(r, dict, at, "a map")
+        for key, m in mapping("metrics", f"{at}.metrics", r).items():
+            expect(m, dict, f"{at}.metrics.{key}", "a map")
+            for part in ("value", "low", "high"):
+                number(m.get(part), f"{at}.metrics.{key}.{part}")
+        for key in ("figures", "params", "tables"):
+            mapping(key, f"{at}.{key}", r)
+        for key, t in (r.get("tables") or {}).items():
+            for part in ("data", "index", "columns"):
+                expect(expect(t, dict, f"{at}.tables.{key}", "a map").get(part), list,
+                       f"{at}.tables.{key}.{part}", "a list")
+        for key, n in mapping("flag_counts", f"{at}.flag_counts", r).items():
+            expect(n, int, f"{at}.flag_counts.{key}", "an integer")
+        expect(r.get("n_flags", 0), int, f"{at}.n_flags", "an integer")
+        listing("notes", f"{at}.notes", r)
+        records("top_flags", f"{at}.top_flags", r)
 
 
 def _attach_flags(result: AuditResult, d: dict[str, Any], path: Path) -> None:

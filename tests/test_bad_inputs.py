@@ -150,13 +150,24 @@ def test_no_records_with_format_given(tmp_path, capsys):
     one_line_error(*cli(capsys, "inspect", unrated), "no judgements", "too_few_rated: 2")
 
 
-@pytest.mark.parametrize("metrics", [[0.1, 0.2], "hygiene.x", 3, {"hygiene.contradiction_share": "low"}])
-def test_gate_and_report_on_audit_json_whose_metrics_are_not_a_map_of_numbers(tmp_path, capsys, metrics):
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"metrics": [0.1, 0.2]}, "metrics"),
+    ({"metrics": "hygiene.x"}, "metrics"),
+    ({"metrics": {"hygiene.contradiction_share": "low"}}, "metrics.hygiene.contradiction_share"),
+    ({"metrics": {"hygiene.contradiction_share": True}}, "metrics.hygiene.contradiction_share"),
+    ({"metrics": {"hygiene.contradiction_share": 1e999}}, "metrics.hygiene.contradiction_share"),
+    ({"metrics": {}, "analyzers": {"hygiene": {"metrics": []}}}, "analyzers.hygiene.metrics"),
+    ({"metrics": {}, "analyzers": {"hygiene": {"top_flags": 5}}}, "analyzers.hygiene.top_flags"),
+    ({"metrics": {}, "analyzers": {"hygiene": {"tables": {"t": 1}}}}, "analyzers.hygiene.tables.t"),
+    ({"metrics": {}, "load_report": {"events": [1]}}, "load_report.events[0]"),
+    ({"metrics": {}, "summary": {"sources": 5}}, "summary.sources"),
+    ({"metrics": {}, "verdict": 3}, "verdict"),
+])
+def test_gate_and_report_on_a_malformed_audit_json(tmp_path, capsys, doc, field):
     path = tmp_path / "audit.json"
-    path.write_text(json.dumps({"metrics": metrics}), encoding="utf-8")
-    field = "field 'metrics.hygiene.contradiction_share'" if isinstance(metrics, dict) else "field 'metrics'"
-    one_line_error(*cli(capsys, "gate", path), path, field)
-    one_line_error(*cli(capsys, "report", path, "--no-pdf"), path, field)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    one_line_error(*cli(capsys, "gate", path), path, f"field '{field}'")
+    one_line_error(*cli(capsys, "report", path, "--no-pdf"), path, f"field '{field}'")
     assert not (tmp_path / "report.html").exists()
 
 
