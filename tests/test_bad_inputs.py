@@ -335,6 +335,19 @@ def test_utf8_byte_order_mark_is_accepted(tmp_path):
         assert table["prompt"].iloc[0] in ("q1", "Where is Paris? (0)", TRL["prompt"])
 
 
+def test_target_prompt_list_with_a_bom_or_damaged_gzip(tmp_path):
+    from prefaudit.loaders.prompts import load_prompts
+
+    txt = tmp_path / "target.txt"
+    txt.write_bytes(b"\xef\xbb\xbfFirst prompt\n\nSecond prompt\r\n")
+    assert load_prompts(txt) == ["First prompt", "Second prompt"]
+    cut = tmp_path / "target.txt.gz"
+    packed = gzip.compress("".join(f"prompt {i}\n" for i in range(20000)).encode())
+    cut.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataFormatError, match=r"target.txt.gz, line \d+: cannot read file: damaged or truncated"):
+        load_prompts(cut)
+
+
 def test_no_traceback_from_a_real_process(tmp_path):
     packed = _gzip_body()
     cut = tmp_path / "cut.jsonl.gz"

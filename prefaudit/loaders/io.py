@@ -118,7 +118,7 @@ def _open_binary(path: Path) -> Any:
         raise DataFormatError(f"cannot read file: {exc.strerror or exc}", path=str(path)) from None
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of each line, line ending kept, each decoded as strict UTF-8 (a
     leading byte-order mark dropped), so a decoding error names its own line."""
     line_no = 0
@@ -207,7 +207,7 @@ def _long_integer_field(text: str, is_list: bool) -> tuple[int | None, str | Non
 
 def _iter_jsonl(path: Path) -> Iterator[Record]:
     record_no = 0
-    for line_no, line in _text_lines(path):
+    for line_no, line in text_lines(path):
         if line.isspace() or not line:  # blank line (no stripped copy of the record)
             continue
         rec = _parse_json(line, path, line_no)
@@ -240,7 +240,7 @@ def _iter_json(path: Path) -> Iterator[Record]:
 def _iter_csv(path: Path) -> Iterator[Record]:
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.reader(text for _, text in _text_lines(path))
+    reader = csv.reader(text for _, text in text_lines(path))
     try:
         header = next(reader, None)
         if header is None:
