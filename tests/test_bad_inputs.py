@@ -335,6 +335,22 @@ def test_utf8_byte_order_mark_is_accepted(tmp_path):
         assert table["prompt"].iloc[0] in ("q1", "Where is Paris? (0)", TRL["prompt"])
 
 
+def test_old_mac_line_endings_still_read(tmp_path):
+    (tmp_path / "cr.csv").write_bytes(b"prompt,chosen,rejected\rq1,a,b\rq2,\"c\r\nd\",e\r")
+    (tmp_path / "cr.jsonl").write_bytes(b"\r".join(json.dumps(r).encode() for r in records(2)))
+    assert list(load(tmp_path / "cr.csv").table["chosen"]) == ["a", "c\r\nd"]
+    assert len(load(tmp_path / "cr.jsonl").table) == 2
+
+
+def test_float_annotator_ids_from_parquet(tmp_path):
+    frame = pd.DataFrame({"instruction": ["Where is Paris?"] * 3, "output_1": ["France."] * 3,
+                          "output_2": ["Spain."] * 3, "preference": [1, 1, 2], "annotator_index": [3.0, 4.0, np.nan]})
+    frame.to_parquet(tmp_path / "af.parquet")
+    table, report = load(tmp_path / "af.parquet")
+    assert list(table["annotator"].fillna("<none>")) == ["3", "4", "<none>"]
+    assert report.count("float_id") == 2
+
+
 def test_target_prompt_list_with_a_bom_or_damaged_gzip(tmp_path):
     from prefaudit.loaders.prompts import load_prompts
 

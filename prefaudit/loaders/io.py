@@ -14,6 +14,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from prefaudit.loaders.report import LoadReport
 Record = tuple[int | None, int, dict[str, Any]]
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".ndjson")
 BOM = b"\xef\xbb\xbf"
+_BARE_CR = re.compile(r"(?<=\r)(?!\n)")
 #: The csv module's field limit is raised to this (its default, 128 KiB, rejects long responses).
 CSV_FIELD_LIMIT = 2**31 - 1
 #: What reading a damaged gzip stream raises: bad header/CRC (OSError), cut short (EOFError),
@@ -132,14 +134,17 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
             except _STREAM_ERRORS as exc:
                 raise DataFormatError(f"cannot read file: damaged or truncated data ({exc})",
                                       path=str(path), line=line_no + 1) from None
-            line_no += 1
-            if line_no == 1 and raw.startswith(BOM):
+            if line_no == 0 and raw.startswith(BOM):
                 raw = raw[len(BOM):]
             try:
-                yield line_no, raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataFormatError(f"file is not valid UTF-8 ({exc.reason} at byte {exc.start + 1} "
-                                      "of the line)", path=str(path), line=line_no) from None
+                                      "of the line)", path=str(path), line=line_no + 1) from None
+            # a bare "\r" ends a line too (old Mac files), as in Python's text mode with newline=""
+            for part in _BARE_CR.split(text) if "\r" in text else (text,):
+                line_no += 1
+                yield line_no, part
 
 
 def _read_text(path: Path) -> str:

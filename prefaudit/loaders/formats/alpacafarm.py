@@ -17,6 +17,7 @@ from prefaudit.loaders.common import (
     Context,
     content_id,
     first_judgement,
+    id_text,
     instruction_prompt,
     note_empty,
     parse_choice,
@@ -33,11 +34,11 @@ def sniff(record: Mapping[str, Any]) -> bool:
     return {"instruction", "output_1", "output_2", "preference"} <= record.keys()
 
 
-def _annotator(record: Mapping[str, Any]) -> str | None:
+def _annotator(record: Mapping[str, Any], ctx: Context) -> str | None:
     for key in ("annotator", "annotator_index"):
-        value = record.get(key)
+        value = id_text(record.get(key), key, ctx)
         if value is not None and value != "":
-            return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            return value
     return None
 
 
@@ -51,7 +52,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     if choice is None:
         return []
     pair_id = content_id(ctx, instruction, input_text, *sorted((out_1, out_2)))
-    annotator = _annotator(record)
+    annotator = _annotator(record, ctx)
     if not first_judgement(ctx, pair_id, annotator):
         return []
     chosen, rejected = (out_2, out_1) if choice == "B" else (out_1, out_2)

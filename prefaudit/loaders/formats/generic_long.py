@@ -72,8 +72,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     choice = parse_choice(require(record, "label", ctx), LABELS, "label", ctx)
     if choice is None:
         return []
-    annotator = record.get("annotator")
-    annotator = None if annotator is None or annotator == "" else str(annotator)
+    annotator = id_text(record.get("annotator"), "annotator", ctx) or None  # "" (a CSV cell): none
     prompt, a, b = responses
     chosen, rejected = (b, a) if choice == "B" else (a, b)
     return [row(ctx, pair_id, prompt, chosen, rejected, annotator=annotator, tie=choice == "tie")]
