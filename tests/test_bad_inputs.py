@@ -199,6 +199,7 @@ def test_parquet_float_ids(tmp_path, capsys):
     (1, "1e400", {"non_finite_score": 1, "one_score_missing": 1}, None),
     (float("inf"), float("inf"), {"non_finite_score": 2}, None),
     (7, None, {"one_score_missing": 1}, None),
+    (1e308, -1e308, {"non_finite_score": 1}, None),  # the difference overflows
     ("8.5", 6, {}, 2.5),
 ])
 def test_scores_that_are_not_finite_or_alone_are_counted(tmp_path, chosen, rejected, events, strength):

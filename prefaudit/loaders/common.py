@@ -218,7 +218,7 @@ def score(record: Mapping[str, Any], key: str, ctx: Context) -> float | None:
     except OverflowError:  # an int too large for a float
         x = math.inf
     if not math.isfinite(x):
-        ctx.note("non_finite_score", "dropped",
+        ctx.note("non_finite_score", "coerced",
                  f"a score (e.g. in '{key}') is not a finite number (NaN or infinite); left out")
         return None
     return x

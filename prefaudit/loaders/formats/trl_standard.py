@@ -9,6 +9,7 @@ their difference; equal scores make a tie; a pair with only one usable score is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,10 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     sc, sr = score(record, "score_chosen", ctx), score(record, "score_rejected", ctx)
     if sc is not None and sr is not None:
         strength = sc - sr
+        if not math.isfinite(strength):  # two huge scores of opposite sign
+            ctx.note("non_finite_score", "coerced",
+                     "the difference of score_chosen and score_rejected overflows; strength left empty")
+            strength = None
         tie = strength == 0
     elif (sc is None) != (sr is None):
         ctx.note("one_score_missing", "kept", "only one of score_chosen/score_rejected is a usable "
