@@ -247,8 +247,12 @@ def _folder_with_bad_entries(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
     write_jsonl(root / "locked" / "b.jsonl", records(2))
     os.symlink(root, root / "loop")
     os.symlink(root / "gone.jsonl", root / "dangling.jsonl")
+    (tmp_path / "elsewhere").mkdir()
+    write_jsonl(tmp_path / "elsewhere" / "c.jsonl", records(2))
+    os.symlink(tmp_path / "elsewhere", root / "linked")
+    os.symlink(tmp_path / "elsewhere" / "c.jsonl", root / "file_link.jsonl")  # a link to a file is read
     return root, {"unreadable_folder": root / "locked", "symlink_loop": root / "loop",
-                  "dangling_link": root / "dangling.jsonl"}
+                  "dangling_link": root / "dangling.jsonl", "linked_folder": root / "linked"}
 
 
 def _deny(monkeypatch: pytest.MonkeyPatch, *denied: Path) -> None:
@@ -267,7 +271,7 @@ def test_folder_skips_are_counted_and_named(tmp_path, monkeypatch):
     root, bad = _folder_with_bad_entries(tmp_path)
     _deny(monkeypatch, bad["unreadable_folder"])
     table, report = load(root)
-    assert len(table) == 2
+    assert len(table) == 4  # a.jsonl and file_link.jsonl
     for reason, path in bad.items():
         assert report.events[reason].first_records == [str(path)] and report.events[reason].action == "dropped"
 

@@ -55,47 +55,47 @@ def is_data_file(path: Path) -> bool:
 
 
 def find_data_files(folder: Path, report: LoadReport) -> list[Path]:
-    """Every data file below ``folder`` (symlinks followed), in sorted order.
+    """Every data file below ``folder``, in sorted order (links to files followed).
 
-    Entries that cannot be walked are counted in ``report`` with their path, never skipped
-    without a word: ``unreadable_folder`` (permission denied or another OS error),
-    ``symlink_loop`` (a link back to a folder already being walked) and ``dangling_link``
-    (a link to nothing). An unreadable ``folder`` itself is an error.
+    Entries that are not read are counted in ``report`` with their path, never skipped without
+    a word: ``unreadable_folder`` (permission denied or another OS error), ``symlink_loop`` (a
+    link to a folder that holds it), ``linked_folder`` (a link to another folder: not followed,
+    so no file is read twice) and ``dangling_link`` (a link to nothing). An unreadable
+    ``folder`` itself is an error.
     """
     found: list[Path] = []
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
         raise DataFormatError(f"cannot read folder ({exc.strerror or exc})", path=str(folder)) from None
-    _walk(folder, entries, {_dir_key(folder)}, found, report)
+    _walk(folder, entries, found, report)
     return sorted(found)
 
 
-def _dir_key(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_dev, st.st_ino
-
-
-def _walk(folder: Path, entries: list[os.DirEntry[str]], ancestors: set[tuple[int, int]],
-          found: list[Path], report: LoadReport) -> None:
+def _walk(folder: Path, entries: list[os.DirEntry[str]], found: list[Path], report: LoadReport) -> None:
     for entry in entries:
         path = folder / entry.name
-        if entry.is_symlink() and not path.exists():
-            report.note("dangling_link", str(path), "dropped", "a symbolic link to nothing; skipped")
-            continue
-        if entry.is_dir():
-            key = _dir_key(path)
-            if key in ancestors:
-                report.note("symlink_loop", str(path), "dropped",
-                            "a link back to a folder being read (a loop); skipped")
+        if entry.is_symlink():
+            if not path.exists():
+                report.note("dangling_link", str(path), "dropped", "a symbolic link to nothing; skipped")
                 continue
+            if path.is_dir():
+                target, here = path.resolve(), path.parent.resolve()
+                if target == here or target in here.parents:
+                    report.note("symlink_loop", str(path), "dropped",
+                                "a link to a folder that holds it (a loop); not followed")
+                else:
+                    report.note("linked_folder", str(path), "dropped",
+                                "a link to another folder; not followed (pass that folder to read it)")
+                continue
+        if entry.is_dir():
             try:
                 children = sorted(os.scandir(path), key=lambda e: e.name)
             except OSError as exc:
                 report.note("unreadable_folder", str(path), "dropped",
                             f"a folder that cannot be read ({exc.strerror or exc}); its files skipped")
                 continue
-            _walk(path, children, ancestors | {key}, found, report)
+            _walk(path, children, found, report)
         elif entry.is_file() and is_data_file(path):
             found.append(path)
 
