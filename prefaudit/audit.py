@@ -160,7 +160,8 @@ def read_audit(path: str | Path) -> AuditResult:
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"invalid JSON ({exc.msg})", path=str(p), line=exc.lineno) from None
     except (RecursionError, ValueError):
-        raise DataFormatError("invalid JSON (nested too deeply or an over-long number)", path=str(p)) from None
+        raise DataFormatError("invalid JSON (nested too deeply or an over-long number)",
+                              path=str(p)) from None
     _check_audit_dict(d, p)
     result = AuditResult.from_dict(d)
     flags_path = p.with_name(FLAGS_FILE)
@@ -185,7 +186,8 @@ def _check_audit_dict(d: Any, p: Path) -> None:
 
     def number(value: Any, where: str) -> None:
         if value is not None and not math.isfinite(expect(value, (int, float), where, "a number or null")):
-            raise DataFormatError(f"expected a finite number or null, got {value!r}", path=str(p), field=where)
+            raise DataFormatError(f"expected a finite number or null, got {value!r}", path=str(p),
+                                  field=where)
 
     def mapping(key: str, where: str, within: dict[str, Any]) -> dict[str, Any]:
         value = within.get(key)

@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of hygiene,agreement,coverage,length,margins "
                         "(default: all but margins; margins too when --reference-model is given); "
                         "hygiene always runs (it is cheap, and the default policy requires it)")
-    p.add_argument("--seed", type=seed_arg, default=0, help=f"seed for every random step, 0..{MAX_SEED} (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help=f"seed for every random step, 0..{MAX_SEED} (default 0)")
     p.add_argument("--tokenizer", default=None, help="length: a local tokenizer path or hub id for token counts")
     p.add_argument("--max-length", type=positive_int_arg, default=None,
                    help="token budget per sequence (truncation share)")

@@ -242,7 +242,8 @@ def _check_unique_in_file(table: pd.DataFrame, where: list[tuple[int | None, int
     annotator = table["annotator"].fillna("\x00")
     same = (table["pair_id"] == table["pair_id"].iloc[i]) & (annotator == annotator.iloc[i])
     j = int(np.flatnonzero(same.to_numpy())[0])
-    (first_line, first_record), (line, record) = ((None, j + 1), (None, i + 1)) if where is None else (where[j], where[i])
+    (first_line, first_record), (line, record) = (
+        ((None, j + 1), (None, i + 1)) if where is None else (where[j], where[i]))
     first = f"line {first_line}" if first_line is not None else f"record {first_record}"
     raise DataFormatError(
         f"pair_id {table['pair_id'].iloc[i]!r} appears twice for the same annotator (first at {first}); "

@@ -173,7 +173,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     return TrainRun(out, verdict, forced, metadata, history)
 
 
-def _check_audit_matches(result: AuditResult, table: pd.DataFrame, drop_flags: tuple[str, ...] | list[str]) -> None:
+def _check_audit_matches(result: AuditResult, table: pd.DataFrame,
+                         drop_flags: tuple[str, ...] | list[str]) -> None:
     """A precomputed (e.g. saved) audit must be of this very table, and hold every flag when
     flags are dropped."""
     saved, actual = result.summary.get("content_sha256"), table_hash(table)
