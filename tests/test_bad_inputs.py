@@ -303,6 +303,20 @@ def test_permission_denied_folder_is_not_an_empty_folder(tmp_path, monkeypatch, 
     inspect_error(capsys, root, "holds no .jsonl", "unreadable_folder", root / "inner")
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder; the monkeypatched tests above cover it")
+def test_a_real_unreadable_folder(tmp_path):
+    root = tmp_path / "data"
+    (root / "locked").mkdir(parents=True)
+    write_jsonl(root / "a.jsonl", records(2))
+    write_jsonl(root / "locked" / "b.jsonl", records(2))
+    (root / "locked").chmod(0)
+    try:
+        table, report = load(root)
+    finally:
+        (root / "locked").chmod(0o755)
+    assert len(table) == 2 and report.events["unreadable_folder"].first_records == [str(root / "locked")]
+
+
 def test_duplicate_id_named_by_its_record_in_its_own_file(tmp_path, capsys):
     first = write_jsonl(tmp_path / "a.jsonl", [{**TRL, "id": f"a{i}"} for i in range(5)])
     second = write_jsonl(tmp_path / "b.jsonl", [{**TRL, "id": "x"}, {**TRL, "id": "y"}, {**TRL, "id": "x"}])
