@@ -428,6 +428,10 @@ def test_saved_audit_round_trips_every_flag(tmp_path):
     assert set(back.pair_flags().query("reason == 'identical_responses'")["pair_id"]) == {
         f"same{i}" for i in range(150)}
     assert read_audit(tmp_path).metrics == result.metrics  # the folder works too
+    from prefaudit.train.run import _training_pairs  # what train_dpo drops with a saved audit
+
+    pairs, dropped = _training_pairs(table, back, ("identical_responses",), False, 0)
+    assert dropped["identical_responses"] == 150 and len(pairs) == 30
 
 
 def test_saved_flags_that_do_not_match_the_audit_are_refused(tmp_path, capsys):
