@@ -116,10 +116,10 @@ class AuditResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AuditResult:
         """Rebuild an AuditResult from its JSON form (pair flags are the saved worst ones)."""
-        results = {name: _result_from_dict(name, r) for name, r in d.get("analyzers", {}).items()}
-        return cls(summary=d.get("summary", {}), load_report=LoadReport.from_dict(d.get("load_report", {})),
-                   results=results, not_run=dict(d.get("not_run", {})),
-                   examples=dict(d.get("examples", {})), config=dict(d.get("config", {})),
+        results = {name: _result_from_dict(name, r) for name, r in (d.get("analyzers") or {}).items()}
+        return cls(summary=d.get("summary") or {}, load_report=LoadReport.from_dict(d.get("load_report") or {}),
+                   results=results, not_run=dict(d.get("not_run") or {}),
+                   examples=dict(d.get("examples") or {}), config=dict(d.get("config") or {}),
                    verdict=d.get("verdict"))
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -163,7 +163,11 @@ def read_audit(path: str | Path) -> AuditResult:
         raise DataFormatError("invalid JSON (nested too deeply or an over-long number)",
                               path=str(p)) from None
     _check_audit_dict(d, p)
-    result = AuditResult.from_dict(d)
+    try:
+        result = AuditResult.from_dict(d)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a shape the checks above miss
+        raise DataFormatError(f"not a readable prefaudit audit ({type(exc).__name__}: {exc})",
+                              path=str(p)) from None
     flags_path = p.with_name(FLAGS_FILE)
     if flags_path.is_file():
         _attach_flags(result, d, flags_path)
@@ -208,8 +212,12 @@ def _check_audit_dict(d: Any, p: Path) -> None:
     listing("sources", "summary.sources", d.get("summary") or {})
     for i, e in enumerate(records("events", "load_report.events", d.get("load_report") or {})):
         listing("first_records", f"load_report.events[{i}].first_records", e)
+        for key in ("reason", "action", "description"):
+            expect(e.get(key, ""), str, f"load_report.events[{i}].{key}", "text")
         expect(e.get("count", 0), int, f"load_report.events[{i}].count", "an integer")
-    records("rules", "verdict.rules", d.get("verdict") or {})
+    for i, rule in enumerate(records("rules", "verdict.rules", d.get("verdict") or {})):
+        for key in ("observed", "min", "max"):
+            number(rule.get(key), f"verdict.rules[{i}].{key}")
     for pid, example in (d.get("examples") or {}).items():
         expect(example, dict, f"examples.{pid}", "a map")
     for name, r in (d.get("analyzers") or {}).items():
@@ -229,7 +237,8 @@ def _check_audit_dict(d: Any, p: Path) -> None:
             expect(n, int, f"{at}.flag_counts.{key}", "an integer")
         expect(r.get("n_flags", 0), int, f"{at}.n_flags", "an integer")
         listing("notes", f"{at}.notes", r)
-        records("top_flags", f"{at}.top_flags", r)
+        for i, flag in enumerate(records("top_flags", f"{at}.top_flags", r)):
+            number(flag.get("score"), f"{at}.top_flags[{i}].score")
 
 
 def _attach_flags(result: AuditResult, d: dict[str, Any], path: Path) -> None:
