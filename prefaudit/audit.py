@@ -165,7 +165,8 @@ def read_audit(path: str | Path) -> AuditResult:
     _check_audit_dict(d, p)
     try:
         result = AuditResult.from_dict(d)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a shape the checks above miss
+    # a shape the checks above miss (table cells, flag records)
+    except (TypeError, ValueError, LookupError, AttributeError, pd.errors.InvalidIndexError) as exc:
         raise DataFormatError(f"not a readable prefaudit audit ({type(exc).__name__}: {exc})",
                               path=str(p)) from None
     flags_path = p.with_name(FLAGS_FILE)

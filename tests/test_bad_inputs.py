@@ -173,6 +173,38 @@ def test_gate_and_report_on_a_malformed_audit_json(tmp_path, capsys, doc, field)
     assert not (tmp_path / "report.html").exists()
 
 
+def test_randomly_damaged_saved_audits_never_crash_gate_or_report(tmp_path):
+    """Any value of a real audit.json replaced by a value of another type: the gate and the
+    report model either work or raise the one-line PrefauditError, never anything else."""
+    from prefaudit.errors import PrefauditError
+    from prefaudit.report.model import build_report_model
+
+    save_audit(audit(_flagged_table(n_same=20), ["hygiene", "length"]), tmp_path / "good")
+    base = json.loads((tmp_path / "good" / "audit.json").read_text())
+
+    def paths(obj: object, prefix: tuple = ()) -> list[tuple]:
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj[:2]) if isinstance(obj, list) else []
+        return [prefix] * bool(prefix) + [p for k, v in items for p in paths(v, (*prefix, k))]
+
+    rng = np.random.default_rng(0)
+    every = paths(base)
+    replacements = [None, 1, "x", [], {}, True, [1], {"a": 1}, 1e308]
+    path = tmp_path / "audit.json"
+    for _ in range(80):
+        doc = json.loads(json.dumps(base))
+        where = every[rng.integers(len(every))]
+        parent = doc
+        for key in where[:-1]:
+            parent = parent[key]
+        parent[where[-1]] = replacements[rng.integers(len(replacements))]
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        try:
+            apply_policy(read_audit(path), None)
+            build_report_model(path)
+        except PrefauditError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+
+
 # --- silent coercions and losses -------------------------------------------------------------
 
 def test_null_ids_get_generated_ids_and_are_counted(tmp_path):
