@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from prefaudit import __version__
-from prefaudit.errors import ConfigError
+from prefaudit.errors import ConfigError, DataFormatError
 from prefaudit.loaders.report import LoadReport
-from prefaudit.results import AnalyzerResult, Metric, concat_flags
+from prefaudit.results import FLAG_COLUMNS, AnalyzerResult, Metric, concat_flags
 from prefaudit.schema import (
     first_judgements,
     has_order,
@@ -49,6 +50,9 @@ DEFAULT_ANALYZERS: tuple[str, ...] = ("hygiene", "agreement", "judges", "coverag
 #: ``judges`` uses them, ``agreement`` leaves them out and says so; every other analyzer gets
 #: each annotator's first judgement only (schema.first_judgements).
 READS_REPEATS: frozenset[str] = frozenset({"agreement", "judges"})
+#: Runs whatever analyzers are named: it is cheap, and the default policy requires its metrics.
+ALWAYS_RUN = "hygiene"
+AUDIT_FILE, FLAGS_FILE = "audit.json", "pair_flags.csv"
 #: How many of the worst flagged pairs per analyzer keep their full text in the audit JSON.
 N_EXAMPLES = 25
 SCHEMA_VERSION = 1
@@ -74,6 +78,9 @@ class AuditResult:
         Input path, options and seed the audit ran with.
     verdict:
         The gate's verdict as a dict, once :mod:`prefaudit.gate` has evaluated the audit.
+    flags_complete:
+        False for an audit read back without its ``pair_flags.csv``: each analyzer's
+        ``pair_flags`` then holds only the worst flags saved in ``audit.json``.
     """
 
     summary: dict[str, Any]
@@ -83,6 +90,7 @@ class AuditResult:
     examples: dict[str, dict[str, str]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] | None = None
+    flags_complete: bool = True
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -121,39 +129,154 @@ class AuditResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AuditResult:
         """Rebuild an AuditResult from its JSON form (pair flags are the saved worst ones)."""
-        results = {name: _result_from_dict(name, r) for name, r in d.get("analyzers", {}).items()}
-        return cls(summary=d.get("summary", {}), load_report=LoadReport.from_dict(d.get("load_report", {})),
-                   results=results, not_run=dict(d.get("not_run", {})),
-                   examples=dict(d.get("examples", {})), config=dict(d.get("config", {})),
+        results = {name: _result_from_dict(name, r) for name, r in (d.get("analyzers") or {}).items()}
+        return cls(summary=d.get("summary") or {}, load_report=LoadReport.from_dict(d.get("load_report") or {}),
+                   results=results, not_run=dict(d.get("not_run") or {}),
+                   examples=dict(d.get("examples") or {}), config=dict(d.get("config") or {}),
                    verdict=d.get("verdict"))
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``audit.json`` and ``pair_flags.csv`` into ``out_dir``; return their paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"audit": out / "audit.json", "pair_flags": out / "pair_flags.csv"}
-        paths["audit"].write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n",
-                                  encoding="utf-8")
-        self.pair_flags().to_csv(paths["pair_flags"], index=False)
-        return paths
+        """Same as :func:`save_audit`."""
+        return save_audit(self, out_dir)
+
+
+def save_audit(result: AuditResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``audit.json`` and ``pair_flags.csv`` (every flag) into ``out_dir``; return their
+    paths. :func:`read_audit` reads both back into an equal AuditResult."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"audit": out / AUDIT_FILE, "pair_flags": out / FLAGS_FILE}
+    paths["audit"].write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n",
+                              encoding="utf-8")
+    result.pair_flags().to_csv(paths["pair_flags"], index=False)
+    return paths
 
 
 def read_audit(path: str | Path) -> AuditResult:
-    """Load a saved ``audit.json``."""
-    from prefaudit.errors import DataFormatError
+    """Load an audit saved by :func:`save_audit`: ``path`` is its ``audit.json`` or folder.
 
+    Every flag comes back from the ``pair_flags.csv`` beside it (its counts per analyzer must
+    match ``audit.json``). Without that file the result holds only the worst flags saved in
+    ``audit.json`` and ``flags_complete`` is False. A malformed file is a
+    :class:`~prefaudit.errors.DataFormatError` naming the file and field.
+    """
     p = Path(path)
+    p = p / AUDIT_FILE if p.is_dir() else p
     try:
-        d = json.loads(p.read_text(encoding="utf-8"))
+        d = json.loads(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise DataFormatError("no such file", path=str(p)) from None
     except OSError as exc:
         raise DataFormatError(f"cannot read audit file ({exc.strerror or exc})", path=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"file is not valid UTF-8 ({exc.reason})", path=str(p)) from None
     except json.JSONDecodeError as exc:
         raise DataFormatError(f"invalid JSON ({exc.msg})", path=str(p), line=exc.lineno) from None
+    except (RecursionError, ValueError):
+        raise DataFormatError("invalid JSON (nested too deeply or an over-long number)",
+                              path=str(p)) from None
+    _check_audit_dict(d, p)
+    try:
+        result = AuditResult.from_dict(d)
+    # a shape the checks above miss (table cells, flag records)
+    except (TypeError, ValueError, LookupError, AttributeError, pd.errors.InvalidIndexError) as exc:
+        raise DataFormatError(f"not a readable prefaudit audit ({type(exc).__name__}: {exc})",
+                              path=str(p)) from None
+    flags_path = p.with_name(FLAGS_FILE)
+    if flags_path.is_file():
+        _attach_flags(result, d, flags_path)
+    else:
+        result.flags_complete = not any(int(r.get("n_flags", 0)) for r in d.get("analyzers", {}).values())
+    return result
+
+
+def _check_audit_dict(d: Any, p: Path) -> None:
+    """The shape of a saved audit, as far as gate, report and training read it; the first
+    mismatch is a DataFormatError naming its field (``analyzers.hygiene.metrics``)."""
     if not isinstance(d, dict) or "metrics" not in d:
         raise DataFormatError("not a prefaudit audit.json (no 'metrics' key)", path=str(p))
-    return AuditResult.from_dict(d)
+
+    def expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise DataFormatError(f"expected {what}, got {type(value).__name__} ({value!r:.40})",
+                                  path=str(p), field=where)
+        return value
+
+    def number(value: Any, where: str) -> None:
+        if value is not None and not math.isfinite(expect(value, (int, float), where, "a number or null")):
+            raise DataFormatError(f"expected a finite number or null, got {value!r}", path=str(p),
+                                  field=where)
+
+    def mapping(key: str, where: str, within: dict[str, Any]) -> dict[str, Any]:
+        value = within.get(key)
+        return {} if value is None else expect(value, dict, where, "a map")
+
+    def listing(key: str, where: str, within: dict[str, Any]) -> list[Any]:
+        value = within.get(key)
+        return [] if value is None else expect(value, list, where, "a list")
+
+    def records(key: str, where: str, within: dict[str, Any]) -> list[dict[str, Any]]:
+        items = listing(key, where, within)
+        return [expect(x, dict, f"{where}[{i}]", "a map") for i, x in enumerate(items)]
+
+    for key, value in expect(d["metrics"], dict, "metrics", "a map of metric name to number").items():
+        number(value, f"metrics.{key}")
+    for key in ("summary", "load_report", "analyzers", "not_run", "examples", "config", "verdict"):
+        mapping(key, key, d)
+    listing("sources", "summary.sources", d.get("summary") or {})
+    for i, e in enumerate(records("events", "load_report.events", d.get("load_report") or {})):
+        listing("first_records", f"load_report.events[{i}].first_records", e)
+        for key in ("reason", "action", "description"):
+            expect(e.get(key, ""), str, f"load_report.events[{i}].{key}", "text")
+        expect(e.get("count", 0), int, f"load_report.events[{i}].count", "an integer")
+    for i, rule in enumerate(records("rules", "verdict.rules", d.get("verdict") or {})):
+        for key in ("observed", "min", "max"):
+            number(rule.get(key), f"verdict.rules[{i}].{key}")
+    for pid, example in (d.get("examples") or {}).items():
+        expect(example, dict, f"examples.{pid}", "a map")
+    for name, r in (d.get("analyzers") or {}).items():
+        at = f"analyzers.{name}"
+        expect(r, dict, at, "a map")
+        for key, m in mapping("metrics", f"{at}.metrics", r).items():
+            expect(m, dict, f"{at}.metrics.{key}", "a map")
+            for part in ("value", "low", "high"):
+                number(m.get(part), f"{at}.metrics.{key}.{part}")
+        for key in ("figures", "params", "tables"):
+            mapping(key, f"{at}.{key}", r)
+        for key, t in (r.get("tables") or {}).items():
+            for part in ("data", "index", "columns"):
+                expect(expect(t, dict, f"{at}.tables.{key}", "a map").get(part), list,
+                       f"{at}.tables.{key}.{part}", "a list")
+        for key, n in mapping("flag_counts", f"{at}.flag_counts", r).items():
+            expect(n, int, f"{at}.flag_counts.{key}", "an integer")
+        expect(r.get("n_flags", 0), int, f"{at}.n_flags", "an integer")
+        listing("notes", f"{at}.notes", r)
+        for i, flag in enumerate(records("top_flags", f"{at}.top_flags", r)):
+            number(flag.get("score"), f"{at}.top_flags[{i}].score")
+
+
+def _attach_flags(result: AuditResult, d: dict[str, Any], path: Path) -> None:
+    """Every saved flag of each analyzer from ``pair_flags.csv``, checked against ``audit.json``."""
+    try:
+        flags = pd.read_csv(path, dtype={"pair_id": str, "analyzer": str, "reason": str, "detail": str},
+                            keep_default_na=False, na_values={"score": [""]})
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"cannot read the saved flags ({exc})", path=str(path)) from None
+    missing = [c for c in ("analyzer", *FLAG_COLUMNS) if c not in flags.columns]
+    if missing:
+        raise DataFormatError(f"missing column(s) {missing}", path=str(path))
+    by_analyzer = dict(tuple(flags.groupby("analyzer", sort=False)))
+    extra = sorted(set(by_analyzer) - set(result.results))
+    if extra:
+        raise DataFormatError(f"flags of analyzer {extra[0]!r}, which {AUDIT_FILE} does not hold",
+                              path=str(path), field="analyzer")
+    for name, res in result.results.items():
+        mine = by_analyzer.get(name, flags.iloc[:0])
+        expected = int(d["analyzers"][name].get("n_flags", len(mine)))
+        if len(mine) != expected:
+            raise DataFormatError(f"{len(mine)} flags of analyzer {name!r}, but {AUDIT_FILE} counts "
+                                  f"{expected}: the two files are not from the same audit", path=str(path))
+        res.pair_flags = mine[list(FLAG_COLUMNS)].reset_index(drop=True)
 
 
 def summarize_table(table: pd.DataFrame) -> dict[str, Any]:
@@ -204,9 +327,9 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         or a Hugging Face ``Dataset`` / ``DatasetDict`` / ``IterableDataset`` in a format
         :func:`prefaudit.load` detects (loaded first; its LoadReport is carried).
     analyzers:
-        Names to run, in any order (they run in :data:`ANALYZERS` order). None runs
-        :data:`DEFAULT_ANALYZERS`, plus ``margins`` when ``options["margins"]`` names a
-        ``reference_model``.
+        Names to run, in any order (they run in :data:`ANALYZERS` order); :data:`ALWAYS_RUN`
+        (hygiene) runs too. None runs :data:`DEFAULT_ANALYZERS`, plus ``margins`` when
+        ``options["margins"]`` names a ``reference_model``.
     load_report:
         The loader's report, carried into the result.
     seed:
@@ -257,7 +380,7 @@ def _resolve(analyzers: list[str] | tuple[str, ...] | None, options: dict[str, d
         if options.get("margins", {}).get("reference_model"):
             wanted.append("margins")
     else:
-        wanted = list(analyzers)
+        wanted = [ALWAYS_RUN, *analyzers]
     for name in wanted:
         if name not in ANALYZERS:
             raise ConfigError(f"unknown analyzer {name!r}; known: {', '.join(ANALYZERS)}")

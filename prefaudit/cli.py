@@ -16,6 +16,51 @@ from typing import Any
 from prefaudit.errors import PrefauditError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: The largest seed numpy's and torch's generators accept.
+MAX_SEED = 2**32 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit 2), without the usage text."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed``: an integer in [0, :data:`MAX_SEED`]."""
+    value = _int_arg(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse type of a count or size: an integer of at least 1."""
+    value = _int_arg(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
+
+
+def analyzers_arg(text: str) -> list[str]:
+    """argparse type of ``--analyzers``: a comma-separated list of known analyzer names."""
+    from prefaudit.audit import ANALYZERS
+
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected analyzer names from {', '.join(ANALYZERS)}, got {text!r}")
+    unknown = [n for n in names if n not in ANALYZERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown analyzer {unknown[0]!r}; known: {', '.join(ANALYZERS)}")
+    return names
 
 
 def _add_data_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
@@ -90,8 +135,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     policy = None if args.no_gate else load_policy(args.policy)  # a bad policy fails before the work
     loaded = _load(args)
-    analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
-    result = audit(loaded.table, analyzers, load_report=loaded.report, seed=args.seed,
+    result = audit(loaded.table, args.analyzers, load_report=loaded.report, seed=args.seed,
                    options=_analyzer_options(args),
                    config={"data": [str(p) for p in args.data], "format": args.format})
     verdict = None if policy is None else _run_gate(result, policy, args, args.out)
@@ -167,7 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     loaded = _load(args)
     analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
     label_noise = args.label_noise if args.label_noise in (None, "audit") else _rate(args.label_noise)
-    drop = tuple(r.strip() for r in args.drop_flags.split(",") if r.strip()) if args.drop_flags else ()
+    drop = _flag_list(args.drop_flags)
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
     try:
         run = train_dpo(loaded.table, args.model, args.output_dir, policy=args.policy, force=args.force,
@@ -191,10 +235,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _flag_list(text: str | None) -> tuple[str, ...]:
+    """``--drop-flags R1,R2`` as a tuple of flag reasons (empty when not given)."""
+    return tuple(r.strip() for r in text.split(",") if r.strip()) if text else ()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from prefaudit.audit import audit
-    from prefaudit.export import check_audit_matches, export_pairs, output_path, saved_audit, write_export
+    from prefaudit.audit import audit, read_audit
+    from prefaudit.export import export_pairs, output_path, write_export
     from prefaudit.gate import apply_policy, load_policy
+    from prefaudit.selection import check_audit
 
     output_path(args.out, args.export_format)  # a wrong suffix fails before the work
     policy = load_policy(args.policy)
@@ -204,8 +254,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.from_audit:
         if args.analyzers:
             raise PrefauditError("--analyzers applies when export audits the data; not with --from-audit")
-        result = saved_audit(args.from_audit)
-        check_audit_matches(result, loaded.table, str(Path(args.from_audit) / "audit.json"))
+        result = read_audit(args.from_audit)
+        check_audit(result, loaded.table, _flag_list(args.drop_flags), where=str(Path(args.from_audit) / "audit.json"))
         if margins is not None:  # log-probs come from the cache when the audit scored them
             from prefaudit.analyzers.margins import analyze_margins
 
@@ -219,7 +269,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                        options={"margins": margins} if margins else None)
     if result.verdict is None:
         result.verdict = apply_policy(result, policy).to_dict()
-    drop = tuple(r.strip() for r in args.drop_flags.split(",") if r.strip()) if args.drop_flags else ()
+    drop = _flag_list(args.drop_flags)
     frame = export_pairs(loaded.table, result, drop_flags=drop, length_balance=args.length_balance,
                          margin_drop=_fractions(args.margin_drop), seed=args.seed, format=args.export_format)
     options = {"data": [str(p) for p in args.data], "from_audit": args.from_audit, "drop_flags": list(drop),
@@ -275,7 +325,7 @@ def _train_config(args: argparse.Namespace):  # -> TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefaudit", description="Audit preference data before DPO.")
+    parser = _Parser(prog="prefaudit", description="Audit preference data before DPO.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -287,13 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="run the analyzers; write audit.json and pair_flags.csv")
     _add_data_args(p)
     p.add_argument("--out", default="prefaudit_out", help="output folder (default: prefaudit_out)")
-    p.add_argument("--analyzers", default=None,
+    p.add_argument("--analyzers", type=analyzers_arg, default=None,
                    help="comma-separated subset of hygiene,agreement,judges,coverage,length,margins "
                         "(default: all but margins; margins too when --reference-model is given; judges "
-                        "only when the data names annotators or records the order shown)")
-    p.add_argument("--seed", type=int, default=0, help="seed for every random step (default 0)")
+                        "only when the data names annotators or records the order shown); hygiene always "
+                        "runs (it is cheap, and the default policy requires it)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help=f"seed for every random step, 0..{MAX_SEED} (default 0)")
     p.add_argument("--tokenizer", default=None, help="length: a local tokenizer path or hub id for token counts")
-    p.add_argument("--max-length", type=int, default=None, help="token budget per sequence (truncation share)")
+    p.add_argument("--max-length", type=positive_int_arg, default=None,
+                   help="token budget per sequence (truncation share)")
     p.add_argument("--embedding-model", default=None, help="coverage: sentence-transformers model (path or id)")
     p.add_argument("--target", default=None, help="coverage: target prompts (any loader format or a .txt list)")
     p.add_argument("--reference-model", default=None,

@@ -29,11 +29,10 @@ from typing import Any
 import pandas as pd
 
 from prefaudit import __version__
-from prefaudit.audit import AuditResult, read_audit, table_hash
-from prefaudit.errors import ConfigError, DataFormatError
-from prefaudit.results import FLAG_COLUMNS
+from prefaudit.audit import AuditResult
+from prefaudit.errors import ConfigError
 from prefaudit.schema import MESSAGE_COLUMNS
-from prefaudit.selection import select_pairs
+from prefaudit.selection import check_audit, select_pairs
 
 FORMATS: tuple[str, ...] = ("trl", "trl-conversational", "jsonl")
 #: Reference log-prob columns, named as TRL's DPO collator reads them.
@@ -54,7 +53,7 @@ def export_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
     """
     if format not in FORMATS:
         raise ConfigError(f"export format {format!r}; expected one of {', '.join(FORMATS)}")
-    check_audit_matches(result, table, "export_pairs(table, result)")
+    check_audit(result, table, drop_flags, where="export_pairs(table, result)")
     pairs, dropped = select_pairs(table, result, drop_flags=drop_flags, length_balance=length_balance,
                                   margin_drop=margin_drop, seed=seed)
     conversational = all(c in pairs.columns for c in MESSAGE_COLUMNS) and bool(len(pairs)) and \
@@ -118,29 +117,3 @@ def write_export(frame: pd.DataFrame, out: str | Path, result: AuditResult, *, f
     }
     sidecar.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     return {"data": path, "sidecar": sidecar}
-
-
-def saved_audit(folder: str | Path) -> AuditResult:
-    """An audit written by ``prefaudit audit --out FOLDER``, with every flag of its
-    ``pair_flags.csv`` (``audit.json`` alone keeps only the worst)."""
-    d = Path(folder)
-    result = read_audit(d / "audit.json")
-    csv = d / "pair_flags.csv"
-    if not csv.is_file():
-        raise DataFormatError("no such file (written next to audit.json by `prefaudit audit`)", path=str(csv))
-    flags = pd.read_csv(csv, dtype={"pair_id": str, "analyzer": str, "reason": str, "detail": str})
-    missing = [c for c in ("analyzer", *FLAG_COLUMNS) if c not in flags.columns]
-    if missing:
-        raise DataFormatError(f"missing column(s) {missing}", path=str(csv))
-    for name, res in result.results.items():
-        res.pair_flags = flags.loc[flags["analyzer"] == name, list(FLAG_COLUMNS)].reset_index(drop=True)
-    return result
-
-
-def check_audit_matches(result: AuditResult, table: pd.DataFrame, where: str) -> None:
-    """Refuse an audit of other data: its ``content_sha256`` must be the table's."""
-    saved, here = result.summary.get("content_sha256"), table_hash(table)
-    if saved != here:
-        raise DataFormatError(f"the audit was computed on other data (content_sha256 {str(saved)[:12]}..., this "
-                              f"data {here[:12]}...); audit this data first, or pass the data that audit read",
-                              path=where)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from prefaudit.audit import AuditResult
-from prefaudit.errors import ConfigError
+from prefaudit.audit import AuditResult, table_hash
+from prefaudit.errors import ConfigError, DataFormatError
 from prefaudit.schema import MESSAGE_COLUMNS, to_pairs
 
 #: Columns of a selected pair (plus the message columns when the data is conversational).
@@ -88,3 +88,19 @@ def drop_by_margin(pairs: pd.DataFrame, result: AuditResult,
     keep = set(select_by_margin(scored, drop_low=margin_drop[0], drop_high=margin_drop[1]).astype(str))
     kept = pairs[pairs["pair_id"].astype(str).isin(keep)].reset_index(drop=True)
     return kept, len(pairs) - len(kept)
+
+
+def check_audit(result: AuditResult, table: pd.DataFrame, drop_flags: Sequence[str] = (), *,
+                where: str = "the audit given") -> None:
+    """Refuse an audit that is not of ``table`` (its ``content_sha256`` differs) and, when flags
+    are to be dropped, one that holds only its worst flags (``pair_flags.csv`` was not read)."""
+    saved, here = result.summary.get("content_sha256"), table_hash(table)
+    if saved != here:
+        raise DataFormatError(f"the audit was computed on other data (content_sha256 {str(saved)[:12]}..., "
+                              f"this data {here[:12]}...); audit this data first, or pass the data that "
+                              "audit read", path=where)
+    if drop_flags and not result.flags_complete:
+        raise DataFormatError("the audit holds only its worst flags (its pair_flags.csv was not read); "
+                              "dropping flagged pairs needs every flag: keep pair_flags.csv beside "
+                              "audit.json", path=where)
+

@@ -17,6 +17,9 @@ from typing import Any
 from prefaudit.errors import DataFormatError
 from prefaudit.loaders.report import LoadReport
 
+#: Chat roles a message list may use (TRL's conversational format); others are an error.
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
 
 @dataclass
 class Context:
@@ -113,7 +116,8 @@ def note_empty(value: str, key: str, ctx: Context) -> None:
 def messages(value: Any, key: str, ctx: Context, *, role_key: str = "role",
              content_key: str = "content", role_map: Mapping[str, str] | None = None
              ) -> list[dict[str, str]]:
-    """A list of chat messages as ``[{"role", "content"}]`` (roles renamed via ``role_map``)."""
+    """A list of chat messages as ``[{"role", "content"}]``: roles renamed via ``role_map``,
+    or (without one) each one of :data:`ROLES`; any other role is an error."""
     if not isinstance(value, list):
         raise ctx.error(f"expected a list of messages, got {type(value).__name__}", field=key)
     out = []
@@ -122,12 +126,11 @@ def messages(value: Any, key: str, ctx: Context, *, role_key: str = "role",
             raise ctx.error(f"message {j} must be an object with '{role_key}' and '{content_key}'",
                             field=key)
         role = m[role_key]
-        if role_map is not None:
-            if role not in role_map:
-                raise ctx.error(f"message {j} has unknown role {role!r}; expected one of "
-                                f"{sorted(role_map)}", field=key)
-            role = role_map[role]
-        out.append({"role": str(role), "content": as_text(m[content_key], key, ctx)})
+        known = role_map if role_map is not None else {r: r for r in ROLES}
+        if not isinstance(role, str) or role not in known:
+            raise ctx.error(f"message {j} has unknown role {role!r}; expected one of "
+                            f"{sorted(known)}", field=key)
+        out.append({"role": known[role], "content": as_text(m[content_key], key, ctx)})
     return out
 
 
@@ -167,6 +170,67 @@ def number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
+
+
+def id_text(value: Any, key: str, ctx: Context) -> str | None:
+    """An id value as text; None for null or NaN (a missing id).
+
+    Text is kept as is and integers are written in digits; a float with an integral value (a
+    parquet or pandas column of ids that held a null) is written as that integer and counted
+    (``float_id``); any other float, a boolean, a list or an object is an error naming ``key``.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        ctx.note("float_id", "coerced", "an id stored as a float with an integral value (e.g. 3.0); "
+                 "used as the integer text ('3')")
+        return str(int(value))
+    raise ctx.error(f"expected an id as text or an integer, got {type(value).__name__} ({value!r:.40})",
+                    field=key)
+
+
+def pair_id_of(record: Mapping[str, Any], ctx: Context, keys: tuple[str, ...] = ("pair_id", "id")) -> str:
+    """The pair id from the first of ``keys`` the record has (see :func:`id_text`); without
+    one, :attr:`Context.default_pair_id`. A null id gets that generated id too, counted as
+    ``null_id``, so two null ids never collide."""
+    key = next((k for k in keys if k in record), None)
+    if key is None:
+        return ctx.default_pair_id
+    value = id_text(record[key], key, ctx)
+    if value is None:
+        ctx.note("null_id", "repaired", f"field '{key}' is null; the pair got the generated id "
+                 "'<source>:<record>'")
+        return ctx.default_pair_id
+    return value
+
+
+def score(record: Mapping[str, Any], key: str, ctx: Context) -> float | None:
+    """A numeric score field; None when absent, null or an empty CSV cell.
+
+    Numbers and numeric text become a float. A value that is not finite (NaN, ``"NaN"``,
+    ``1e400``) is counted (``non_finite_score``) and gives None; a boolean or other text is an
+    error naming ``key``.
+    """
+    value = record.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ctx.error(f"expected a number, got {type(value).__name__} ({value!r:.40})", field=key)
+    try:
+        x = float(value)
+    except ValueError:
+        raise ctx.error(f"expected a number, got {value!r:.40}", field=key) from None
+    except OverflowError:  # an int too large for a float
+        x = math.inf
+    if not math.isfinite(x):
+        ctx.note("non_finite_score", "coerced",
+                 f"a score (e.g. in '{key}') is not a finite number (NaN or infinite); left out")
+        return None
+    return x
 
 
 def instruction_prompt(instruction: str, input_text: str) -> str:

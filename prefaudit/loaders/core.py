@@ -14,7 +14,7 @@ import pandas as pd
 from prefaudit.errors import DataFormatError, UnknownFormatError
 from prefaudit.loaders import column_map, hf
 from prefaudit.loaders.common import Context
-from prefaudit.loaders.io import Record, is_data_file, iter_records
+from prefaudit.loaders.io import Record, find_data_files, iter_records
 from prefaudit.loaders.report import LoadReport
 from prefaudit.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
 
@@ -115,26 +115,44 @@ def load(data: str | Path | pd.DataFrame | Iterable[str | Path] | Any, format: s
                                  "folder or an hf: id), not to files or DataFrames")
     if isinstance(data, pd.DataFrame):
         return _load_frame(data, format, source or "<DataFrame>", options)
-    paths = _expand(data)
     report, frames = LoadReport(), []
+    paths = _expand(data, report)
     for path in paths:
         table, rep = _load_file(path, format, source, options)
         frames.append(table)
         report.merge(rep)
+    _check_not_empty(report, paths)
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    _check_unique_judgements(table, report)
+    _check_unique_across_files(frames, paths)
     return Loaded(table, report)
 
 
-def _expand(data: str | Path | Iterable[str | Path]) -> list[Path]:
+def _check_not_empty(report: LoadReport, paths: list[Path] | list[str]) -> None:
+    """Nothing to audit is bad input, not an audit of 0 pairs."""
+    if report.n_rows:
+        return
+    where = str(paths[0]) if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more file(s)"
+    if not report.n_records:
+        raise DataFormatError("no records; expected at least one preference record", path=where)
+    raise DataFormatError(f"no judgements: all {report.n_records} record(s) were dropped ("
+                          + "; ".join(f"{e.reason}: {e.count}" for e in report.events.values()
+                                      if e.action == "dropped") + ")", path=where)
+
+
+def _expand(data: str | Path | Iterable[str | Path], report: LoadReport) -> list[Path]:
     items = [data] if isinstance(data, (str, Path)) else list(data)
     paths: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and is_data_file(q))
+            skipped = report.n_dropped
+            found = find_data_files(p, report)
             if not found:
-                raise UnknownFormatError(f"{p}: directory holds no .jsonl/.json/.csv/.parquet files")
+                why = (f" ({report.n_dropped - skipped} folder(s) or link(s) could not be read: "
+                       + ", ".join(f"{e.reason} {', '.join(map(str, e.first_records))}"
+                                   for e in report.events.values()) + ")"
+                       if report.n_dropped > skipped else "")
+                raise UnknownFormatError(f"{p}: directory holds no .jsonl/.json/.csv/.parquet files{why}")
             paths += found
         elif p.is_file():
             paths.append(p)
@@ -160,14 +178,14 @@ def _load_frame(frame: pd.DataFrame, format: str, source: str, options: dict[str
     if format == "auto" and set(REQUIRED_COLUMNS) <= set(frame.columns):
         table = validate(frame)
         report = LoadReport([source], ["canonical"], len(table), len(table))
-        _check_unique_judgements(table, report)
+        _check_unique_in_file(table, None, source)
         return Loaded(table, report)
     recs = ((None, i, {k: _unbox(v) for k, v in r.items()})
             for i, r in enumerate(frame.to_dict("records"), start=1))
     head = _take(recs, SNIFF_RECORDS)
     name = detect_format([r for _, _, r in head], source) if format == "auto" else format
     loaded = _convert(name, _chain(head, recs), source, source, options)
-    _check_unique_judgements(loaded.table, loaded.report)
+    _check_not_empty(loaded.report, [source])
     return loaded
 
 
@@ -180,7 +198,7 @@ def _load_dataset(data: Any, format: str, source: str | None, split: str | None,
     head = _take(records, SNIFF_RECORDS)
     name = detect_format([r for _, _, r in head], where) if format == "auto" else format
     loaded = _convert(name, _chain(head, records), where, source or where, options)
-    _check_unique_judgements(loaded.table, loaded.report)
+    _check_not_empty(loaded.report, [where])  # _convert checked the ids
     return loaded
 
 
@@ -220,7 +238,9 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     columns: dict[str, list[Any]] = {}
     appenders: list[tuple[Callable[[Any], None], str]] = []
     n_rows = 0
+    where: list[tuple[int | None, int]] = []  # (line, record) of each row, for error messages
     for r in _rows(mod, records, ctx):
+        where.append((ctx.line, ctx.record))
         if not r.keys() <= columns.keys():
             for k in r.keys() - columns.keys():
                 columns[k] = [None] * n_rows
@@ -236,6 +256,7 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     table = pd.DataFrame(columns, dtype=object)
     ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in table.columns]
     table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
+    _check_unique_in_file(table, where, path)
     return Loaded(table, report)
 
 
@@ -251,17 +272,42 @@ def _rows(mod: ModuleType, records: Iterator[Record], ctx: Context) -> Iterator[
         yield from finish(ctx)
 
 
-def _check_unique_judgements(table: pd.DataFrame, report: LoadReport) -> None:
-    """Two rows with the same (pair_id, annotator) would double-count a judgement: the
-    pair ids of a source must be unique per annotator."""
-    if table.empty:
-        return
-    dup = table.duplicated(["pair_id", "annotator"])
+def _check_unique_in_file(table: pd.DataFrame, where: list[tuple[int | None, int]] | None, path: str) -> None:
+    """Two rows of one file with the same (pair_id, annotator) would double-count a judgement:
+    the error names the repeat by its line/record in the file (``where``, per row; None: the
+    row number is the record), and the first occurrence."""
+    dup = table.duplicated(["pair_id", "annotator"]).to_numpy()
     if "repeat" in table.columns:  # a loader's marked repeat judgement is not a clash
-        dup &= ~table["repeat"].to_numpy(dtype=bool)
-    if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataFormatError(
-            f"pair_id {table['pair_id'].iloc[i]!r} appears twice for the same annotator; "
-            "pair ids must be unique per annotator (rename, or load the files separately)",
-            path=str(table["source"].iloc[i]), record=i + 1, field="pair_id")
+        dup = dup & ~table["repeat"].to_numpy(dtype=bool)
+    if not dup.any():
+        return
+    i = int(np.flatnonzero(dup)[0])
+    annotator = table["annotator"].fillna("\x00")
+    same = (table["pair_id"] == table["pair_id"].iloc[i]) & (annotator == annotator.iloc[i])
+    j = int(np.flatnonzero(same.to_numpy())[0])
+    (first_line, first_record), (line, record) = (
+        ((None, j + 1), (None, i + 1)) if where is None else (where[j], where[i]))
+    first = f"line {first_line}" if first_line is not None else f"record {first_record}"
+    raise DataFormatError(
+        f"pair_id {table['pair_id'].iloc[i]!r} appears twice for the same annotator (first at {first}); "
+        "pair ids must be unique per annotator (rename, or load the files separately)",
+        path=path, line=line, record=record, field="pair_id")
+
+
+def _check_unique_across_files(frames: list[pd.DataFrame], paths: list[Path]) -> None:
+    """The same (pair_id, annotator) in two files: the error names both files."""
+    if len(frames) < 2:
+        return
+    keys = pd.concat([f[["pair_id", "annotator"]] for f in frames], ignore_index=True)
+    dup = keys.duplicated().to_numpy()
+    if not dup.any():
+        return
+    i = int(np.flatnonzero(dup)[0])
+    file_of = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    annotator = keys["annotator"].fillna("\x00")
+    same = (keys["pair_id"] == keys["pair_id"].iloc[i]) & (annotator == annotator.iloc[i])
+    first = paths[int(file_of[int(np.flatnonzero(same.to_numpy())[0])])]
+    raise DataFormatError(
+        f"pair_id {keys['pair_id'].iloc[i]!r} also appears in {first} for the same annotator; "
+        "pair ids must be unique per annotator (rename, or load the files separately)",
+        path=str(paths[int(file_of[i])]), field="pair_id")

@@ -12,7 +12,6 @@ Accepted inputs:
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 from prefaudit.errors import DataFormatError, UnknownFormatError
@@ -41,16 +40,13 @@ def load_prompts(path: str | Path) -> list[str]:
 
 
 def _read_txt(path: Path) -> list[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    from prefaudit.loaders.io import text_lines
+
     out = []
-    with opener(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(f"not UTF-8 text ({exc.reason})", path=str(path), line=line_no) from None
-            if text.strip():
-                out.append(text)
+    for _, line in text_lines(path):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            out.append(text)
     return out
 
 

@@ -17,7 +17,8 @@ class LoadEvent:
     action: Action
     description: str
     count: int = 0
-    first_records: list[int] = field(default_factory=list)
+    #: 1-based record numbers, or paths for events about files and folders (a skipped link)
+    first_records: list[int | str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"reason": self.reason, "action": self.action, "description": self.description,
@@ -39,8 +40,8 @@ class LoadReport:
     n_rows: int = 0
     events: dict[str, LoadEvent] = field(default_factory=dict)
 
-    def note(self, reason: str, record: int, action: Action, description: str) -> None:
-        """Count one occurrence of ``reason`` at 1-based ``record``."""
+    def note(self, reason: str, record: int | str, action: Action, description: str) -> None:
+        """Count one occurrence of ``reason`` at 1-based ``record`` (or at a path)."""
         ev = self.events.get(reason)
         if ev is None:
             ev = self.events[reason] = LoadEvent(reason, action, description)

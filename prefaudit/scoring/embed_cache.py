@@ -5,12 +5,18 @@ texts appends one shard (``.npz`` with the 16-byte BLAKE2b digests of the texts 
 float32 vectors), written atomically, so an interrupted run keeps what it finished and a
 rerun or an overlapping dataset only embeds texts no shard holds yet. Shards are merged into
 one when there are more than :data:`MAX_SHARDS`.
+
+A damaged shard (truncated or corrupt, e.g. the disk filled or the machine died mid-write) is
+never an error: it is counted in :attr:`EmbeddingStore.discarded`, logged, deleted, and its
+texts are embedded again as if never cached.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +24,7 @@ import numpy as np
 #: Merge the shards of a model into one when it has more than this many.
 MAX_SHARDS = 32
 DIGEST_BYTES = 16
+_log = logging.getLogger(__name__)
 
 
 def text_digest(text: str) -> bytes:
@@ -46,6 +53,8 @@ class EmbeddingStore:
         self._index: dict[bytes, int] = {}
         self._vectors: list[np.ndarray] = []
         self._offset = 0
+        #: damaged shards found (and deleted) while reading the folder
+        self.discarded: list[Path] = []
         for shard in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
             self._absorb(shard)
 
@@ -53,9 +62,17 @@ class EmbeddingStore:
         try:
             with np.load(shard) as z:
                 keys, vecs = z["keys"], z["vectors"]
-        except (OSError, ValueError, KeyError):
-            return  # a partial or foreign file: ignore it, the texts get re-embedded
-        self._add_to_index(keys, vecs)
+            problem = _shape_problem(keys, vecs, self._vectors[0].shape[1] if self._vectors else None)
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            problem = f"unreadable ({type(exc).__name__}: {exc})"
+        if problem is None:
+            self._add_to_index(keys, vecs)
+            return
+        # a truncated, corrupt or foreign file: drop it; its texts get embedded again
+        self.discarded.append(shard)
+        _log.warning("embedding cache: discarded damaged shard %s (%s); its texts are embedded again",
+                     shard, problem)
+        shard.unlink(missing_ok=True)
 
     def _add_to_index(self, keys: np.ndarray, vecs: np.ndarray) -> None:
         for i, row in enumerate(keys):
@@ -100,6 +117,17 @@ class EmbeddingStore:
         merged.with_name(merged.name + ".merged").replace(merged)
         self._index = {k: i for i, k in enumerate(self._index)}
         self._vectors, self._offset = [allv], len(allv)
+
+
+def _shape_problem(keys: np.ndarray, vecs: np.ndarray, dim: int | None) -> str | None:
+    """Why two arrays read from a shard cannot be its keys and vectors (None if they can)."""
+    if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != DIGEST_BYTES:
+        return f"keys of shape {keys.shape} and type {keys.dtype}"
+    if vecs.ndim != 2 or len(vecs) != len(keys) or (dim is not None and vecs.shape[1] != dim):
+        return f"vectors of shape {vecs.shape} for {len(keys)} keys"
+    if not np.issubdtype(vecs.dtype, np.floating) or not np.isfinite(vecs).all():
+        return "vectors that are not finite floats"
+    return None
 
 
 def _write_shard(path: Path, keys: np.ndarray, vectors: np.ndarray) -> None:

@@ -35,7 +35,7 @@ from prefaudit.audit import AuditResult, audit
 from prefaudit.errors import ConfigError
 from prefaudit.gate import Policy, Verdict, apply_policy, load_policy
 from prefaudit.schema import validate
-from prefaudit.selection import select_pairs
+from prefaudit.selection import check_audit, select_pairs
 from prefaudit.train.dpo import TrainConfig, preference_metrics, train_own, train_trl
 
 METADATA_FILE = "prefaudit_train.json"
@@ -100,13 +100,16 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     lora:
         Train LoRA adapters (peft) instead of all weights; only the adapters are saved.
     audit_result:
-        A precomputed audit of ``table`` (skips re-running the analyzers).
+        A precomputed audit of ``table`` (skips re-running the analyzers), e.g. from
+        :func:`prefaudit.audit.read_audit`; its ``content_sha256`` must match ``table``.
     """
     config = config or TrainConfig()
     backend = config.resolved_backend()
     table = validate(table)
     if margin_drop is not None and audit_result is None:
         analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
+    if audit_result is not None:
+        check_audit(audit_result, table, drop_flags)
     result = audit_result or audit(table, analyzers, seed=config.seed, options=audit_options)
     verdict = apply_policy(result, policy if isinstance(policy, Policy) else load_policy(policy))
     refused = verdict.exit_code(strict) != 0

@@ -18,6 +18,7 @@ from typing import Any
 from prefaudit.loaders.common import (
     Context,
     content_id,
+    id_text,
     instruction_prompt,
     judged_before,
     note_empty,
@@ -35,11 +36,11 @@ def sniff(record: Mapping[str, Any]) -> bool:
     return {"instruction", "output_1", "output_2", "preference"} <= record.keys()
 
 
-def _annotator(record: Mapping[str, Any]) -> str | None:
+def _annotator(record: Mapping[str, Any], ctx: Context) -> str | None:
     for key in ("annotator", "annotator_index"):
-        value = record.get(key)
+        value = id_text(record.get(key), key, ctx)
         if value is not None and value != "":
-            return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            return value
     return None
 
 
@@ -53,7 +54,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     if choice is None:
         return []
     pair_id = content_id(ctx, instruction, input_text, *sorted((out_1, out_2)))
-    annotator = _annotator(record)
+    annotator = _annotator(record, ctx)
     repeat = judged_before(ctx, pair_id, annotator)
     models = [text(record, key, ctx, required=False) or None for key in ("generator_1", "generator_2")]
     chosen, rejected = (out_2, out_1) if choice == "B" else (out_1, out_2)

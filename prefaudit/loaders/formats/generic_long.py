@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefaudit.errors import ConfigError, DataFormatError
-from prefaudit.loaders.common import Context, note_empty, parse_choice, require, row, text
+from prefaudit.loaders.common import Context, id_text, note_empty, parse_choice, require, row, text
 from prefaudit.loaders.io import iter_records
 
 NAME = "generic_long"
@@ -44,7 +44,7 @@ def prepare(ctx: Context) -> None:
     table: dict[str, tuple[str, str, str]] = {}
     for line, rec_no, rec in iter_records(path):
         rctx.line, rctx.record = line, rec_no
-        pair_id = str(require(rec, "pair_id", rctx))
+        pair_id = _pair_id(rec, rctx)
         if pair_id in table:
             raise rctx.error(f"pair_id {pair_id!r} appears twice in the responses table", field="pair_id")
         prompt, a, b = (text(rec, key, rctx) for key in RESPONSE_FIELDS)
@@ -55,8 +55,15 @@ def prepare(ctx: Context) -> None:
     ctx.state["labelled"] = set()
 
 
+def _pair_id(record: Mapping[str, Any], ctx: Context) -> str:
+    value = id_text(require(record, "pair_id", ctx), "pair_id", ctx)
+    if value is None:  # NaN: a missing cell of a float column
+        raise ctx.error("required field is null", field="pair_id")
+    return value
+
+
 def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
-    pair_id = str(require(record, "pair_id", ctx))
+    pair_id = _pair_id(record, ctx)
     responses = ctx.state["responses"].get(pair_id)
     if responses is None:
         raise ctx.error(f"pair_id {pair_id!r} is not in the responses table {ctx.options['responses']}",
@@ -65,8 +72,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     choice = parse_choice(require(record, "label", ctx), LABELS, "label", ctx)
     if choice is None:
         return []
-    annotator = record.get("annotator")
-    annotator = None if annotator is None or annotator == "" else str(annotator)
+    annotator = id_text(record.get("annotator"), "annotator", ctx) or None  # "" (a CSV cell): none
     prompt, a, b = responses
     chosen, rejected = (b, a) if choice == "B" else (a, b)
     return [row(ctx, pair_id, prompt, chosen, rejected, annotator=annotator, tie=choice == "tie",

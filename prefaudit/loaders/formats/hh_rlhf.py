@@ -18,7 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prefaudit.loaders.common import Context, as_text, messages, note_empty, render_messages, require, row
+from prefaudit.loaders.common import (
+    Context,
+    as_text,
+    messages,
+    note_empty,
+    pair_id_of,
+    render_messages,
+    require,
+    row,
+)
 
 NAME = "hh_rlhf"
 ASSISTANT = "\n\nAssistant:"
@@ -50,7 +59,7 @@ def _split_messages(msgs: list[dict[str, str]]) -> tuple[list[dict[str, str]], l
 
 def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     raw_c, raw_r = require(record, "chosen", ctx), require(record, "rejected", ctx)
-    pair_id = str(record.get("pair_id", record.get("id", ctx.default_pair_id)))
+    pair_id = pair_id_of(record, ctx)
     if isinstance(raw_c, list) or isinstance(raw_r, list):
         cm, rm = messages(raw_c, "chosen", ctx), messages(raw_r, "rejected", ctx)
         sc, sr = _split_messages(cm), _split_messages(rm)

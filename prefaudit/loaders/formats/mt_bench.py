@@ -21,6 +21,7 @@ from typing import Any
 
 from prefaudit.loaders.common import (
     Context,
+    id_text,
     judged_before,
     messages,
     note_empty,
@@ -52,7 +53,7 @@ def _turn(conv: list[dict[str, str]], turn: int, key: str, ctx: Context
 
 
 def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
-    question_id = require(record, "question_id", ctx)
+    question_id = id_text(require(record, "question_id", ctx), "question_id", ctx)
     model_a, model_b = text(record, "model_a", ctx), text(record, "model_b", ctx)
     raw_turn = require(record, "turn", ctx)
     try:

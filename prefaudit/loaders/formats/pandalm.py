@@ -16,6 +16,7 @@ from typing import Any
 
 from prefaudit.loaders.common import (
     Context,
+    id_text,
     instruction_prompt,
     note_empty,
     parse_choice,
@@ -42,7 +43,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     annotators = sorted((k for k in record if ANNOTATOR.match(str(k))), key=lambda k: int(k[9:]))
     if not annotators:
         raise ctx.error("record has no annotatorN label field", field="annotator1")
-    idx = record.get("idx")
+    idx = id_text(record.get("idx"), "idx", ctx)
     pair_id = f"{ctx.source}:{idx}" if idx is not None else ctx.default_pair_id
     rows = []
     for ann in annotators:

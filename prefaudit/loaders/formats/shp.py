@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from prefaudit.loaders.common import Context, note_empty, number, parse_choice, require, row, text
+from prefaudit.loaders.common import Context, id_text, note_empty, parse_choice, require, row, score, text
 
 NAME = "shp"
 LABELS = {1: "A", 0: "B"}
@@ -25,20 +25,10 @@ def sniff(record: Mapping[str, Any]) -> bool:
 
 
 def _pair_id(record: Mapping[str, Any], ctx: Context) -> str:
-    ids = [record.get(k) for k in ("post_id", "c_root_id_A", "c_root_id_B")]
+    ids = [id_text(record.get(k), k, ctx) for k in ("post_id", "c_root_id_A", "c_root_id_B")]
     if all(v is not None and v != "" for v in ids):
         return ":".join([ctx.source, *map(str, ids)])
     return ctx.default_pair_id
-
-
-def _score(record: Mapping[str, Any], key: str, ctx: Context) -> float | None:
-    value = record.get(key)
-    if value is None or value == "":
-        return None
-    x = number(value)
-    if x is None:
-        raise ctx.error(f"expected a number, got {value!r:.40}", field=key)
-    return x
 
 
 def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
@@ -49,7 +39,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     choice = parse_choice(require(record, "labels", ctx), LABELS, "labels", ctx)
     if choice is None:
         return []
-    score_a, score_b = _score(record, "score_A", ctx), _score(record, "score_B", ctx)
+    score_a, score_b = score(record, "score_A", ctx), score(record, "score_B", ctx)
     if choice == "B":
         ref_a, ref_b, score_a, score_b = ref_b, ref_a, score_b, score_a
     strength = None

@@ -3,11 +3,13 @@
 Each is either text, or (conversational) a list of ``{"role", "content"}`` messages: the
 prompt holds the conversation so far, chosen/rejected the assistant turn(s). Optional
 ``score_chosen``/``score_rejected`` (UltraFeedback-binarized style) give ``strength`` as
-their difference; equal scores make a tie. An optional ``id`` or ``pair_id`` names the pair.
+their difference; equal scores make a tie; a pair with only one usable score is counted
+(``one_score_missing``) and gets no strength. An optional ``pair_id`` or ``id`` names the pair.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,9 +18,11 @@ from prefaudit.loaders.common import (
     as_text,
     messages,
     note_empty,
+    pair_id_of,
     render_messages,
     require,
     row,
+    score,
 )
 
 NAME = "trl_standard"
@@ -48,12 +52,17 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     note_empty(chosen, "chosen", ctx)
     note_empty(rejected, "rejected", ctx)
     strength, tie = None, False
-    if record.get("score_chosen") is not None and record.get("score_rejected") is not None:
-        try:
-            strength = float(record["score_chosen"]) - float(record["score_rejected"])
-        except (TypeError, ValueError):
-            raise ctx.error("expected a number", field="score_chosen/score_rejected") from None
+    sc, sr = score(record, "score_chosen", ctx), score(record, "score_rejected", ctx)
+    if sc is not None and sr is not None:
+        strength = sc - sr
+        if not math.isfinite(strength):  # two huge scores of opposite sign
+            ctx.note("non_finite_score", "coerced",
+                     "the difference of score_chosen and score_rejected overflows; strength left empty")
+            strength = None
         tie = strength == 0
-    pair_id = str(record.get("pair_id", record.get("id", ctx.default_pair_id)))
+    elif (sc is None) != (sr is None):
+        ctx.note("one_score_missing", "kept", "only one of score_chosen/score_rejected is a usable "
+                 "number; strength left empty")
+    pair_id = pair_id_of(record, ctx)
     return [row(ctx, pair_id, prompt, chosen, rejected, tie=tie, strength=strength,
                 prompt_messages=pm, chosen_messages=cm, rejected_messages=rm)]
