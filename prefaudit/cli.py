@@ -186,6 +186,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from prefaudit.posttrain import (
+        evaluate_model,
+        load_policy_and_reference,
+        posttrain_policy,
+        write_evaluation,
+    )
+
+    policy = None if args.no_gate else posttrain_policy(args.policy)  # a bad policy fails before the work
+    loaded = _load(args)
+    target = None
+    if args.target:
+        from prefaudit.loaders.prompts import load_prompts
+
+        target = load_prompts(args.target)
+    model, reference, tok = load_policy_and_reference(args.policy_model, args.reference_model,
+                                                      cache_dir=args.cache_dir)
+    clusters = None
+    if not args.no_clusters:
+        from prefaudit.posttrain.clusters import pair_clusters
+
+        clusters = pair_clusters(loaded.table.drop_duplicates("pair_id"), embedding_model=args.embedding_model,
+                                 cache_dir=args.cache_dir, seed=args.seed)
+    result = evaluate_model(loaded.table, model, reference, tok, target=target, max_length=args.max_length,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed, cache_dir=args.cache_dir,
+                            clusters=clusters,
+                            config={"data": [str(p) for p in args.data], "policy_model": args.policy_model,
+                                    "reference_model": args.reference_model, "target": args.target})
+    verdict = None if policy is None else _run_gate(result, policy, args, args.out)
+    if verdict is not None:
+        result.verdict = verdict.to_dict()
+    print(f"wrote {write_evaluation(result, args.out)}", file=sys.stderr)
+    _write_reports(result, args.out, pdf=not args.no_pdf)
+    _print_metrics(result.metrics)
+    if verdict is None:
+        return EXIT_PASS
+    _print_verdict(verdict)
+    return verdict.exit_code(args.strict)
+
+
 def _fractions(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
@@ -283,6 +323,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the audit, the split and training")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="the trained policy against its reference: displacement, drift; "
+                                        "writes evaluation.json")
+    _add_data_args(p)
+    p.add_argument("--policy-model", required=True,
+                   help="the trained model: a model folder, a LoRA adapter folder, or what `prefaudit train` wrote")
+    p.add_argument("--reference-model", default=None,
+                   help="its reference: local dir, .gguf file or 'smollm2' (default: the model prefaudit_train.json "
+                        "in the policy folder names)")
+    p.add_argument("--target", default=None, help="target prompts to generate on (any loader format or a .txt list)")
+    p.add_argument("--out", default="prefaudit_eval", help="output folder (default: prefaudit_eval)")
+    p.add_argument("--max-length", type=int, default=None, help="token budget per prompt + response when scoring")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per target prompt (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clusters and the policy's samples (default 0)")
+    p.add_argument("--embedding-model", default=None, help="sentence-transformers model for the prompt clusters")
+    p.add_argument("--no-clusters", action="store_true", help="skip the by-prompt-cluster table")
+    p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
+    _add_gate_args(p)
+    p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
+    p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("formats", help="list the input formats prefaudit reads")
     p.set_defaults(func=cmd_formats)

@@ -76,6 +76,13 @@ KNOWN_METRICS: dict[str, tuple[str, ...]] = {
         "share_chosen_ood", "margin_length_correlation", "margin_support_correlation", "dpo_reward_scale",
         "share_truncated",
     ),
+    "posttrain": (
+        "n_pairs_evaluated", "reward_accuracy", "displacement_share", "median_chosen_logp_change",
+        "median_rejected_logp_change", "reference_wrong_fixed_share", "reference_right_broken_share",
+        "min_cluster_reward_accuracy", "max_cluster_displacement_share", "ches_chosen_change_spearman",
+        "n_target_prompts", "length_ratio", "kl_per_token", "repetition_rate", "reference_repetition_rate",
+        "repetition_increase",
+    ),
 }
 SEVERITIES: tuple[str, ...] = ("fail", "warn")
 RULE_KEYS: frozenset[str] = frozenset({"min", "max", "severity", "required", "message"})

@@ -1,0 +1,157 @@
+"""``evaluate_model``: the trained policy against its reference, as an audit-shaped result.
+
+The result is an :class:`~prefaudit.audit.AuditResult` holding one
+:class:`~prefaudit.results.AnalyzerResult` named ``posttrain``, so ``evaluation.json`` has the
+audit's flat ``metrics`` map (``posttrain.*``), the report package renders it, and
+:func:`prefaudit.gate.apply_policy` gates it. The gate uses only a policy's ``posttrain.*``
+rules (:func:`posttrain_policy`): the data rules were decided before training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prefaudit.audit import AuditResult, _json_default
+from prefaudit.gate import Policy, load_policy
+from prefaudit.loaders.report import LoadReport
+from prefaudit.posttrain.changes import add_change_metrics, pair_changes
+from prefaudit.posttrain.generation import generate_on_prompts, repetition_rate
+from prefaudit.results import AnalyzerResult
+from prefaudit.schema import to_pairs, validate
+
+EVALUATION_FILE = "evaluation.json"
+#: The analyzer name, the prefix of every metric this module writes.
+NAME = "posttrain"
+#: Most-drifted target prompts shown side by side in the report.
+N_DRIFTED = 10
+#: Flagged pairs whose texts the evaluation keeps for the report.
+N_EXAMPLES = 25
+
+
+def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, tokenizer: Any, *,
+                   target: Sequence[str] | None = None, max_length: int | None = None,
+                   max_new_tokens: int = 64, seed: int = 0, cache_dir: str | Path | None = None,
+                   clusters: tuple[pd.Series, dict[int, str]] | None = None, ches: pd.Series | None = None,
+                   progress: bool = True, config: dict[str, Any] | None = None) -> AuditResult:
+    """Compare ``policy`` with ``reference`` on preference pairs and on target prompts.
+
+    Parameters
+    ----------
+    pairs:
+        A canonical table (ties dropped, several annotators collapsed by majority) or plain
+        rows with ``pair_id``, ``prompt``, ``chosen``, ``rejected`` (held-out pairs above all);
+        None or empty skips the pair metrics.
+    policy, reference, tokenizer:
+        The trained model, its reference and their shared tokenizer
+        (:func:`prefaudit.posttrain.load.load_policy_and_reference`).
+    target:
+        Prompts the model must serve; None skips generation.
+    max_length:
+        Token budget per prompt + response when scoring pairs (None: no limit).
+    max_new_tokens, seed:
+        Generation length and the seed of the policy's samples.
+    cache_dir:
+        Log-prob cache (None: in memory only).
+    clusters:
+        ``(cluster per pair_id, label per cluster)`` for the by-cluster table
+        (:func:`prefaudit.posttrain.clusters.pair_clusters`).
+    ches:
+        Per-pair CHES score of the reference, indexed by ``pair_id`` (the margins analyzer's),
+        for its rank correlation with the chosen log-prob change.
+    """
+    res = AnalyzerResult(analyzer=NAME, params={"max_length": max_length, "max_new_tokens": max_new_tokens,
+                                                "seed": seed})
+    table = _pair_rows(pairs)
+    examples: dict[str, dict[str, str]] = {}
+    if table is None:
+        res.notes.append("no preference pairs given: the pair metrics were not measured.")
+    else:
+        changes = pair_changes(table, policy, reference, tokenizer, max_length=max_length, cache_dir=cache_dir,
+                               progress=progress)
+        add_change_metrics(res, changes, clusters=clusters[0] if clusters else None,
+                           cluster_labels=clusters[1] if clusters else None, ches=ches)
+        res.pair_data = changes
+        examples = _examples(table, res)
+    if target is None:
+        res.notes.append("no target prompts given (--target): length drift, KL and repetition were not measured.")
+    else:
+        _target_metrics(res, generate_on_prompts(policy, reference, tokenizer, list(target),
+                                                 max_new_tokens=max_new_tokens, seed=seed), tokenizer)
+    summary = {"n_pairs": 0 if table is None else len(table), "n_target_prompts": len(target or []),
+               "sources": sorted(map(str, table["source"].unique())) if table is not None and "source" in table
+               else []}
+    return AuditResult(summary=summary, load_report=LoadReport(), results={NAME: res}, examples=examples,
+                       config={"title": "Post-training evaluation: the policy against its reference",
+                               "seed": seed, **(config or {})})
+
+
+def _pair_rows(pairs: pd.DataFrame | None) -> pd.DataFrame | None:
+    if pairs is None or len(pairs) == 0:
+        return None
+    if "tie" in pairs.columns and "annotator" in pairs.columns:  # a canonical table
+        rows = to_pairs(validate(pairs))
+        rows = rows[~rows["tie"]]
+    else:
+        rows = pairs
+    return rows.reset_index(drop=True) if len(rows) else None
+
+
+def _target_metrics(res: AnalyzerResult, gens: list[Any], tokenizer: Any) -> None:
+    n_pol = np.array([len(g.policy_ids) for g in gens], dtype=float)
+    n_ref = np.array([len(g.reference_ids) for g in gens], dtype=float)
+    kl_tokens = sum(g.kl_tokens for g in gens)
+    res.add_metric("n_target_prompts", len(gens), "target prompts both models answered")
+    res.add_metric("length_ratio", n_pol.sum() / n_ref.sum() if n_ref.sum() else None,
+                   "tokens of the policy's greedy responses over the reference's, summed over the target prompts "
+                   "(> 1: the policy became more verbose)")
+    res.add_metric("kl_per_token", sum(g.kl_sum for g in gens) / kl_tokens if kl_tokens else None,
+                   "KL(policy || reference) per token, estimated on one seeded sample of the policy per target "
+                   "prompt: mean of log pi - log pi_ref over the sampled tokens (nats)")
+    pol_rep = repetition_rate([g.policy_ids for g in gens])
+    ref_rep = repetition_rate([g.reference_ids for g in gens])
+    res.add_metric("repetition_rate", pol_rep,
+                   "share of token 3-grams in the policy's greedy responses that repeat an earlier 3-gram of the "
+                   "same response")
+    res.add_metric("reference_repetition_rate", ref_rep,
+                   "the same for the reference's greedy responses (the baseline)")
+    res.add_metric("repetition_increase", None if pol_rep is None or ref_rep is None else pol_rep - ref_rep,
+                   "repetition_rate minus reference_repetition_rate: the repetition training added")
+    drift = np.array([g.kl_sum / g.kl_tokens if g.kl_tokens else 0.0 for g in gens])
+    order = np.lexsort((np.arange(len(gens)), -drift))[:N_DRIFTED]
+    res.tables["most_drifted"] = pd.DataFrame({
+        "prompt": [gens[i].prompt for i in order],
+        "policy_response": [tokenizer.decode(gens[i].policy_ids, skip_special_tokens=True) for i in order],
+        "reference_response": [tokenizer.decode(gens[i].reference_ids, skip_special_tokens=True) for i in order],
+        "kl_per_token": drift[order],
+        "policy_tokens": n_pol[order].astype(int), "reference_tokens": n_ref[order].astype(int)})
+
+
+def _examples(table: pd.DataFrame, res: AnalyzerResult) -> dict[str, dict[str, str]]:
+    worst = res.pair_flags.sort_values("score", ascending=False, kind="mergesort")["pair_id"].astype(str)
+    rows = table.assign(pair_id=table["pair_id"].astype(str)).set_index("pair_id")
+    return {pid: {"prompt": str(rows.at[pid, "prompt"]), "chosen": str(rows.at[pid, "chosen"]),
+                  "rejected": str(rows.at[pid, "rejected"]),
+                  "source": str(rows.at[pid, "source"]) if "source" in rows else ""}
+            for pid in list(dict.fromkeys(worst))[:N_EXAMPLES]}
+
+
+def posttrain_policy(policy: Policy | str | Path | None = None) -> Policy:
+    """The ``posttrain.*`` rules of a policy (the bundled default when None)."""
+    p = policy if isinstance(policy, Policy) else load_policy(policy)
+    return Policy(rules=tuple(r for r in p.rules if r.metric.startswith(f"{NAME}.")), name=p.name,
+                  description=p.description, source=p.source)
+
+
+def write_evaluation(result: AuditResult, out_dir: str | Path) -> Path:
+    """Write ``evaluation.json`` (the audit's JSON shape) into ``out_dir``; return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / EVALUATION_FILE
+    path.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return path
