@@ -170,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         length_balance=args.length_balance, margin_drop=_fractions(args.margin_drop),
                         holdout=args.holdout, lora=args.lora,
                         analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
-                        cache_dir=args.cache_dir)
+                        cache_dir=args.cache_dir, target=_target_prompts(args.target))
     except GateRefused as refused:
         _print_verdict(refused.verdict)
         print("prefaudit: training refused by the gate; no model was written (use --force to override, "
@@ -181,6 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("prefaudit: training FORCED despite the gate (recorded in prefaudit_train.json)", file=sys.stderr)
     after = run.metadata["held_out_after"]
     tail = f", held-out reward accuracy {after['reward_accuracy']:.3f}" if after else ""
+    if run.metadata["evaluation"]:
+        tail += f"; post-training gate {run.metadata['evaluation']['verdict']['status'].upper()} (evaluation/)"
     print(f"trained {run.metadata['pairs']['trained']} pairs, final loss {run.metadata['final_train_loss']:.4f}"
           f"{tail}; saved to {run.output_dir}")
     return EXIT_PASS
@@ -196,11 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     policy = None if args.no_gate else posttrain_policy(args.policy)  # a bad policy fails before the work
     loaded = _load(args)
-    target = None
-    if args.target:
-        from prefaudit.loaders.prompts import load_prompts
-
-        target = load_prompts(args.target)
+    target = _target_prompts(args.target)
     model, reference, tok = load_policy_and_reference(args.policy_model, args.reference_model,
                                                       cache_dir=args.cache_dir)
     clusters = None
@@ -224,6 +222,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return EXIT_PASS
     _print_verdict(verdict)
     return verdict.exit_code(args.strict)
+
+
+def _target_prompts(path: str | None) -> list[str] | None:
+    from prefaudit.loaders.prompts import load_prompts
+
+    return None if path is None else load_prompts(path)
 
 
 def _fractions(text: str | None) -> tuple[float, float] | None:
@@ -315,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
     p.add_argument("--max-length", type=int, default=512, help="tokens per prompt+response (default 512)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
+    p.add_argument("--target", default=None,
+                   help="target prompts: after training, `evaluate` generates on them (any loader format or .txt)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of all weights")
     p.add_argument("--backend", default="auto", choices=["auto", "trl", "own"],
                    help="auto: TRL's DPOTrainer for sigmoid/ipo/robust, our loop otherwise")

@@ -155,3 +155,45 @@ def write_evaluation(result: AuditResult, out_dir: str | Path) -> Path:
     path = out / EVALUATION_FILE
     path.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n", encoding="utf-8")
     return path
+
+
+def evaluate_after_training(policy: Any, reference: Any, tokenizer: Any, held_out: pd.DataFrame,
+                            out_dir: str | Path, *, audit: AuditResult | None = None,
+                            target: Sequence[str] | None = None, gate: Policy | str | Path | None = None,
+                            max_length: int | None = None, max_new_tokens: int = 64,
+                            seed: int = 0) -> dict[str, Any] | None:
+    """What ``prefaudit train`` runs after training: :func:`evaluate_model` on the held-out pairs
+    (and ``target``), gated by the ``posttrain.*`` rules of ``gate``, written to ``out_dir``
+    (``evaluation.json``, ``report.html``); returns the metrics and verdict to record, or None
+    when there is nothing to evaluate on. A LoRA policy is evaluated merged (on a copy).
+    The audit's prompt clusters (coverage) and per-pair CHES (margins' ``ches`` column), when it
+    has them, feed the by-cluster table and the CHES correlation.
+    """
+    import copy
+
+    from prefaudit.gate import apply_policy
+    from prefaudit.report import write_reports
+
+    if len(held_out) == 0 and not target:
+        return None
+    model = copy.deepcopy(policy).merge_and_unload() if hasattr(policy, "merge_and_unload") else policy
+    was_training = model.training
+    model.eval()
+    result = evaluate_model(held_out, model, reference, tokenizer, target=target, max_length=max_length,
+                            max_new_tokens=max_new_tokens, seed=seed, progress=False,
+                            clusters=_audit_column(audit, "coverage", "cluster"),
+                            ches=_audit_column(audit, "margins", "ches"))
+    model.train(was_training)
+    verdict = apply_policy(result, posttrain_policy(gate))
+    result.verdict = verdict.to_dict()
+    write_evaluation(result, out_dir)
+    write_reports(result, out_dir, pdf=False)
+    return {"metrics": result.metrics, "verdict": verdict.to_dict()}
+
+
+def _audit_column(audit: AuditResult | None, analyzer: str, column: str) -> Any:
+    res = None if audit is None else audit.results.get(analyzer)
+    if res is None or res.pair_data is None or column not in res.pair_data.columns:
+        return None
+    values = res.pair_data[column]
+    return (values, {}) if analyzer == "coverage" else values
