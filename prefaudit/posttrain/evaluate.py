@@ -87,7 +87,7 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
                "sources": sorted(map(str, table["source"].unique())) if table is not None and "source" in table
                else []}
     return AuditResult(summary=summary, load_report=LoadReport(), results={NAME: res}, examples=examples,
-                       config={"title": "Post-training evaluation: the policy against its reference",
+                       config={"title": "Post-training evaluation",
                                "seed": seed, **(config or {})})
 
 

@@ -14,11 +14,14 @@ Without ``reference``, a folder written by ``prefaudit train`` names its own ref
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefaudit.errors import ConfigError
+from prefaudit.scoring.models import load_reference
 
 TRAIN_METADATA = "prefaudit_train.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -32,8 +35,6 @@ def load_policy_and_reference(policy: str | Path, reference: str | None = None, 
     is neither a model nor an adapter, an adapter that cannot be applied, or a policy whose
     tokenizer differs from the reference's.
     """
-    from prefaudit.scoring.models import load_reference
-
     where = Path(policy).expanduser()
     if not where.is_dir():
         raise ConfigError(f"--policy-model {where}: no such folder (expected a model folder, a LoRA adapter "
@@ -43,11 +44,26 @@ def load_policy_and_reference(policy: str | Path, reference: str | None = None, 
         raise ConfigError(f"--policy-model {where}: neither a model folder (config.json) nor a LoRA adapter "
                           f"folder ({ADAPTER_CONFIG})")
     reference = reference or _recorded_reference(where)
-    ref_model, ref_tok = load_reference(reference, cache_dir=cache_dir)
-    model = _merged_adapter(where, reference, cache_dir) if is_adapter else _load_model(where, ref_model)
-    tok = _policy_tokenizer(where, ref_tok, required=not is_adapter)
-    check_same_tokenizer(tok, ref_tok, policy=str(where), reference=reference)
+    with _quiet_loading():
+        ref_model, ref_tok = load_reference(reference, cache_dir=cache_dir)
+        tok = _policy_tokenizer(where, ref_tok, required=not is_adapter)
+        check_same_tokenizer(tok, ref_tok, policy=str(where), reference=reference)
+        model = _merged_adapter(where, reference, cache_dir) if is_adapter else _load_model(where, ref_model)
     return model, ref_model, ref_tok
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No transformers progress bars while loading (stderr keeps one line per error)."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def check_same_tokenizer(policy_tok: Any, reference_tok: Any, *, policy: str = "policy",
@@ -99,8 +115,6 @@ def _load_model(where: Path, like: Any) -> Any:
 
 def _merged_adapter(where: Path, reference: str, cache_dir: str | Path | None) -> Any:
     from peft import PeftModel
-
-    from prefaudit.scoring.models import load_reference
 
     base, _ = load_reference(reference, cache_dir=cache_dir)  # a fresh copy: merging changes its weights
     try:
