@@ -43,6 +43,7 @@ KNOWN_METRICS: dict[str, tuple[str, ...]] = {
     "hygiene": (
         "n_pairs", "empty_response_share", "identical_pair_share", "exact_duplicate_pair_share",
         "duplicate_pair_share", "contradiction_share", "duplicate_prompt_share", "n_unique_prompts",
+        "near_identical_share",
         "truncated_share", "length_outlier_share", "encoding_damage_share", "load_flagged_share",
         "flagged_share",
     ),
