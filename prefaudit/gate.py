@@ -66,7 +66,7 @@ KNOWN_METRICS: dict[str, tuple[str, ...]] = {
         "balanced_share_longer_chosen", "balanced_length_accuracy", "balanced_length_auc",
         "balanced_logit_slope", "n_clusters_biased", "max_cluster_share_longer_chosen",
         "share_chosen_much_longer", "n_longer_chosen_low_support", "strength_spearman", "strength_spearman_p",
-        "share_over_budget", "share_prompt_over_budget",
+        "share_over_budget", "share_prompt_over_budget", "share_identical_after_truncation",
         "prompt_tokens_mean", "prompt_tokens_p50", "prompt_tokens_p95", "prompt_tokens_max",
         "chosen_tokens_mean", "chosen_tokens_p50", "chosen_tokens_p95", "chosen_tokens_max",
         "rejected_tokens_mean", "rejected_tokens_p50", "rejected_tokens_p95", "rejected_tokens_max",

@@ -17,7 +17,7 @@ duplicate). Flag reasons (one row per pair and reason in ``pair_flags``):
     B > A in the other): every pair of such a group is flagged, since which label is right is
     unknown.
 ``near_identical``
-    chosen and rejected differ but their normalised edit similarity (Levenshtein, 1 - distance /
+    chosen and rejected differ (even after normalisation) but their normalised edit similarity (Levenshtein, 1 - distance /
     longer length, :func:`near_identical_similarity`) is at least ``near_identical``; score is the
     similarity. The regime where DPO most often lowers the chosen answer's likelihood too
     (Razin et al. 2024, "Unintentional Unalignment", arXiv 2410.08847).
@@ -129,7 +129,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     result.add_metric("identical_pair_share", share.get("identical_responses", 0.0),
                       "share of pairs whose chosen and rejected are equal (exactly or after normalisation)")
     result.add_metric("near_identical_share", share.get("near_identical", 0.0),
-                      f"share of pairs whose chosen and rejected differ but have normalised edit similarity >= "
+                      f"share of pairs whose chosen and rejected differ (after normalisation) but have normalised edit similarity >= "
                       f"{near_identical:g} (likelihood displacement is most likely there)")
     result.add_metric("exact_duplicate_pair_share", exact_dup / n,
                       "share of pairs repeating an earlier pair's exact prompt and responses with a "
@@ -236,7 +236,7 @@ def near_identical_similarity(a: Sequence[str], b: Sequence[str], cutoff: float 
 
 
 def _near_identical_flags(ids: np.ndarray, codes: _Codes, threshold: float) -> pd.DataFrame:
-    differ = np.flatnonzero(codes.chosen != codes.rejected)
+    differ = np.flatnonzero(codes.norm_chosen != codes.norm_rejected)  # equal ones are identical_responses
     sim = near_identical_similarity(codes.responses[codes.chosen[differ]], codes.responses[codes.rejected[differ]],
                                     cutoff=threshold)
     hit = sim >= threshold
