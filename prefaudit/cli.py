@@ -146,8 +146,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from prefaudit.audit import read_audit
     from prefaudit.gate import load_policy
 
-    policy = load_policy(args.policy)
     result = read_audit(args.audit)
+    if result.metrics and all(k.startswith("posttrain.") for k in result.metrics):  # an evaluation.json
+        from prefaudit.posttrain import posttrain_policy
+
+        policy = posttrain_policy(args.policy)
+    else:
+        policy = load_policy(args.policy)
     verdict = _run_gate(result, policy, args, args.out or Path(args.audit).parent)
     _print_verdict(verdict)
     return verdict.exit_code(args.strict)

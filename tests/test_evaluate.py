@@ -87,6 +87,10 @@ def test_policy_equal_to_reference_changes_nothing(files, tmp_path, capsys):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Post-training evaluation" in html and "Most-drifted target prompts" in html
     assert "FAIL: posttrain.reward_accuracy" in capsys.readouterr().out
+    # a saved evaluation re-gates on the post-training rules alone
+    assert main(["gate", str(out / "evaluation.json"), "--out", str(tmp_path / "regate")]) == 1
+    again = json.loads((tmp_path / "regate" / "verdict.json").read_text())
+    assert again["rules"] == verdict["rules"]
 
 
 def test_displacement_matches_a_sequence_at_a_time_computation(files, pairs):
@@ -252,3 +256,17 @@ def test_near_identical_pairs_displace_more_than_clearly_different_ones(sample_d
         result = evaluate_model(data, model, ref, tok, max_length=MAX_LENGTH, progress=False)
         shares[name] = result.metrics["posttrain.displacement_share"]
     assert shares["near"] > shares["far"] + 0.1, shares
+
+
+def test_pair_clusters_follow_the_coverage_rule(pairs):
+    """The by-cluster table groups pairs by the coverage analyzer's seeded k-means of prompt embeddings."""
+    from prefaudit.analyzers.coverage import analyze_coverage
+    from prefaudit.analyzers.prompt_clusters import default_k
+    from prefaudit.posttrain.clusters import pair_clusters
+
+    series, labels = pair_clusters(pairs, seed=0)
+    assert series.index.tolist() == pairs["pair_id"].astype(str).tolist()
+    assert set(series) == set(range(default_k(pairs["prompt"].nunique()))) == set(labels)
+    coverage = analyze_coverage(pairs.assign(annotator=pd.NA, tie=False, strength=np.nan, source="x"), seed=0)
+    same = coverage.pair_data["cluster"].reindex(series.index)
+    assert (same.to_numpy() == series.to_numpy()).all()  # the audit's clusters, pair for pair
