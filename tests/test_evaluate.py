@@ -270,3 +270,34 @@ def test_pair_clusters_follow_the_coverage_rule(pairs):
     coverage = analyze_coverage(pairs.assign(annotator=pd.NA, tie=False, strength=np.nan, source="x"), seed=0)
     same = coverage.pair_data["cluster"].reindex(series.index)
     assert (same.to_numpy() == series.to_numpy()).all()  # the audit's clusters, pair for pair
+
+
+def test_after_training_takes_clusters_and_ches_from_the_audit(files, pairs, tmp_path):
+    """What `prefaudit train` runs: the audit's coverage clusters and margins CHES reach the
+    evaluation, which is gated on the post-training rules and written with its report."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prefaudit.audit import AuditResult
+    from prefaudit.loaders.report import LoadReport
+    from prefaudit.posttrain.evaluate import CHES_COLUMN, evaluate_after_training
+    from prefaudit.results import AnalyzerResult
+
+    ref = AutoModelForCausalLM.from_pretrained(files["tiny"]).eval()
+    tok = AutoTokenizer.from_pretrained(files["tiny"])
+    policy = copy.deepcopy(ref)
+    with torch.no_grad():
+        policy.lm_head.weight.mul_(1.5)  # sharper: likely answers gain, unlikely ones lose
+    ids = pairs["pair_id"].astype(str)
+    audit = AuditResult(summary={}, load_report=LoadReport(), results={
+        "coverage": AnalyzerResult("coverage", pair_data=pd.DataFrame({"cluster": np.arange(16) % 3}, index=ids)),
+        "margins": AnalyzerResult("margins", pair_data=pd.DataFrame({CHES_COLUMN: -np.arange(16.0)}, index=ids))})
+    out = tmp_path / "evaluation"
+    record = evaluate_after_training(policy, ref, tok, pairs, out, audit=audit, max_length=MAX_LENGTH)
+    m = record["metrics"]
+    assert m["posttrain.n_pairs_evaluated"] == 16 and m["posttrain.ches_chosen_change_spearman"] is not None
+    assert m["posttrain.min_cluster_reward_accuracy"] is not None
+    assert record["verdict"]["rules"][0]["metric"].startswith("posttrain.")
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["metrics"] == m and (out / "report.html").is_file()
+    assert len(saved["analyzers"]["posttrain"]["tables"]["by_cluster"]["data"]) == 3
+    assert evaluate_after_training(policy, ref, tok, pairs.iloc[:0], out) is None  # nothing to evaluate on

@@ -140,6 +140,7 @@ def _ches_correlation(result: AnalyzerResult, d: pd.DataFrame, ches: pd.Series) 
     if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
         rho = float(spearmanr(x[ok], y[ok]).statistic)
     result.add_metric("ches_chosen_change_spearman", rho,
-                      "Spearman correlation between the reference's per-pair CHES score and the per-token change "
+                      "Spearman correlation between the reference's per-pair (length-normalised) CHES score and the "
+                      "per-token change "
                       "of the chosen log-prob; negative: high-CHES pairs lost chosen likelihood, as Razin et al. "
                       "2024 predict")

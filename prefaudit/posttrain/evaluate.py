@@ -32,6 +32,9 @@ NAME = "posttrain"
 N_DRIFTED = 10
 #: Flagged pairs whose texts the evaluation keeps for the report.
 N_EXAMPLES = 25
+#: The margins analyzer's per-pair column correlated with the chosen log-prob change
+#: (length-normalised CHES, Razin et al. 2024).
+CHES_COLUMN = "ches_normalized"
 
 
 def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, tokenizer: Any, *,
@@ -166,8 +169,8 @@ def evaluate_after_training(policy: Any, reference: Any, tokenizer: Any, held_ou
     (and ``target``), gated by the ``posttrain.*`` rules of ``gate``, written to ``out_dir``
     (``evaluation.json``, ``report.html``); returns the metrics and verdict to record, or None
     when there is nothing to evaluate on. A LoRA policy is evaluated merged (on a copy).
-    The audit's prompt clusters (coverage) and per-pair CHES (margins' ``ches`` column), when it
-    has them, feed the by-cluster table and the CHES correlation.
+    The audit's prompt clusters (coverage) and per-pair CHES (margins' :data:`CHES_COLUMN`), when
+    it has them, feed the by-cluster table and the CHES correlation.
     """
     import copy
 
@@ -182,7 +185,7 @@ def evaluate_after_training(policy: Any, reference: Any, tokenizer: Any, held_ou
     result = evaluate_model(held_out, model, reference, tokenizer, target=target, max_length=max_length,
                             max_new_tokens=max_new_tokens, seed=seed, progress=False,
                             clusters=_audit_column(audit, "coverage", "cluster"),
-                            ches=_audit_column(audit, "margins", "ches"))
+                            ches=_audit_column(audit, "margins", CHES_COLUMN))
     model.train(was_training)
     verdict = apply_policy(result, posttrain_policy(gate))
     result.verdict = verdict.to_dict()
