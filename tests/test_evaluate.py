@@ -177,8 +177,7 @@ def test_bad_inputs_exit_2_with_one_line(files, pairs, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_train_then_evaluate_the_trained_folder(files, pairs, tmp_path, lora):
+def test_train_then_evaluate_the_trained_folder(files, pairs, tmp_path):
     """`prefaudit train` (held-out split, target prompts) records the evaluation; `prefaudit evaluate`
     on the trained folder reads its reference from prefaudit_train.json and gives the same numbers,
     and the displacement share agrees with plain forward passes."""
@@ -189,8 +188,8 @@ def test_train_then_evaluate_the_trained_folder(files, pairs, tmp_path, lora):
     trained = tmp_path / "trained"
     args = ["train", str(files["data"]), "--model", str(files["tiny"]), "--output-dir", str(trained),
             "--analyzers", "hygiene", "--steps", "6", "--batch-size", "8", "--max-length", str(MAX_LENGTH),
-            "--learning-rate", "1e-3" if not lora else "1e-2", "--holdout", "0.25", "--target", str(files["target"]),
-            "--backend", "own", "--policy", str(policy_file)] + (["--lora"] if lora else [])
+            "--learning-rate", "1e-3", "--holdout", "0.25", "--target", str(files["target"]),
+            "--backend", "own", "--policy", str(policy_file)]
     assert main(args) == 0
     meta = json.loads((trained / "prefaudit_train.json").read_text())
     recorded = meta["evaluation"]["metrics"]
@@ -205,18 +204,39 @@ def test_train_then_evaluate_the_trained_folder(files, pairs, tmp_path, lora):
     assert m["posttrain.n_pairs_evaluated"] == 16
     ref = AutoModelForCausalLM.from_pretrained(files["tiny"]).eval()
     tok = AutoTokenizer.from_pretrained(files["tiny"])
-    if lora:
-        from peft import PeftModel
-
-        policy = PeftModel.from_pretrained(copy.deepcopy(ref), trained).merge_and_unload().eval()
-    else:
-        policy = AutoModelForCausalLM.from_pretrained(trained).eval()
+    policy = AutoModelForCausalLM.from_pretrained(trained).eval()
     pol = sequential_logps(policy, tok, pairs, MAX_LENGTH)
     base = sequential_logps(ref, tok, pairs, MAX_LENGTH)
     assert np.abs(pol - base).max() > 1e-3  # training moved the model
     assert m["posttrain.displacement_share"] == np.mean(pol[:, 0] < base[:, 0])
     # the held-out part (train's split) is the same computation on 4 of the 16 pairs
     assert recorded["posttrain.kl_per_token"] == pytest.approx(m["posttrain.kl_per_token"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_lora_adapter_folder_is_merged_over_the_reference(files, pairs, tmp_path):
+    """An adapter folder (what `prefaudit train --lora` saves) is applied to the reference and merged."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ref = AutoModelForCausalLM.from_pretrained(files["tiny"]).eval()
+    tok = AutoTokenizer.from_pretrained(files["tiny"])
+    torch.manual_seed(0)
+    peft = get_peft_model(copy.deepcopy(ref), LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)  # B starts at zero: give the adapter an effect
+    peft.save_pretrained(tmp_path / "adapter")
+    out = tmp_path / "eval"
+    main(["evaluate", str(files["data"]), "--policy-model", str(tmp_path / "adapter"), "--reference-model",
+          str(files["tiny"]), "--out", str(out), "--no-clusters", "--no-pdf", "--max-length", str(MAX_LENGTH)])
+    m = evaluation(out)["metrics"]
+    merged = PeftModel.from_pretrained(copy.deepcopy(ref), tmp_path / "adapter").merge_and_unload().eval()
+    pol, base = sequential_logps(merged, tok, pairs, MAX_LENGTH), sequential_logps(ref, tok, pairs, MAX_LENGTH)
+    assert np.abs(pol - base).max() > 1e-3
+    assert m["posttrain.displacement_share"] == np.mean(pol[:, 0] < base[:, 0])
+    assert m["posttrain.reward_accuracy"] == np.mean((pol[:, 0] - base[:, 0]) > (pol[:, 1] - base[:, 1]))
 
 
 @pytest.mark.slow
