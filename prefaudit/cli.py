@@ -214,7 +214,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  cache_dir=args.cache_dir, seed=args.seed)
     result = evaluate_model(loaded.table, model, reference, tok, target=target, max_length=args.max_length,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, cache_dir=args.cache_dir,
-                            clusters=clusters,
+                            clusters=clusters, load_report=loaded.report,
                             config={"data": [str(p) for p in args.data], "policy_model": args.policy_model,
                                     "reference_model": args.reference_model, "target": args.target})
     verdict = None if policy is None else _run_gate(result, policy, args, args.out)

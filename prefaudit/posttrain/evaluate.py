@@ -41,7 +41,8 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
                    target: Sequence[str] | None = None, max_length: int | None = None,
                    max_new_tokens: int = 64, seed: int = 0, cache_dir: str | Path | None = None,
                    clusters: tuple[pd.Series, dict[int, str]] | None = None, ches: pd.Series | None = None,
-                   progress: bool = True, config: dict[str, Any] | None = None) -> AuditResult:
+                   progress: bool = True, load_report: LoadReport | None = None,
+                   config: dict[str, Any] | None = None) -> AuditResult:
     """Compare ``policy`` with ``reference`` on preference pairs and on target prompts.
 
     Parameters
@@ -67,6 +68,9 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
     ches:
         Per-pair CHES score of the reference, indexed by ``pair_id`` (the margins analyzer's),
         for its rank correlation with the chosen log-prob change.
+    load_report, config:
+        What the loader reported about ``pairs``, and inputs/options to record; both shown in
+        the report.
     """
     res = AnalyzerResult(analyzer=NAME, params={"max_length": max_length, "max_new_tokens": max_new_tokens,
                                                 "seed": seed})
@@ -86,12 +90,11 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
     else:
         _target_metrics(res, generate_on_prompts(policy, reference, tokenizer, list(target),
                                                  max_new_tokens=max_new_tokens, seed=seed), tokenizer)
+    sources = [] if table is None or "source" not in table else sorted(map(str, table["source"].unique()))
     summary = {"n_pairs": 0 if table is None else len(table), "n_target_prompts": len(target or []),
-               "sources": sorted(map(str, table["source"].unique())) if table is not None and "source" in table
-               else []}
-    return AuditResult(summary=summary, load_report=LoadReport(), results={NAME: res}, examples=examples,
-                       config={"title": "Post-training evaluation",
-                               "seed": seed, **(config or {})})
+               "sources": sources}
+    return AuditResult(summary=summary, load_report=load_report or LoadReport(), results={NAME: res},
+                       examples=examples, config={"title": "Post-training evaluation", "seed": seed, **(config or {})})
 
 
 def _pair_rows(pairs: pd.DataFrame | None) -> pd.DataFrame | None:
