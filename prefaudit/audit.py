@@ -24,18 +24,31 @@ from prefaudit import __version__
 from prefaudit.errors import ConfigError
 from prefaudit.loaders.report import LoadReport
 from prefaudit.results import AnalyzerResult, Metric, concat_flags
-from prefaudit.schema import is_conversational, is_multi_annotator, to_pairs, validate
+from prefaudit.schema import (
+    first_judgements,
+    has_order,
+    is_conversational,
+    is_multi_annotator,
+    to_pairs,
+    validate,
+)
 
 #: Analyzers in the order they run: name -> "module:function".
 ANALYZERS: dict[str, str] = {
     "hygiene": "prefaudit.analyzers.hygiene:analyze_hygiene",
     "agreement": "prefaudit.analyzers.agreement:analyze_agreement",
+    "judges": "prefaudit.analyzers.judges:analyze_judges",
     "coverage": "prefaudit.analyzers.coverage:analyze_coverage",
     "length": "prefaudit.analyzers.length:analyze_length",
     "margins": "prefaudit.analyzers.margins:analyze_margins",
 }
-#: Analyzers run when none are named; ``margins`` joins them when a reference model is given.
-DEFAULT_ANALYZERS: tuple[str, ...] = ("hygiene", "agreement", "coverage", "length")
+#: Analyzers run when none are named; ``margins`` joins them when a reference model is given,
+#: ``judges`` runs only when the data names annotators or records the presentation order.
+DEFAULT_ANALYZERS: tuple[str, ...] = ("hygiene", "agreement", "judges", "coverage", "length")
+#: Analyzers given an annotator's repeated judgements of a comparison (``repeat`` rows):
+#: ``judges`` uses them, ``agreement`` leaves them out and says so; every other analyzer gets
+#: each annotator's first judgement only (schema.first_judgements).
+READS_REPEATS: frozenset[str] = frozenset({"agreement", "judges"})
 #: How many of the worst flagged pairs per analyzer keep their full text in the audit JSON.
 N_EXAMPLES = 25
 SCHEMA_VERSION = 1
@@ -178,16 +191,18 @@ def analyzer_function(name: str) -> Any:
     return getattr(importlib.import_module(module), func)
 
 
-def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = None, *,
+def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | None = None, *,
           load_report: LoadReport | None = None, seed: int = 0,
           options: dict[str, dict[str, Any]] | None = None,
-          config: dict[str, Any] | None = None) -> AuditResult:
+          config: dict[str, Any] | None = None, split: str | None = None) -> AuditResult:
     """Run analyzers on a canonical table.
 
     Parameters
     ----------
     table:
-        A canonical pair table (see :mod:`prefaudit.schema`), e.g. from :func:`prefaudit.load`.
+        A canonical pair table (see :mod:`prefaudit.schema`), e.g. from :func:`prefaudit.load`,
+        or a Hugging Face ``Dataset`` / ``DatasetDict`` / ``IterableDataset`` in a format
+        :func:`prefaudit.load` detects (loaded first; its LoadReport is carried).
     analyzers:
         Names to run, in any order (they run in :data:`ANALYZERS` order). None runs
         :data:`DEFAULT_ANALYZERS`, plus ``margins`` when ``options["margins"]`` names a
@@ -198,7 +213,14 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
         Passed to every analyzer that uses randomness.
     options:
         Per-analyzer keyword arguments, e.g. ``{"length": {"tokenizer": "path"}}``.
+    split:
+        The split of a ``DatasetDict`` given as ``table``.
     """
+    if not isinstance(table, pd.DataFrame):
+        from prefaudit.loaders import load
+
+        table, report = load(table, split=split)
+        load_report = load_report or report
     table = validate(table)
     options = {k: dict(v) for k, v in (options or {}).items()}
     unknown = set(options) - set(ANALYZERS)
@@ -210,6 +232,12 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
                                  "options": _jsonable(options)})
     if "margins" not in wanted:
         result.not_run["margins"] = "no reference model given (--reference-model)"
+    if analyzers is None and "judges" in wanted and not (table["annotator"].notna().any() or has_order(table)):
+        wanted.remove("judges")
+        result.config["analyzers"] = list(wanted)
+        result.not_run["judges"] = ("the data names no annotator and does not record which "
+                                    "response was shown first")
+    firsts = first_judgements(table)
     for name in ANALYZERS:
         if name not in wanted:
             result.not_run.setdefault(name, "not requested")
@@ -218,8 +246,8 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
         func = analyzer_function(name)
         if "seed" in inspect.signature(func).parameters:
             kwargs.setdefault("seed", seed)
-        result.results[name] = func(table, **kwargs)
-    result.examples = _examples(table, result)
+        result.results[name] = func(table if name in READS_REPEATS else firsts, **kwargs)
+    result.examples = _examples(firsts, result)
     return result
 
 

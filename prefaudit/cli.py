@@ -1,4 +1,4 @@
-"""Command line: ``prefaudit inspect | audit ...``.
+"""Command line: ``prefaudit inspect | audit | export ...``.
 
 Exit codes: 0 pass, 1 the gate failed, 2 bad input or usage (one or two lines on stderr,
 never a traceback).
@@ -22,13 +22,23 @@ from prefaudit.errors import PrefauditError  # noqa: E402
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="+", help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok")
-    p.add_argument("--format", default="auto", help="input format (default: detect); see `prefaudit formats`")
+def _add_data_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+    p.add_argument("data", nargs="+", help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok; "
+                                          "a datasets save_to_disk folder, an .arrow file, or hf:ORG/NAME[:CONFIG] "
+                                          "from the local Hugging Face cache")
+    p.add_argument(format_flag, dest="format", default="auto",
+                   help="input format (default: detect); see `prefaudit formats`")
     p.add_argument("--pairs", choices=["best_worst", "all"], default=None,
                    help="UltraFeedback: best-vs-worst completion (default) or all pairs")
     p.add_argument("--responses", default=None,
                    help="generic long table: the responses file (pair_id, prompt, response_a, response_b)")
+    p.add_argument("--columns", default=None, metavar="MAP",
+                   help="column map for any schema: 'prompt=F,chosen=F,rejected=F' or "
+                        "'prompt=F,response_a=F,response_b=F,label=F' (+ annotator=, strength=, id=); "
+                        "see `prefaudit formats`")
+    p.add_argument("--label-values", default=None, metavar="MAP",
+                   help="with label= in --columns: what each label value means, e.g. '0=a,1=b,2=tie'")
+    p.add_argument("--split", default=None, help="Hugging Face data: the split to read (e.g. train, test)")
 
 
 def _load(args: argparse.Namespace):  # -> Loaded
@@ -36,7 +46,8 @@ def _load(args: argparse.Namespace):  # -> Loaded
 
     options = {k: v for k, v in (("pairs", args.pairs), ("responses", args.responses)) if v is not None}
     data = args.data[0] if len(args.data) == 1 else args.data
-    return load(data, format=args.format, **options)
+    return load(data, format=args.format, columns=args.columns, label_values=args.label_values,
+                split=args.split, **options)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -193,6 +204,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from prefaudit.audit import audit
+    from prefaudit.export import check_audit_matches, export_pairs, output_path, saved_audit, write_export
+    from prefaudit.gate import apply_policy, load_policy
+
+    output_path(args.out, args.export_format)  # a wrong suffix fails before the work
+    policy = load_policy(args.policy)
+    loaded = _load(args)
+    cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+    margins = {**cache, "reference_model": args.reference_model} if args.reference_model else None
+    if args.from_audit:
+        if args.analyzers:
+            raise PrefauditError("--analyzers applies when export audits the data; not with --from-audit")
+        result = saved_audit(args.from_audit)
+        check_audit_matches(result, loaded.table, str(Path(args.from_audit) / "audit.json"))
+        if margins is not None:  # log-probs come from the cache when the audit scored them
+            from prefaudit.analyzers.margins import analyze_margins
+
+            scored = analyze_margins(loaded.table, **margins)
+            result.results.setdefault("margins", scored).pair_data = scored.pair_data
+    else:
+        analyzers = [a.strip() for a in args.analyzers.split(",") if a.strip()] if args.analyzers else None
+        if analyzers is not None and margins is not None and "margins" not in analyzers:
+            analyzers.append("margins")
+        result = audit(loaded.table, analyzers, load_report=loaded.report, seed=args.seed,
+                       options={"margins": margins} if margins else None)
+    if result.verdict is None:
+        result.verdict = apply_policy(result, policy).to_dict()
+    drop = tuple(r.strip() for r in args.drop_flags.split(",") if r.strip()) if args.drop_flags else ()
+    frame = export_pairs(loaded.table, result, drop_flags=drop, length_balance=args.length_balance,
+                         margin_drop=_fractions(args.margin_drop), seed=args.seed, format=args.export_format)
+    options = {"data": [str(p) for p in args.data], "from_audit": args.from_audit, "drop_flags": list(drop),
+               "length_balance": args.length_balance, "margin_drop": args.margin_drop,
+               "reference_model": args.reference_model, "seed": args.seed}
+    paths = write_export(frame, args.out, result, format=args.export_format, options=options)
+    dropped = ", ".join(f"{k} {v}" for k, v in frame.attrs["dropped"].items())
+    print(f"exported {len(frame)} pairs to {paths['data']} (dropped: {dropped}); verdict of the audited data: "
+          f"{result.verdict['status'].upper()}; sidecar {paths['sidecar']}")
+    return EXIT_PASS
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from prefaudit.posttrain import (
         evaluate_model,
@@ -272,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", default="prefaudit_out", help="output folder (default: prefaudit_out)")
     p.add_argument("--analyzers", default=None,
-                   help="comma-separated subset of hygiene,agreement,coverage,length,margins "
-                        "(default: all but margins; margins too when --reference-model is given)")
+                   help="comma-separated subset of hygiene,agreement,judges,coverage,length,margins "
+                        "(default: all but margins; margins too when --reference-model is given; judges "
+                        "only when the data names annotators or records the order shown)")
     p.add_argument("--seed", type=int, default=0, help="seed for every random step (default 0)")
     p.add_argument("--tokenizer", default=None, help="length: a local tokenizer path or hub id for token counts")
     p.add_argument("--max-length", type=int, default=None, help="token budget per sequence (truncation share)")
@@ -335,6 +388,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("export", help="write the pairs training would use as a TRL-ready dataset (+ sidecar JSON)")
+    _add_data_args(p, format_flag="--input-format")
+    p.add_argument("--out", required=True, help="output file: .parquet (trl, trl-conversational) or .jsonl")
+    p.add_argument("--format", dest="export_format", default="trl", choices=["trl", "trl-conversational", "jsonl"],
+                   help="trl (default): prompt/chosen/rejected, message lists kept for conversational data; "
+                        "trl-conversational: always message lists; jsonl: the trl columns as JSON lines")
+    p.add_argument("--from-audit", default=None, metavar="DIR",
+                   help="use a saved audit (DIR/audit.json + pair_flags.csv) instead of auditing again; "
+                        "refused when it audited other data")
+    p.add_argument("--drop-flags", default=None,
+                   help="comma-separated flag reasons whose pairs are dropped; 'all' drops every flagged pair")
+    p.add_argument("--length-balance", action="store_true", help="export a length-balanced subsample")
+    p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
+                   help="drop these fractions of pairs with the lowest / highest reference margins "
+                        "(needs --reference-model)")
+    p.add_argument("--analyzers", default=None, help="analyzers the audit runs (default as `audit`)")
+    p.add_argument("--reference-model", default=None,
+                   help="margins: reference model; its log-probs are exported as ref_chosen_logps/ref_rejected_logps")
+    p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
+    p.add_argument("--policy", default=None, help="policy whose verdict the sidecar records (default: bundled)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the audit and the length balance")
+    p.set_defaults(func=cmd_export)
+
+
     p = sub.add_parser("evaluate", help="the trained policy against its reference: displacement, drift; "
                                         "writes evaluation.json")
     _add_data_args(p)
@@ -367,6 +444,9 @@ def cmd_formats(args: argparse.Namespace) -> int:
     for name in FORMAT_NAMES:
         doc = (format_module(name).__doc__ or "").strip().splitlines()
         print(f"{name:<16} {doc[0] if doc else ''}")
+    from prefaudit.loaders import column_map
+
+    print(f"\n--columns: {column_map.__doc__}")
     return EXIT_PASS
 
 

@@ -51,6 +51,11 @@ KNOWN_METRICS: dict[str, tuple[str, ...]] = {
         "n_annotators", "n_pairs_multi", "mean_labels_per_pair", "raw_agreement", "raw_agreement_no_ties",
         "krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa", "tie_label_share", "flip_rate",
         "contested_share", "consensus_disagrees_share", "ds_iterations", "min_annotator_accuracy",
+        "krippendorff_alpha_as_presented", "fleiss_kappa_as_presented", "mean_cohen_kappa_as_presented",
+        "first_position_label_share",
+    ),
+    "judges": (
+        "first_position_share", "max_position_bias", "swap_consistency", "top_generator_chosen_share",
     ),
     "coverage": (
         "n_clusters", "effective_clusters", "largest_cluster_share", "n_unique_prompts", "near_duplicate_share",

@@ -17,12 +17,31 @@ source        str          file or dataset name
 
 Optional columns: ``prompt_messages``, ``chosen_messages``, ``rejected_messages`` (lists of
 ``{"role", "content"}`` dicts, for conversational data, so a chat template can be applied
-later) and ``load_flags`` (";"-separated codes a loader attached to a kept-but-suspect row,
-e.g. ``prefix_mismatch``).
+later), ``load_flags`` (";"-separated codes a loader attached to a kept-but-suspect row,
+e.g. ``prefix_mismatch``), and, where the source says so:
+
+==================  ==============  ========================================================
+column              dtype           meaning
+==================  ==============  ========================================================
+chosen_shown_first  boolean or NA   the judge saw ``chosen`` first (True), ``rejected`` first
+                                    (False); NA when the format does not record the order.
+                                    Ties have it too (which of the two texts in ``chosen``
+                                    and ``rejected`` was shown first).
+chosen_model        str or NA       the model (generator) that wrote ``chosen``
+rejected_model      str or NA       the model that wrote ``rejected``
+repeat              bool            a later judgement of the same comparison by the same
+                                    annotator (kept for swap consistency; see
+                                    :func:`first_judgements`)
+==================  ==============  ========================================================
+
+A missing optional column means "not known" for every row. Only the ``judges`` analyzer and
+the *as-presented* agreement numbers read the presentation order; everything else is
+orientation-free (it gives the same number whichever response is called A).
 
 Several rows share a ``pair_id`` when several annotators judged the same comparison;
 :func:`label_matrix` turns them into a pairs x annotators matrix of labels A / B / tie, and
-:func:`to_pairs` collapses them into one training pair per comparison.
+:func:`to_pairs` collapses them into one training pair per comparison. Both count each
+annotator once per comparison: its first judgement (rows with ``repeat`` set are left out).
 """
 
 from __future__ import annotations
@@ -36,7 +55,11 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "pair_id", "prompt", "chosen", "rejected", "annotator", "tie", "strength", "source",
 )
 MESSAGE_COLUMNS: tuple[str, ...] = ("prompt_messages", "chosen_messages", "rejected_messages")
-OPTIONAL_COLUMNS: tuple[str, ...] = (*MESSAGE_COLUMNS, "load_flags")
+#: Optional provenance columns: presentation order and the model behind each response.
+ORDER_COLUMN = "chosen_shown_first"
+MODEL_COLUMNS: tuple[str, str] = ("chosen_model", "rejected_model")
+REPEAT_COLUMN = "repeat"
+OPTIONAL_COLUMNS: tuple[str, ...] = (*MESSAGE_COLUMNS, "load_flags", ORDER_COLUMN, *MODEL_COLUMNS, REPEAT_COLUMN)
 
 #: Codes of the label matrix: the annotator preferred response A, response B, or called a tie.
 LABEL_A, LABEL_B, LABEL_TIE = 0, 1, 2
@@ -56,6 +79,13 @@ def normalize_dtypes(table: pd.DataFrame) -> pd.DataFrame:
     out["annotator"] = out["annotator"].astype("string")
     out["tie"] = out["tie"].astype(bool)
     out["strength"] = pd.to_numeric(out["strength"], errors="raise").astype("float64")
+    if ORDER_COLUMN in out.columns:
+        out[ORDER_COLUMN] = out[ORDER_COLUMN].astype("boolean")
+    for col in MODEL_COLUMNS:
+        if col in out.columns:
+            out[col] = out[col].astype("string")
+    if REPEAT_COLUMN in out.columns:
+        out[REPEAT_COLUMN] = out[REPEAT_COLUMN].astype("boolean").fillna(False).astype(bool)
     return out.reset_index(drop=True)
 
 
@@ -88,6 +118,14 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
         pd.to_numeric(table["strength"], errors="raise")
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"column 'strength': expected numbers or missing values ({exc})") from None
+    for col, ok in ((ORDER_COLUMN, _is_bool_or_missing), (REPEAT_COLUMN, _is_bool_or_missing),
+                    *((c, _is_text_or_missing) for c in MODEL_COLUMNS)):
+        if col in table.columns:
+            bad = ~table[col].map(ok).to_numpy(dtype=bool)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                kind = "True, False or missing" if ok is _is_bool_or_missing else "text or missing"
+                raise SchemaError(f"column '{col}', row {i}: expected {kind}, got {table[col].iloc[i]!r:.60}")
     for col in MESSAGE_COLUMNS:
         if col in table.columns:
             bad = ~table[col].map(_is_messages_or_missing).to_numpy(dtype=bool)
@@ -97,6 +135,18 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
                     f"column '{col}', row {i}: expected a list of {{'role', 'content'}} dicts"
                 )
     return normalize_dtypes(table)
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _is_bool_or_missing(value: object) -> bool:
+    return _is_missing(value) or isinstance(value, (bool, np.bool_))
+
+
+def _is_text_or_missing(value: object) -> bool:
+    return _is_missing(value) or isinstance(value, str)
 
 
 def _is_messages_or_missing(value: object) -> bool:
@@ -121,6 +171,52 @@ def n_annotators_per_pair(table: pd.DataFrame) -> pd.Series:
 def is_multi_annotator(table: pd.DataFrame) -> bool:
     """True when at least one comparison was judged more than once."""
     return bool(len(table)) and bool((n_annotators_per_pair(table) > 1).any())
+
+
+def first_judgements(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without ``repeat`` rows: each annotator's first judgement of each comparison.
+
+    This is what every analyzer except ``judges`` reads (a repeated judgement would count one
+    annotator twice); ``judges`` keeps the repeats to measure swap consistency.
+    """
+    if REPEAT_COLUMN not in table.columns or not table[REPEAT_COLUMN].any():
+        return table
+    return table[~table[REPEAT_COLUMN].to_numpy(dtype=bool)].reset_index(drop=True)
+
+
+def shown_first(table: pd.DataFrame) -> pd.Series:
+    """Per row, whether ``chosen`` was shown first (nullable boolean; all NA when unknown)."""
+    if ORDER_COLUMN not in table.columns:
+        return pd.Series(pd.array([pd.NA] * len(table), dtype="boolean"), index=table.index)
+    return table[ORDER_COLUMN].astype("boolean")
+
+
+def has_order(table: pd.DataFrame) -> bool:
+    """Whether any judgement records which response was shown first."""
+    return bool(shown_first(table).notna().any())
+
+
+def presented_label_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Pairs x annotators matrix of labels *as presented*: 0 = the response shown first won,
+    1 = the one shown second won, 2 = tie, NaN = not judged or order unknown.
+
+    Same rows and columns as :func:`label_matrix` (repeats left out). This coding depends on
+    the order the judge saw; only the as-presented agreement numbers use it.
+    """
+    table = first_judgements(table)
+    first = shown_first(table).to_numpy(dtype="float64", na_value=np.nan)
+    label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
+                     np.where(first == 1.0, LABEL_A, LABEL_B)).astype("float64")
+    label[np.isnan(first)] = np.nan
+    labels = pd.DataFrame({"pair_id": table["pair_id"].to_numpy(),
+                           "annotator": table["annotator"].astype("string").fillna("_single").to_numpy(),
+                           "label": label})
+    order = pd.unique(labels["pair_id"])
+    mat = labels.pivot_table(index="pair_id", columns="annotator", values="label", aggfunc="last",
+                             dropna=False)
+    mat = mat.reindex(index=order).astype("float64")
+    mat.columns = mat.columns.astype(str)
+    return mat.sort_index(axis=1)
 
 
 def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -155,9 +251,10 @@ def label_matrix(table: pd.DataFrame) -> pd.DataFrame:
     """Pairs x annotators matrix of labels (0 = A, 1 = B, 2 = tie, NaN = not judged).
 
     Rows are ``pair_id`` in order of first appearance, columns are annotators sorted by name.
-    If an annotator judged the same pair twice, their last judgement counts.
+    ``repeat`` rows are left out (:func:`first_judgements`); if an annotator still judged the
+    same pair twice, their last judgement counts.
     """
-    labels = pair_labels(table)
+    labels = pair_labels(first_judgements(table))
     order = pd.unique(labels["pair_id"])
     mat = labels.pivot_table(index="pair_id", columns="annotator", values="label", aggfunc="last")
     mat = mat.reindex(index=order).astype("float64")
@@ -172,7 +269,11 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     pair is the one whose label (A or B) has the most votes; pairs whose majority is a tie or
     whose A and B votes are level keep a tie row (``tie=True``). Adds ``n_judgements`` and
     ``vote_share`` (share of the pair's judgements that agree with the kept orientation).
+    ``repeat`` rows are left out. When the kept row is turned round, ``chosen_model`` and
+    ``rejected_model`` swap with the texts and ``chosen_shown_first`` is negated, so they
+    still describe the first judgement's presentation.
     """
+    table = first_judgements(table)
     if not is_multi_annotator(table):
         out = table.copy()
         out["n_judgements"] = 1
@@ -197,8 +298,11 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     out["annotator"] = pd.array([pd.NA] * len(out), dtype="string")
     out["n_judgements"] = n
     out["vote_share"] = np.where(winner == LABEL_A, a, np.where(winner == LABEL_B, b, t)) / np.maximum(n, 1)
-    if "chosen_messages" in out.columns:
-        cm, rm = out["chosen_messages"].to_numpy(), out["rejected_messages"].to_numpy()
-        out["chosen_messages"] = np.where(keep, cm, rm)
-        out["rejected_messages"] = np.where(keep, rm, cm)
-    return out
+    for c_col, r_col in (("chosen_messages", "rejected_messages"), MODEL_COLUMNS):
+        if c_col in out.columns:
+            cm, rm = out[c_col].to_numpy(), out[r_col].to_numpy()
+            out[c_col] = np.where(keep, cm, rm)
+            out[r_col] = np.where(keep, rm, cm)
+    if ORDER_COLUMN in out.columns:
+        out[ORDER_COLUMN] = out[ORDER_COLUMN].where(keep, ~out[ORDER_COLUMN])
+    return normalize_dtypes(out) if MODEL_COLUMNS[0] in out.columns else out

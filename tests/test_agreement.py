@@ -44,23 +44,37 @@ def pandalm_source_matrix(path) -> np.ndarray:
 
 
 def test_pandalm_reproduces_published_kappas_fleiss_and_raw_agreement(pandalm_result):
-    kappa = pandalm_result.tables["cohen_kappa"]
+    # the published figures code the labels as the annotators saw them (response1 = first)
+    kappa = pandalm_result.tables["cohen_kappa_as_presented"]
     assert kappa.loc["annotator1", "annotator2"] == pytest.approx(0.852, abs=0.005)
     assert kappa.loc["annotator1", "annotator3"] == pytest.approx(0.879, abs=0.005)
     assert kappa.loc["annotator2", "annotator3"] == pytest.approx(0.862, abs=0.005)
     m = pandalm_result.metrics
-    assert m["fleiss_kappa"].value == pytest.approx(0.864, abs=0.0005)
+    assert m["fleiss_kappa_as_presented"].value == pytest.approx(0.864, abs=0.0005)
+    # orientation-free: near the as-presented values here (the first position wins 47 % of labels)
+    assert m["fleiss_kappa"].value == pytest.approx(0.8645, abs=0.0005)
+    assert abs(m["mean_cohen_kappa"].value - m["mean_cohen_kappa_as_presented"].value) < 0.001
     assert m["raw_agreement"].value == pytest.approx(0.920, abs=0.0005)
     assert m["n_annotators"].value == 3 and m["n_pairs_multi"].value == 999
 
 
 def test_pandalm_alpha_equals_krippendorff_package(pandalm, pandalm_result, sample_dir):
-    matrix = label_matrix(pandalm)
-    expected = krippendorff.alpha(reliability_data=matrix.to_numpy().T, level_of_measurement="nominal")
+    source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
+    swapped = np.select([source == 0, source == 1], [1, 0], source)
+    expected = krippendorff.alpha(reliability_data=np.vstack([source, swapped]).T, level_of_measurement="nominal")
     alpha = pandalm_result.metrics["krippendorff_alpha"]
     assert alpha.value == pytest.approx(expected, abs=1e-9)
+    assert alpha.value == pytest.approx(0.8645, abs=1e-4)
     assert alpha.low < alpha.value < alpha.high
-    source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
+    presented = pandalm_result.metrics["krippendorff_alpha_as_presented"]
+    assert presented.value == pytest.approx(
+        krippendorff.alpha(reliability_data=source.T, level_of_measurement="nominal"), abs=1e-6)
+    assert presented.value == pytest.approx(0.8642, abs=1e-4)
+    assert presented.low < presented.value < presented.high
+    # the orientation-free alpha does not depend on the sort that names response A
+    matrix = label_matrix(pandalm).to_numpy()
+    assert reliability.krippendorff_alpha(reliability.both_orientations(matrix)) == pytest.approx(
+        expected, abs=1e-9)
     assert reliability.krippendorff_alpha(source) == pytest.approx(
         krippendorff.alpha(reliability_data=source.T, level_of_measurement="nominal"), abs=1e-9)
 
@@ -77,7 +91,8 @@ def test_alpha_matches_package_with_missing_labels(sample_dir):
 def test_orientation_does_not_depend_on_which_judgement_comes_first(pandalm, pandalm_result):
     reordered = pandalm.iloc[::-1].reset_index(drop=True)
     again = analyze_agreement(reordered, n_bootstrap=500)
-    for name in ("krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa", "flip_rate"):
+    for name in ("krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa", "flip_rate",
+                 "krippendorff_alpha_as_presented"):
         assert again.metrics[name] == pandalm_result.metrics[name], name
 
 
@@ -208,7 +223,7 @@ def test_cli_audit_writes_agreement_metrics_and_contested_pairs(sample_dir, tmp_
     assert code == 0
     saved = json.loads((tmp_path / "audit.json").read_text())
     assert set(FIXED) <= set(saved["metrics"])
-    assert saved["metrics"]["agreement.fleiss_kappa"] == pytest.approx(0.864, abs=0.0005)
+    assert saved["metrics"]["agreement.fleiss_kappa_as_presented"] == pytest.approx(0.864, abs=0.0005)
     csv = pd.read_csv(tmp_path / "pair_flags.csv")
     contested = csv[csv["reason"] == "contested"]
     assert len(contested) >= 100 and (contested["analyzer"] == "agreement").all()
@@ -280,3 +295,21 @@ def test_permuting_pairs_changes_nothing(data_seed):
     b = analyze_agreement(shuffled, n_bootstrap=200)
     assert a.flat_metrics() == pytest.approx(b.flat_metrics(), abs=1e-12, nan_ok=True)
     pd.testing.assert_frame_equal(a.pair_data, b.pair_data.loc[a.pair_data.index], atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_orientation_free_coefficients_ignore_which_response_is_a(sample_dir, data):
+    """Swapping A and B on any subset of real PandaLM pairs leaves the orientation-free
+    alpha, Fleiss' and Cohen's kappa unchanged (checked against the values of the unswapped file)."""
+    source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
+    swap = np.array(data.draw(st.lists(st.booleans(), min_size=len(source), max_size=len(source))))
+    recoded = np.where(swap[:, None], reliability.swap_ab(source), source)
+    for labels in (source, recoded):
+        both = reliability.both_orientations(labels)
+        assert reliability.krippendorff_alpha(both) == pytest.approx(0.8645295734, abs=1e-9)
+        assert reliability.fleiss_kappa(reliability.category_counts(both)) == pytest.approx(0.8645069686, abs=1e-9)
+        kappa, _ = reliability.cohen_kappa_matrix(both)
+        assert kappa[0, 1] == pytest.approx(0.852318, abs=1e-6)
+        parts = reliability.symmetric_alpha_parts(reliability.category_counts(labels)).sum(axis=0)
+        assert float(reliability.alpha_from_totals(parts)) == pytest.approx(0.8645295734, abs=1e-9)

@@ -16,7 +16,7 @@ import pytest
 
 from prefaudit.loaders import FORMAT_NAMES, format_module, load
 from prefaudit.loaders.io import iter_records
-from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, label_matrix, to_pairs
+from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, first_judgements, label_matrix, to_pairs
 
 LLMBAR = "llmbar/Dataset"
 #: file below shared/data -> (format, records, records whose label is 1 / chosen is the first response)
@@ -226,19 +226,22 @@ def test_alpacafarm_groups_annotators_of_the_same_comparison(tmp_path: Path):
         alpaca("Add 2+2.", "4", "5", 1, 0),
         alpaca("Add 2+2.", "5", "4", 1, 1),        # same comparison shown the other way round
         alpaca("Add 2+2.", "4", "5", 1.5, 2),      # a draw
-        alpaca("Add 2+2.", "4", "5", 2, 0),        # annotator 0 again: repeat dropped
+        alpaca("Add 2+2.", "4", "5", 2, 0),        # annotator 0 again: kept as a repeat
         alpaca("Name a colour.", "red", "blue", 0, 3, inp="Any."),  # 0 = draw in some releases
         alpaca("Name a colour.", "red", "blue", 7, 4, inp="Any."),  # unknown preference: dropped
     ]
     table, report = load(write_jsonl(tmp_path / "af.jsonl", records))
     assert report.formats == ["alpacafarm"]
+    assert list(table["repeat"]) == [False, False, False, True, False]
+    assert list(table["chosen_shown_first"]) == [True, True, True, False, True]
+    table = first_judgements(table)
     assert len(table) == 4 and table["pair_id"].nunique() == 2
     add = table[table["prompt"] == "Add 2+2."]
     assert add["pair_id"].nunique() == 1 and list(add["annotator"]) == ["0", "1", "2"]
     assert list(add["chosen"]) == ["4", "5", "4"] and list(add["tie"]) == [False, False, True]
     colour = table[table["prompt"] == "Name a colour.\n\nAny."]
     assert len(colour) == 1 and colour["tie"].iloc[0]
-    assert report.count("duplicate_judgement") == 1 and report.events["duplicate_judgement"].first_records == [4]
+    assert report.count("repeat_judgement") == 1 and report.events["repeat_judgement"].first_records == [4]
     assert report.count("unknown_preference") == 1
     mat = label_matrix(table)
     assert mat.shape == (2, 4)
@@ -268,9 +271,13 @@ def test_mt_bench_pairs_ties_and_conversations(tmp_path: Path):
         mt(81, "llama-13b", "gpt-4", "model_b", "author_2", 1, ans),   # same pair, models swapped
         mt(81, "gpt-4", "llama-13b", "tie (bothbad)", "expert_3", 1, ans),
         mt(81, "gpt-4", "llama-13b", "model_b", "expert_1", 2, ans),    # turn 2: its own pair
-        mt(81, "gpt-4", "llama-13b", "model_a", "expert_1", 1, ans),    # repeat of row 1: dropped
+        mt(81, "gpt-4", "llama-13b", "model_a", "expert_1", 1, ans),    # repeat of row 1: kept, marked
     ]
     table, report = load(write_jsonl(tmp_path / "mt.jsonl", records), source="mt.jsonl")
+    assert list(table["repeat"]) == [False, False, False, False, True]
+    assert list(table["chosen_shown_first"]) == [True, False, True, False, True]
+    assert list(table["chosen_model"]) == ["gpt-4", "gpt-4", "gpt-4", "llama-13b", "gpt-4"]
+    table = first_judgements(table)
     assert report.formats == ["mt_bench"]
     t1 = table[table["pair_id"] == "mt.jsonl:81:gpt-4|llama-13b:t1"]
     assert list(t1["annotator"]) == ["expert_1", "author_2", "expert_3"]
@@ -281,7 +288,7 @@ def test_mt_bench_pairs_ties_and_conversations(tmp_path: Path):
     assert (t2["chosen"], t2["rejected"]) == ("Tree, free.", "Leaves fall, all.")
     assert [m["role"] for m in t2["prompt_messages"]] == ["user", "assistant", "user"]
     assert t2["load_flags"] == "prefix_mismatch" and report.count("prefix_mismatch") == 1
-    assert report.count("duplicate_judgement") == 1
+    assert report.count("repeat_judgement") == 1
     assert to_pairs(table).set_index("pair_id").loc["mt.jsonl:81:gpt-4|llama-13b:t1", "vote_share"] == 2 / 3
 
 

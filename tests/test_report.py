@@ -88,6 +88,12 @@ def _hand_built() -> AuditResult:
     agreement.figures["annotator_confusion"] = {"annotators": ["ann1", "ann2"], "labels": ["A", "B"],
                                                 "confusion": [[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.1, 0.9]]]}
     agreement.pair_flags = make_flags(ids[:3], "contested", [0.4, 0.3, 0.2], "two of three labels disagree")
+    judges = AnalyzerResult("judges")
+    judges.add_metric("first_position_share", 0.6321, "share won by the response shown first", low=0.6, high=0.66)
+    judges.figures["first_position_share"] = {"annotators": ["ann1", "ann2"], "share": [0.7, 0.52],
+                                              "low": [0.62, 0.45], "high": [0.77, 0.59], "n": [120, 150]}
+    judges.figures["generator_win_rate"] = {"labels": ["gpt-4", "llama"], "win_rate": [0.9, 0.1],
+                                            "low": [0.85, 0.06], "high": [0.94, 0.15], "n": [200, 200]}
     length = AnalyzerResult("length")
     length.add_metric("share_longer_chosen", 0.7012, "share of non-tied pairs whose chosen is longer",
                       low=0.65, high=0.75)
@@ -108,7 +114,8 @@ def _hand_built() -> AuditResult:
     margins.figures["margin_histogram"] = {"values": rng.normal(size=200).tolist()}
     return AuditResult(summary={"n_pairs": 30, "n_judgements": 90, "sources": ["hand.jsonl"]},
                        load_report=LoadReport(["hand.jsonl"], ["trl_standard"], 30, 90),
-                       results={"agreement": agreement, "coverage": coverage, "length": length, "margins": margins},
+                       results={"agreement": agreement, "judges": judges, "coverage": coverage, "length": length,
+                                "margins": margins},
                        not_run={"hygiene": "not requested"},
                        examples={pid: {"prompt": "why?", "chosen": "yes", "rejected": "no", "source": "hand"}
                                  for pid in ids[:3]})
@@ -242,7 +249,11 @@ def test_every_analyzer_has_a_section_with_figures_and_fallbacks() -> None:
     kinds = {f.name: draw(f).kind for s in model.sections for f in s.figures}
     assert kinds == {"cohen_kappa": "heatmap", "annotator_reliability": "bars", "annotator_confusion": "heatmaps",
                      "by_length_difference": "bars", "logit_curve": "line", "map": "scatter",
-                     "cluster_shares": "bars", "odd_shape": "table", "margin_histogram": "histogram"}
+                     "cluster_shares": "bars", "odd_shape": "table", "margin_histogram": "histogram",
+                     "first_position_share": "bars", "generator_win_rate": "bars"}
+    judges = by_name["judges"]  # the two alphas stand at the top of the judges section
+    assert judges.title == "Judges and presentation order"
+    assert [m.key for m in judges.metrics] == ["agreement.krippendorff_alpha", "judges.first_position_share"]
     alpha = by_name["agreement"].metrics[0]
     assert (alpha.key, alpha.value_text, alpha.interval_text) == ("agreement.krippendorff_alpha", "0.6123",
                                                                   "[0.55, 0.67]")

@@ -11,6 +11,22 @@ The *final* label of a pair is the orientation :func:`prefaudit.schema.to_pairs`
 majority of the pair's judgements; a tie when the majority is a tie or A and B are level).
 Labels are coded in :func:`prefaudit.schema.label_matrix` orientation, where response A is
 whichever text sorts first, so no annotator's judgement decides which response is "A".
+
+Two codings, two sets of coefficients:
+
+- *orientation-free* (the headline ``krippendorff_alpha``, ``fleiss_kappa``,
+  ``mean_cohen_kappa``): every comparison enters twice, once in each orientation (A and B
+  swapped, ties unchanged; :func:`prefaudit.analyzers.reliability.both_orientations`), so
+  the number depends neither on the sort that names A nor on the order in the file. The
+  Dawid–Skene model is fitted the same way, so its consensus and ``flip_rate`` do not either.
+- *as presented* (``*_as_presented``): A is the response the annotator was shown first
+  (:func:`prefaudit.schema.presented_label_matrix`); equal to the ``krippendorff`` package on
+  a file's own label columns. Not measured when the data does not record the order. When one
+  position wins most comparisons, chance agreement in this coding is high and the
+  coefficient is low although the annotators agree (the "kappa paradox").
+
+A repeated judgement of the same comparison by the same annotator (``repeat`` rows) is left
+out: each annotator counts once per comparison, with its first judgement.
 """
 
 from __future__ import annotations
@@ -28,7 +44,16 @@ from prefaudit.analyzers.dawid_skene import (
 )
 from prefaudit.errors import ConfigError
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
-from prefaudit.schema import LABEL_NAMES, LABEL_TIE, label_matrix, response_a, to_pairs
+from prefaudit.schema import (
+    LABEL_NAMES,
+    LABEL_TIE,
+    first_judgements,
+    has_order,
+    label_matrix,
+    presented_label_matrix,
+    response_a,
+    to_pairs,
+)
 
 CHANCE_CAVEAT = ("skewed label shares (e.g. mostly 'B' or almost no ties) make it low even when "
                  "raw agreement is high; read it next to raw_agreement")
@@ -38,6 +63,8 @@ SINGLE_LABEL_NOTE = ("Agreement cannot be computed from one label per pair: no p
                      "different (named) annotators, so there is nothing to compare a label with. "
                      "Reliability, consensus and the Dawid-Skene flip rate need two or more judgements per pair.")
 N_HIST_BINS = 20
+#: The two alphas differing by more than this gets a note explaining why.
+ALPHA_GAP_NOTE = 0.05
 
 
 def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 1000, ci: float = 0.95,
@@ -86,6 +113,12 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
               "ds_smoothing": ds_smoothing, "ds_tol": ds_tol, "ds_max_iter": ds_max_iter,
               "noise_proxy": None if noise_proxy is None else str(noise_proxy.name)}
     result = AnalyzerResult(analyzer="agreement", params=params)
+    n_rows = len(table)
+    table = first_judgements(table)
+    if len(table) < n_rows:
+        result.notes.append(f"{n_rows - len(table)} repeated judgement(s) (an annotator judging the same comparison "
+                            "again) are left out: each annotator counts once per comparison, with its first "
+                            "judgement. The judges analyzer uses the repeats for swap consistency.")
     matrix = label_matrix(table)
     labels = matrix.to_numpy()
     counts = reliability.category_counts(labels)
@@ -99,12 +132,17 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
         result.notes.append("noise_proxy was ignored: with several labels per pair the flip rate comes "
                             "from the Dawid-Skene posteriors.")
 
-    fit = fit_dawid_skene(labels, smoothing=ds_smoothing, tol=ds_tol, max_iter=ds_max_iter)
-    posterior = fit.posterior
+    both = reliability.both_orientations(labels)
+    fit = fit_dawid_skene(both, smoothing=ds_smoothing, tol=ds_tol, max_iter=ds_max_iter)
+    posterior = fit.posterior[:len(labels)]
     final = _final_labels(table, matrix.index)
     flip = flip_probability(posterior, final)
-    kappa, overlap = reliability.cohen_kappa_matrix(labels)
+    kappa, overlap = reliability.cohen_kappa_matrix(both)
+    overlap = overlap // 2
+    presented = (presented_label_matrix(table).reindex(index=matrix.index, columns=matrix.columns).to_numpy()
+                 if has_order(table) else np.full_like(labels, np.nan))
     _add_reliability(result, labels, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
+    _add_as_presented(result, labels, presented, [str(a) for a in matrix.columns], seed, n_bootstrap, ci)
     pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
     result.pair_data = pair_data
     _add_consensus(result, pair_data, fit, contested_threshold)
@@ -127,6 +165,7 @@ def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Se
     """Metrics with value None and the reason; flip_rate from an external proxy if one is given."""
     for name, meaning in _RELIABILITY_MEANINGS.items():
         result.add_metric(name, None, meaning)
+    result.add_metric("first_position_label_share", None, FIRST_SHARE_MEANING)
     result.notes.append(SINGLE_LABEL_NOTE)
     if noise_proxy is None:
         result.add_metric("flip_rate", None, FLIP_MEANING)
@@ -148,9 +187,18 @@ def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Se
 _RELIABILITY_MEANINGS: dict[str, str] = {
     "raw_agreement": "mean share of annotator pairs that gave a pair the same label (A, B or tie)",
     "raw_agreement_no_ties": "raw_agreement counting only A/B labels (tie labels left out)",
-    "krippendorff_alpha": f"Krippendorff's alpha (nominal): 1 perfect, 0 chance-level agreement; {CHANCE_CAVEAT}",
-    "fleiss_kappa": f"Fleiss' kappa (needs the same number of labels on every pair); {CHANCE_CAVEAT}",
-    "mean_cohen_kappa": f"mean pairwise Cohen's kappa over annotator pairs that share pairs; {CHANCE_CAVEAT}",
+    "krippendorff_alpha": ("Krippendorff's alpha (nominal), orientation-free (each comparison counted in both "
+                           "orientations, so it does not depend on which response is A or was shown first): "
+                           f"1 perfect, 0 chance-level agreement; {CHANCE_CAVEAT}"),
+    "krippendorff_alpha_as_presented": ("Krippendorff's alpha (nominal) on the labels as shown to the annotators "
+                                        "(A = the response shown first); far below krippendorff_alpha when one "
+                                        "position wins most comparisons"),
+    "fleiss_kappa": (f"Fleiss' kappa, orientation-free (needs the same number of labels on every pair); "
+                     f"{CHANCE_CAVEAT}"),
+    "fleiss_kappa_as_presented": "Fleiss' kappa on the labels as shown to the annotators (A = shown first)",
+    "mean_cohen_kappa": (f"mean pairwise Cohen's kappa, orientation-free, over annotator pairs that share pairs; "
+                         f"{CHANCE_CAVEAT}"),
+    "mean_cohen_kappa_as_presented": "mean pairwise Cohen's kappa on the labels as shown (A = shown first)",
     "tie_label_share": "share of all judgements that are ties",
     "contested_share": "share of pairs whose consensus is uncertain (low posterior or an even split)",
     "consensus_disagrees_share": "share of pairs where the Dawid-Skene consensus differs from the final label",
@@ -163,17 +211,20 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
                      overlap: np.ndarray, seed: int, n_bootstrap: int, ci: float, flip: np.ndarray) -> None:
     """Agreement coefficients, and alpha and flip_rate with one shared bootstrap over pairs.
 
-    Alpha's point value comes from the ``krippendorff`` package; the resamples use the same
-    coefficient written as per-pair sums (:func:`reliability.alpha_parts`, equal to the
-    package's value to rounding).
+    All coefficients here are orientation-free (``kappa`` is the Cohen's kappa matrix of
+    :func:`reliability.both_orientations`). Alpha's point value comes from the
+    ``krippendorff`` package on the two-orientation matrix; the resamples use the same
+    coefficient written as per-pair sums (:func:`reliability.symmetric_alpha_parts`, equal to
+    the package's value to rounding), resampling each comparison with both its copies.
     """
     m = _RELIABILITY_MEANINGS
     result.add_metric("raw_agreement", reliability.raw_agreement(counts), m["raw_agreement"])
     result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]),
                       m["raw_agreement_no_ties"])
-    parts = reliability.alpha_parts(counts)
+    parts = reliability.symmetric_alpha_parts(counts)
     defined = np.isfinite(reliability.alpha_from_totals(parts.sum(axis=0)))
-    alpha = (float(krippendorff.alpha(reliability_data=labels.T, level_of_measurement="nominal"))
+    both = reliability.both_orientations(labels)
+    alpha = (float(krippendorff.alpha(reliability_data=both.T, level_of_measurement="nominal"))
              if defined else float("nan"))
     non_tie = np.isfinite(flip)
     per_pair = np.column_stack([parts, np.where(non_tie, flip, 0.0), non_tie])
@@ -183,7 +234,8 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
         boot_flip = sums[:, -2] / sums[:, -1]
     low, high = bootstrap.percentile_interval(boot_alpha, ci)
     result.add_metric("krippendorff_alpha", alpha, m["krippendorff_alpha"], low=low, high=high)
-    fleiss = reliability.fleiss_kappa(counts[counts.sum(axis=1) > 0])
+    both_counts = reliability.category_counts(both)
+    fleiss = reliability.fleiss_kappa(both_counts[both_counts.sum(axis=1) > 0])
     result.add_metric("fleiss_kappa", fleiss, m["fleiss_kappa"])
     if not np.isfinite(fleiss):
         result.notes.append("fleiss_kappa is not reported: pairs have different numbers of labels "
@@ -202,6 +254,57 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
                         "resamples pairs with the model held fixed. The model assumes annotators err "
                         "independently given the true label; pairs that are hard for everyone make it an "
                         "underestimate.")
+
+
+FIRST_SHARE_MEANING = ("share of non-tie labels (first judgement per annotator and comparison) won by the "
+                       "response shown first; far from 0.5 makes the as-presented coefficients low")
+
+
+def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.ndarray,
+                      annotators: list[str], seed: int, n_bootstrap: int, ci: float) -> None:
+    """Alpha, Fleiss' and Cohen's kappa on the labels as presented (A = shown first), the
+    first-position share of the labels, and a note when the two alphas differ by more than
+    :data:`ALPHA_GAP_NOTE`. Not measured (None, with a note) when no pair has two labels of
+    known order."""
+    m = _RELIABILITY_MEANINGS
+    names = ("krippendorff_alpha_as_presented", "fleiss_kappa_as_presented", "mean_cohen_kappa_as_presented")
+    counts = reliability.category_counts(presented)
+    known = counts.sum(axis=1) >= 2
+    if not known.any():
+        for name in names:
+            result.add_metric(name, None, m[name])
+        result.add_metric("first_position_label_share", None, FIRST_SHARE_MEANING)
+        result.notes.append("The as-presented coefficients are not measured: the data does not record which "
+                            "response each annotator saw first.")
+        return
+    n_unknown = int((~np.isnan(labels) & np.isnan(presented)).sum())
+    if n_unknown:
+        result.notes.append(f"The as-presented coefficients leave out {n_unknown} judgement(s) whose "
+                            "presentation order is not recorded.")
+    parts = reliability.alpha_parts(counts)
+    alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
+    if np.isfinite(alpha):
+        alpha = float(krippendorff.alpha(reliability_data=presented[known].T, level_of_measurement="nominal"))
+    low, high = bootstrap.percentile_interval(
+        reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts[known], n_bootstrap, seed)), ci)
+    result.add_metric(names[0], alpha, m[names[0]], low=low, high=high)
+    result.add_metric(names[1], reliability.fleiss_kappa(counts[known]), m[names[1]])
+    kappa, overlap = reliability.cohen_kappa_matrix(presented)
+    off = ~np.eye(len(kappa), dtype=bool) & (overlap > 0) & np.isfinite(kappa)
+    result.add_metric(names[2], float(kappa[off].mean()) if off.any() else None, m[names[2]])
+    result.tables["cohen_kappa_as_presented"] = pd.DataFrame(kappa, index=annotators, columns=annotators)
+    first, second = int(counts[:, 0].sum()), int(counts[:, 1].sum())
+    share = first / (first + second) if first + second else float("nan")
+    result.add_metric("first_position_label_share", share, FIRST_SHARE_MEANING)
+    headline = result.metrics["krippendorff_alpha"].value
+    if headline is not None and np.isfinite(alpha) and abs(headline - alpha) > ALPHA_GAP_NOTE:
+        side = "first" if share >= 0.5 else "second"
+        result.notes.append(
+            f"The orientation-free alpha ({headline:.3f}) and the as-presented alpha ({alpha:.3f}) differ by "
+            f"{abs(headline - alpha):.3f}: the response shown {side} wins most comparisons (the first-shown "
+            f"response won {share:.1%} of non-tie labels), so agreement expected by chance is high as presented "
+            "and the as-presented alpha is low although the annotators agree (the kappa paradox); the "
+            "orientation-free alpha does not depend on the order.")
 
 
 def _final_labels(table: pd.DataFrame, pair_ids: pd.Index) -> np.ndarray:

@@ -4,6 +4,11 @@ Every function takes a label matrix with categorical codes (``0 = A``, ``1 = B``
 NaN = not judged; see :func:`prefaudit.schema.label_matrix`) or the per-pair category counts
 derived from it. All coefficients treat the labels as nominal categories.
 
+Orientation: which response of a pair is "A" is arbitrary. :func:`both_orientations` lists
+every pair twice, once as coded and once with A and B swapped (ties unchanged); every
+coefficient computed on that matrix is *orientation-free*: it is the same whichever response
+is called A, and it does not depend on the order the responses were shown in.
+
 Krippendorff's alpha is written as a function of per-pair sums (:func:`alpha_parts`), so the
 alpha of any reweighting of the pairs (a bootstrap resample) is a weighted sum followed by
 :func:`alpha_from_totals` — no per-resample pass over the data.
@@ -16,6 +21,18 @@ import numpy as np
 from prefaudit.errors import SchemaError
 
 N_CATEGORIES = 3
+
+
+def swap_ab(labels: np.ndarray) -> np.ndarray:
+    """The label matrix with codes A (0) and B (1) exchanged; ties and NaN unchanged."""
+    labels = np.asarray(labels, dtype="float64")
+    return np.where(labels == 0, 1.0, np.where(labels == 1, 0.0, labels))
+
+
+def both_orientations(labels: np.ndarray) -> np.ndarray:
+    """Rows of ``labels`` followed by the same rows with A and B swapped (2 x n_pairs rows)."""
+    labels = np.asarray(labels, dtype="float64")
+    return np.vstack([labels, swap_ab(labels)])
 
 
 def category_counts(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> np.ndarray:
@@ -49,6 +66,13 @@ def alpha_parts(counts: np.ndarray) -> np.ndarray:
     pairable = m >= 2
     diag = np.where(pairable, (counts * (counts - 1)).sum(axis=1) / np.maximum(m - 1, 1), 0.0)
     return np.column_stack([counts * pairable[:, None], diag])
+
+
+def symmetric_alpha_parts(counts: np.ndarray) -> np.ndarray:
+    """Per pair, :func:`alpha_parts` of the pair in both orientations, summed: the pair's
+    contribution to the orientation-free alpha (a bootstrap resamples both copies together)."""
+    counts = np.asarray(counts, dtype="float64")
+    return alpha_parts(counts) + alpha_parts(counts[:, [1, 0, *range(2, counts.shape[1])]])
 
 
 def alpha_from_totals(totals: np.ndarray) -> np.ndarray:

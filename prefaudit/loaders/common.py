@@ -48,14 +48,23 @@ def row(ctx: Context, pair_id: str, prompt: str, chosen: str, rejected: str, *,
         prompt_messages: list[dict[str, str]] | None = None,
         chosen_messages: list[dict[str, str]] | None = None,
         rejected_messages: list[dict[str, str]] | None = None,
-        load_flags: str = "") -> dict[str, Any]:
-    """One canonical row (see :mod:`prefaudit.schema`)."""
+        load_flags: str = "", chosen_shown_first: bool | None = None,
+        chosen_model: str | None = None, rejected_model: str | None = None,
+        repeat: bool = False) -> dict[str, Any]:
+    """One canonical row (see :mod:`prefaudit.schema`). ``chosen_shown_first`` is None when
+    the format does not record the presentation order; the model columns appear only when
+    a source names the models."""
     out: dict[str, Any] = {
         "pair_id": pair_id, "prompt": prompt, "chosen": chosen, "rejected": rejected,
         "annotator": annotator, "tie": tie,
         "strength": float("nan") if strength is None else float(strength),
-        "source": ctx.source, "load_flags": load_flags,
+        "source": ctx.source, "load_flags": load_flags, "chosen_shown_first": chosen_shown_first,
     }
+    if chosen_model is not None or rejected_model is not None:
+        out["chosen_model"] = chosen_model
+        out["rejected_model"] = rejected_model
+    if repeat:
+        out["repeat"] = True
     if prompt_messages is not None:
         out["prompt_messages"] = prompt_messages
         out["chosen_messages"] = chosen_messages
@@ -172,14 +181,16 @@ def content_id(ctx: Context, *parts: str) -> str:
     return f"{ctx.source}:{digest}"
 
 
-def first_judgement(ctx: Context, pair_id: str, annotator: str | None) -> bool:
-    """True the first time ``annotator`` judges ``pair_id`` in this file; a repeat is
-    counted as ``duplicate_judgement`` (dropped) so no judgement is double-counted."""
+def judged_before(ctx: Context, pair_id: str, annotator: str | None) -> bool:
+    """True when ``annotator`` already judged ``pair_id`` in this file. The repeat is kept
+    as a ``repeat`` row and counted (``repeat_judgement``): the judges analyzer reads it for
+    swap consistency, every other analyzer counts the annotator's first judgement only."""
     seen: set[tuple[str, str | None]] = ctx.state.setdefault("judged", set())
     key = (pair_id, annotator)
     if key in seen:
-        ctx.note("duplicate_judgement", "dropped",
-                 "the same annotator judged the same comparison again; later judgement dropped")
-        return False
+        ctx.note("repeat_judgement", "kept",
+                 "the same annotator judged the same comparison again; kept as a repeat (used for "
+                 "swap consistency only, not counted twice)")
+        return True
     seen.add(key)
-    return True
+    return False

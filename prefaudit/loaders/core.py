@@ -1,4 +1,4 @@
-"""``load()``: any supported file(s) or DataFrame -> canonical pair table + LoadReport."""
+"""``load()``: any supported file(s), DataFrame or Hugging Face dataset -> canonical pair table + LoadReport."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from prefaudit.errors import DataFormatError, UnknownFormatError
+from prefaudit.loaders import column_map, hf
 from prefaudit.loaders.common import Context
 from prefaudit.loaders.io import Record, is_data_file, iter_records
 from prefaudit.loaders.report import LoadReport
-from prefaudit.schema import MESSAGE_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
+from prefaudit.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
 
 #: Format modules in sniffing order: the one whose ``sniff`` accepts most of a file's first
 #: records wins, the earlier on a tie (see :func:`detect_format`).
@@ -35,6 +36,8 @@ class Loaded(NamedTuple):
 
 def format_module(name: str) -> ModuleType:
     """The module implementing format ``name``."""
+    if name == column_map.NAME:
+        return column_map
     if name not in FORMAT_NAMES:
         raise UnknownFormatError(f"unknown format {name!r}; known formats: {', '.join(FORMAT_NAMES)}")
     return importlib.import_module(f"prefaudit.loaders.formats.{name}")
@@ -61,8 +64,10 @@ def detect_format(records: list[dict[str, Any]], where: str) -> str:
         f"pass format= one of {', '.join(FORMAT_NAMES)}")
 
 
-def load(data: str | Path | pd.DataFrame | Iterable[str | Path], format: str = "auto",
-         *, source: str | None = None, **options: Any) -> Loaded:
+def load(data: str | Path | pd.DataFrame | Iterable[str | Path] | Any, format: str = "auto",
+         *, source: str | None = None, columns: str | dict[str, str] | None = None,
+         label_values: str | dict[Any, str] | None = None, split: str | None = None,
+         **options: Any) -> Loaded:
     """Load preference data into the canonical pair table.
 
     Parameters
@@ -70,12 +75,22 @@ def load(data: str | Path | pd.DataFrame | Iterable[str | Path], format: str = "
     data:
         A file (.jsonl, .json, .csv, .parquet, each optionally .gz), a directory (every data
         file below it, in sorted order), a list of files, or a DataFrame (either already
-        canonical, or one record per row in any supported format).
+        canonical, or one record per row in any supported format). Also Hugging Face
+        datasets: a ``Dataset``, ``DatasetDict`` (pick ``split``) or ``IterableDataset``
+        (read in batches), a ``save_to_disk`` folder, an ``.arrow`` file, or
+        ``"hf:ORG/NAME[:CONFIG]"`` from the local datasets cache (:mod:`prefaudit.loaders.hf`).
     format:
         ``"auto"`` to detect from the first records of each file, or a name in
         :data:`FORMAT_NAMES`.
     source:
         Name stored in the ``source`` column (default: parent folder and file name).
+    columns, label_values:
+        A column map for any other schema (:mod:`prefaudit.loaders.column_map`), e.g.
+        ``columns="prompt=question,chosen=good,rejected=bad"``, or
+        ``columns={"prompt": "prompt", "response_a": "response 1", "response_b": "response 2",
+        "label": "label"}, label_values={0: "a", 1: "b", 2: "tie"}``.
+    split:
+        The split of a DatasetDict (needed when it holds several).
     **options:
         Format options, e.g. ``pairs="all"`` for UltraFeedback, ``responses=PATH`` for the
         generic long table.
@@ -85,6 +100,19 @@ def load(data: str | Path | pd.DataFrame | Iterable[str | Path], format: str = "
     Loaded
         ``(table, report)``. Nothing is dropped or altered without being counted in ``report``.
     """
+    if columns is not None or label_values is not None:
+        if format not in ("auto", column_map.NAME):
+            raise UnknownFormatError(f"columns= is a format of its own; it cannot be combined with format={format!r}")
+        format = column_map.NAME
+        options = {**options, **column_map.options(columns or {}, label_values)}
+    elif format == column_map.NAME:
+        raise UnknownFormatError("format 'column_map' needs columns= (--columns), e.g. "
+                                 "prompt=question,chosen=good,rejected=bad")
+    if hf.is_dataset(data) or hf.is_dataset_path(data):
+        return _load_dataset(data, format, source, split, options)
+    if split is not None:
+        raise UnknownFormatError("split= applies to Hugging Face datasets (a DatasetDict, a save_to_disk "
+                                 "folder or an hf: id), not to files or DataFrames")
     if isinstance(data, pd.DataFrame):
         return _load_frame(data, format, source or "<DataFrame>", options)
     paths = _expand(data)
@@ -143,6 +171,19 @@ def _load_frame(frame: pd.DataFrame, format: str, source: str, options: dict[str
     return loaded
 
 
+def _load_dataset(data: Any, format: str, source: str | None, split: str | None,
+                  options: dict[str, Any]) -> Loaded:
+    where = str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>"
+    obj = hf.open_path(data) if isinstance(data, (str, Path)) else data
+    ds, where = hf.select_split(obj, split, where)
+    records = hf.iter_records(ds)
+    head = _take(records, SNIFF_RECORDS)
+    name = detect_format([r for _, _, r in head], where) if format == "auto" else format
+    loaded = _convert(name, _chain(head, records), where, source or where, options)
+    _check_unique_judgements(loaded.table, loaded.report)
+    return loaded
+
+
 def _unbox(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return [_unbox(x) for x in v.tolist()]
@@ -193,7 +234,7 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
         return Loaded(empty_table(), report)
     # object dtype up front: pandas 3 would otherwise copy every text into Arrow and back
     table = pd.DataFrame(columns, dtype=object)
-    ordered = [c for c in (*REQUIRED_COLUMNS, *MESSAGE_COLUMNS, "load_flags") if c in table.columns]
+    ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in table.columns]
     table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
     return Loaded(table, report)
 
@@ -216,6 +257,8 @@ def _check_unique_judgements(table: pd.DataFrame, report: LoadReport) -> None:
     if table.empty:
         return
     dup = table.duplicated(["pair_id", "annotator"])
+    if "repeat" in table.columns:  # a loader's marked repeat judgement is not a clash
+        dup &= ~table["repeat"].to_numpy(dtype=bool)
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataFormatError(

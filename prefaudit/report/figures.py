@@ -385,7 +385,7 @@ def _plot_bars(p: dict[str, Any], spec: FigureSpec) -> plt.Figure:
         ax.set_xticks(pos, labels, rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center")
     values = np.concatenate(list(series.values()))
     finite = values[np.isfinite(values)]
-    if spec.analyzer == "length" and finite.size and finite.min() >= 0 and finite.max() <= 1:
+    if spec.analyzer in ("length", "judges") and finite.size and finite.min() >= 0 and finite.max() <= 1:
         (ax.axvline if horizontal else ax.axhline)(0.5, color="#cc3311", linewidth=1, linestyle="--")
     if n is not None:
         top = np.nanmax(np.vstack(list(series.values())), axis=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ MAX_CELL_CHARS = 120
 SECTION_TITLES: dict[str, str] = {
     "hygiene": "Hygiene: empty, duplicate, truncated and damaged pairs",
     "agreement": "Annotator agreement and label noise",
+    "judges": "Judges and presentation order",
     "coverage": "Prompt coverage",
     "length": "Length bias",
     "margins": "Reference-model margins",
@@ -211,6 +212,7 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
                      not_run_reason=str(not_run.get(name, "not run")))
         for name in dict.fromkeys(names)
     ]
+    _add_alphas_to_judges(sections, analyzers)
     summary = d.get("summary", {}) or {}
     sources = summary.get("sources") or []
     return ReportModel(
@@ -230,6 +232,24 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
         footer=f"prefaudit {d.get('prefaudit_version', '?')}, audit schema {d.get('schema_version', '?')}, "
                f"data sha256 {str(summary.get('content_sha256', '?'))[:16]}",
     )
+
+
+#: Agreement metrics the judges section repeats, so the two alphas stand side by side there.
+JUDGES_AGREEMENT_METRICS: tuple[str, ...] = (
+    "krippendorff_alpha", "krippendorff_alpha_as_presented", "first_position_label_share")
+
+
+def _add_alphas_to_judges(sections: list[Section], analyzers: Mapping[str, Any]) -> None:
+    """Show agreement's orientation-free and as-presented alphas (and its note on why they
+    differ, if any) at the top of the judges section."""
+    judges = next((s for s in sections if s.name == "judges" and s.ran), None)
+    agreement = analyzers.get("agreement") or {}
+    metrics = agreement.get("metrics", {}) or {}
+    if judges is None or not metrics:
+        return
+    rows = [_metric_row("agreement", k, metrics[k]) for k in JUDGES_AGREEMENT_METRICS if k in metrics]
+    judges.metrics[:0] = [replace(r, name=r.key) for r in rows]  # full name: not a judges.* metric
+    judges.notes[:0] = [str(n) for n in agreement.get("notes", []) or [] if "as-presented alpha" in str(n)]
 
 
 def _as_dict(audit: AuditResult | Mapping[str, Any] | str | Path) -> dict[str, Any]:

@@ -214,7 +214,7 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
         loss_type=[TRL_LOSSES[config.loss]], label_smoothing=config.eps if config.loss == "robust" else 0.0,
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
         max_length=config.max_length, dataloader_num_workers=0, seed=config.seed, data_seed=config.seed,
-        disable_tqdm=True, bf16=config.precision == "bf16", fp16=False, gradient_checkpointing=False)
+        disable_tqdm=True, bf16=config.precision == "bf16", fp16=False, activation_checkpointing=False)
     data = Dataset.from_dict({c: pairs[c].tolist() for c in ("prompt", "chosen", "rejected")})
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=data,
                          processing_class=tokenizer)

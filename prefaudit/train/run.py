@@ -34,7 +34,8 @@ from prefaudit import __version__
 from prefaudit.audit import AuditResult, audit
 from prefaudit.errors import ConfigError
 from prefaudit.gate import Policy, Verdict, apply_policy, load_policy
-from prefaudit.schema import to_pairs, validate
+from prefaudit.schema import validate
+from prefaudit.selection import select_pairs
 from prefaudit.train.dpo import TrainConfig, preference_metrics, train_own, train_trl
 
 METADATA_FILE = "prefaudit_train.json"
@@ -118,9 +119,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
 
     eps = _noise_rate(config.loss, label_noise, result)
     config = TrainConfig(**{**asdict(config), "eps": eps})
-    pairs, dropped = _training_pairs(table, result, drop_flags, length_balance, config.seed)
-    if margin_drop is not None:
-        pairs, dropped["margin"] = _select_by_margin(pairs, result, margin_drop)
+    pairs, dropped = select_pairs(table, result, drop_flags=drop_flags, length_balance=length_balance,
+                                  margin_drop=margin_drop, seed=config.seed)
     train_pairs, held_out = _split(pairs, holdout, config.seed)
     if len(train_pairs) == 0:
         raise ConfigError("no pairs left to train on after dropping ties, flagged pairs and the holdout")
@@ -195,30 +195,6 @@ def _noise_rate(loss: str, label_noise: float | str | None, result: AuditResult)
     return float(rate)
 
 
-def _training_pairs(table: pd.DataFrame, result: AuditResult, drop_flags: tuple[str, ...] | list[str],
-                    length_balance: bool, seed: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One non-tied pair per comparison, minus flagged pairs and (optionally) length-balanced."""
-    dropped: dict[str, int] = {}
-    pairs = to_pairs(table)
-    dropped["tie"] = int(pairs["tie"].sum())
-    pairs = pairs[~pairs["tie"]]
-    if drop_flags:
-        flags = result.pair_flags()
-        reasons = sorted(set(flags["reason"])) if "all" in drop_flags else sorted(set(drop_flags))
-        for reason in reasons:
-            ids = set(flags.loc[flags["reason"] == reason, "pair_id"].astype(str))
-            hit = pairs["pair_id"].astype(str).isin(ids)
-            dropped[reason] = int(hit.sum())  # 0 for a reason the audit never flagged (shown in run.log)
-            pairs = pairs[~hit]
-    if length_balance:
-        from prefaudit.analyzers.length_balance import length_balanced_sample
-
-        n = len(pairs)
-        pairs = length_balanced_sample(pairs, seed=seed)
-        dropped["length_balance"] = n - len(pairs)
-    return pairs[["pair_id", "prompt", "chosen", "rejected"]].reset_index(drop=True), dropped
-
-
 def _with_margins(analyzers: list[str] | None, options: dict[str, dict[str, Any]] | None, model: Any,
                   tokenizer: Any) -> tuple[list[str], dict[str, dict[str, Any]]]:
     from prefaudit.audit import DEFAULT_ANALYZERS
@@ -229,20 +205,6 @@ def _with_margins(analyzers: list[str] | None, options: dict[str, dict[str, Any]
     reference = str(model) if isinstance(model, (str, Path)) else (model, tokenizer)
     opts.setdefault("margins", {}).setdefault("reference_model", reference)
     return names, opts
-
-
-def _select_by_margin(pairs: pd.DataFrame, result: AuditResult,
-                      margin_drop: tuple[float, float]) -> tuple[pd.DataFrame, int]:
-    from prefaudit.analyzers.margins import select_by_margin
-
-    margins = result.results.get("margins")
-    if margins is None or margins.pair_data is None:
-        raise ConfigError("margin selection needs the audit's margins analyzer (per-pair reference margins); "
-                          "run the audit with a reference model")
-    scored = margins.pair_data.loc[margins.pair_data.index.isin(pairs["pair_id"])]
-    keep = set(select_by_margin(scored, drop_low=margin_drop[0], drop_high=margin_drop[1]).astype(str))
-    kept = pairs[pairs["pair_id"].astype(str).isin(keep)].reset_index(drop=True)
-    return kept, len(pairs) - len(kept)
 
 
 def _split(pairs: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -5,7 +5,9 @@ draws in different releases) are ties. The annotator comes from ``annotator``, e
 ``annotator_index``, else none. Judgements of the same comparison (same instruction and
 input, same two outputs in either order) share a content-hash pair id, so several
 annotators' rows form one multi-annotator pair; a repeated (pair, annotator) is counted and
-dropped. A tie keeps chosen = output_1.
+kept as a ``repeat`` row (for swap consistency). A tie keeps chosen = output_1. ``output_1``
+is the one shown first (``chosen_shown_first``); ``generator_1``/``generator_2``, when
+present, name the models (``chosen_model``/``rejected_model``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 from prefaudit.loaders.common import (
     Context,
     content_id,
-    first_judgement,
     instruction_prompt,
+    judged_before,
     note_empty,
     parse_choice,
     require,
@@ -52,8 +54,11 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         return []
     pair_id = content_id(ctx, instruction, input_text, *sorted((out_1, out_2)))
     annotator = _annotator(record)
-    if not first_judgement(ctx, pair_id, annotator):
-        return []
+    repeat = judged_before(ctx, pair_id, annotator)
+    models = [text(record, key, ctx, required=False) or None for key in ("generator_1", "generator_2")]
     chosen, rejected = (out_2, out_1) if choice == "B" else (out_1, out_2)
+    if choice == "B":
+        models.reverse()
     return [row(ctx, pair_id, instruction_prompt(instruction, input_text), chosen, rejected,
-                annotator=annotator, tie=choice == "tie")]
+                annotator=annotator, tie=choice == "tie", chosen_shown_first=choice != "B",
+                chosen_model=models[0], rejected_model=models[1], repeat=repeat)]

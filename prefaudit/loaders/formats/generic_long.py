@@ -7,7 +7,7 @@ responses table (any supported file type) with ``pair_id``, ``prompt``, ``respon
 ``response_b``, read in full before the labels. A label whose pair_id is not in the
 responses table is an error naming the record; responses that no label refers to are
 counted (``unlabelled_pair``). Pair ids are kept as given (not prefixed by the source).
-A tie keeps chosen = response_a.
+A tie keeps chosen = response_a. ``response_a`` is the one shown first (``chosen_shown_first``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     annotator = None if annotator is None or annotator == "" else str(annotator)
     prompt, a, b = responses
     chosen, rejected = (b, a) if choice == "B" else (a, b)
-    return [row(ctx, pair_id, prompt, chosen, rejected, annotator=annotator, tie=choice == "tie")]
+    return [row(ctx, pair_id, prompt, chosen, rejected, annotator=annotator, tie=choice == "tie",
+                chosen_shown_first=choice != "B")]
 
 
 def finish(ctx: Context) -> Iterator[dict[str, Any]]:

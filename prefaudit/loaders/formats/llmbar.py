@@ -1,6 +1,7 @@
 """LLMBar: ``input``, ``output_1``, ``output_2`` and a gold ``label`` (1 or 2 = the better output).
 
 One judgement per record, no annotator, no ties (a label outside 1/2 is counted and dropped).
+``output_1`` is the one shown first (``chosen_shown_first``).
 """
 
 from __future__ import annotations
@@ -27,4 +28,4 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     if choice is None:
         return []
     chosen, rejected = (out_1, out_2) if choice == "A" else (out_2, out_1)
-    return [row(ctx, ctx.default_pair_id, prompt, chosen, rejected)]
+    return [row(ctx, ctx.default_pair_id, prompt, chosen, rejected, chosen_shown_first=choice == "A")]

@@ -6,10 +6,12 @@ messages); the judged turn ``turn`` (1-based) gives the prompt (the conversation
 that turn's user message, taken from the first model's side) and, as the two responses,
 each model's answer in that turn. The two models are put in name order, so every judge's
 row of the same comparison has the same response A (a tie keeps chosen = response A) and
-the pair id ``<source>:<question_id>:<model>|<model>:t<turn>``. In turn 2 and later the
+the pair id ``<source>:<question_id>:<model>|<model>:t<turn>``; ``model_a`` is the one
+shown first (``chosen_shown_first``) and the model names are kept (``chosen_model``,
+``rejected_model``). In turn 2 and later the
 two conversations differ before the judged turn (each model saw its own earlier answer):
 those rows are kept, marked ``prefix_mismatch`` in ``load_flags`` and counted. A judge
-judging the same comparison twice is counted and the repeat dropped.
+judging the same comparison twice is counted and the repeat kept as a ``repeat`` row.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from prefaudit.loaders.common import (
     Context,
-    first_judgement,
+    judged_before,
     messages,
     note_empty,
     parse_choice,
@@ -67,13 +69,13 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     judge = str(require(record, "judge", ctx))
     prefix_a, answer_a = _turn(conv_a, turn, "conversation_a", ctx)
     prefix_b, answer_b = _turn(conv_b, turn, "conversation_b", ctx)
+    first_model = model_a
     if model_b < model_a:  # name order: response A is always the same model's answer
         model_a, model_b = model_b, model_a
         prefix_a, answer_a, prefix_b, answer_b = prefix_b, answer_b, prefix_a, answer_a
         choice = {"A": "B", "B": "A"}.get(choice, choice)
     pair_id = f"{ctx.source}:{question_id}:{model_a}|{model_b}:t{turn}"
-    if not first_judgement(ctx, pair_id, judge):
-        return []
+    repeat = judged_before(ctx, pair_id, judge)
     note_empty(answer_a[0]["content"], "answer", ctx)
     note_empty(answer_b[0]["content"], "answer", ctx)
     flags = ""
@@ -83,8 +85,11 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
                  "model's conversation as the prompt and marked 'prefix_mismatch'")
         flags = "prefix_mismatch"
     (chosen, cm), (rejected, rm) = (answer_a[0]["content"], answer_a), (answer_b[0]["content"], answer_b)
+    chosen_model, rejected_model = model_a, model_b
     if choice == "B":
         (chosen, cm), (rejected, rm) = (rejected, rm), (chosen, cm)
+        chosen_model, rejected_model = model_b, model_a
     return [row(ctx, pair_id, render_messages(prefix_a), chosen, rejected, annotator=judge,
                 tie=choice == "tie", prompt_messages=prefix_a, chosen_messages=cm,
-                rejected_messages=rm, load_flags=flags)]
+                rejected_messages=rm, load_flags=flags, chosen_shown_first=chosen_model == first_model,
+                chosen_model=chosen_model, rejected_model=rejected_model, repeat=repeat)]

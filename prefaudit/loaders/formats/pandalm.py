@@ -2,6 +2,7 @@
 
 One row per annotator (annotator names are the field names, ``annotator1`` ...), all sharing
 the pair id ``<source>:<idx>``. A tie keeps chosen = response1, rejected = response2.
+``response1`` is the one shown first (``chosen_shown_first``).
 Responses stored as JSON booleans (six in testset-v1) are kept as the text "true"/"false"
 and counted; empty responses are kept and counted; a label outside 0/1/2 drops that
 judgement and is counted.
@@ -53,5 +54,6 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         if choice is None:
             continue
         chosen, rejected = (r2, r1) if choice == "B" else (r1, r2)
-        rows.append(row(ctx, pair_id, prompt, chosen, rejected, annotator=ann, tie=choice == "tie"))
+        rows.append(row(ctx, pair_id, prompt, chosen, rejected, annotator=ann, tie=choice == "tie",
+                        chosen_shown_first=choice != "B"))
     return rows

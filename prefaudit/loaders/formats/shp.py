@@ -5,6 +5,7 @@
 upvotes). It is missing, and counted as ``no_score_ratio``, when a score is absent or not
 positive. A label that contradicts the scores (negative strength) is kept and counted.
 Pair ids are ``<source>:<post_id>:<c_root_id_A>:<c_root_id_B>`` when those ids exist.
+Comment ``A`` counts as the one shown first (``chosen_shown_first``).
 """
 
 from __future__ import annotations
@@ -59,4 +60,5 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
                      "the preferred comment has the lower score; kept with a negative strength")
     else:
         ctx.note("no_score_ratio", "kept", "score_A/score_B missing or not positive; strength left empty")
-    return [row(ctx, _pair_id(record, ctx), prompt, ref_a, ref_b, strength=strength)]
+    return [row(ctx, _pair_id(record, ctx), prompt, ref_a, ref_b, strength=strength,
+                chosen_shown_first=choice == "A")]

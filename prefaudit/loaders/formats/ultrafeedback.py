@@ -13,7 +13,9 @@ highest-rated completion against the lowest-rated (earliest wins a level rating)
 minus rejected, >= 0); equal ratings give a tie (chosen/rejected then in completion order).
 A completion without a usable rating is counted (``unrated_completion``) and left out;
 a record with fewer than two rated completions is counted (``too_few_rated``) and dropped.
-Pair ids are ``<source>:<record>:<i>-<j>`` with the completion indices.
+Pair ids are ``<source>:<record>:<i>-<j>`` with the completion indices. Each completion's
+``model`` is kept (``chosen_model``/``rejected_model``); completions are rated one at a time,
+so there is no presentation order.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
         raise ctx.error(f"expected a list of completions, got {type(completions).__name__}",
                         field="completions")
     rated: list[tuple[int, str, float]] = []
+    models: dict[int, str | None] = {}
     for i, comp in enumerate(completions):
         if not isinstance(comp, Mapping):
             raise ctx.error(f"completion {i} must be an object", field="completions")
@@ -76,6 +79,8 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
                      "a completion had no usable rating (missing, N/A or not a number); left out")
             continue
         note_empty(response, "response", ctx)
+        model = comp.get("model")
+        models[i] = None if model is None else as_text(model, "model", ctx, where=f"completions[{i}].model")
         rated.append((i, response, rating))
     if len(rated) < 2:
         ctx.note("too_few_rated", "dropped", "record has fewer than two rated completions; no pair")
@@ -91,5 +96,6 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     for hi, lo in chosen_pairs:
         i, j = sorted((hi[0], lo[0]))
         rows.append(row(ctx, f"{ctx.source}:{ctx.record}:{i}-{j}", prompt, hi[1], lo[1],
-                        tie=hi[2] == lo[2], strength=hi[2] - lo[2]))
+                        tie=hi[2] == lo[2], strength=hi[2] - lo[2],
+                        chosen_model=models[hi[0]], rejected_model=models[lo[0]]))
     return rows
