@@ -59,7 +59,9 @@ def test_audit_writes_pair_flags_csv(planted_audit, sample_dir):
     records = [json.loads(line) for line in
                (sample_dir / "planted_defects.jsonl").read_text(encoding="utf-8").splitlines()]
     planted = {r["id"] for r in records if r["id"].startswith("planted-")}
-    assert set(flags["pair_id"]) == planted
+    near = flags["reason"] == "near_identical"  # two real LLMBar grammar pairs, near-identical by design
+    assert set(flags.loc[near, "pair_id"]) == {"llmbar-natural-024", "llmbar-natural-077"}
+    assert set(flags.loc[~near, "pair_id"]) == planted
     row = flags[(flags["pair_id"] == "planted-mojibake-1")].iloc[0]
     assert (row["reason"], row["detail"]) == ("encoding_damage", "chosen: mojibake 'â€™'")
 
