@@ -266,7 +266,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  cache_dir=args.cache_dir, seed=args.seed)
     result = evaluate_model(loaded.table, model, reference, tok, target=target, max_length=args.max_length,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, cache_dir=args.cache_dir,
-                            clusters=clusters, load_report=loaded.report,
+                            clusters=clusters, chat=not args.plain_prompts, load_report=loaded.report,
                             config={"data": [str(p) for p in args.data], "policy_model": args.policy_model,
                                     "reference_model": args.reference_model, "target": args.target})
     verdict = None if policy is None else _run_gate(result, policy, args, args.out)
@@ -424,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="prefaudit_eval", help="output folder (default: prefaudit_eval)")
     p.add_argument("--max-length", type=int, default=None, help="token budget per prompt + response when scoring")
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per target prompt (default 64)")
+    p.add_argument("--plain-prompts", action="store_true",
+                   help="give target prompts as plain text (default: one chat turn when the tokenizer has a template)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clusters and the policy's samples (default 0)")
     p.add_argument("--embedding-model", default=None, help="sentence-transformers model for the prompt clusters")
     p.add_argument("--no-clusters", action="store_true", help="skip the by-prompt-cluster table")

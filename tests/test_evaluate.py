@@ -321,3 +321,16 @@ def test_after_training_takes_clusters_and_ches_from_the_audit(files, pairs, tmp
     assert saved["metrics"] == m and (out / "report.html").is_file()
     assert len(saved["analyzers"]["posttrain"]["tables"]["by_cluster"]["data"]) == 3
     assert evaluate_after_training(policy, ref, tok, pairs.iloc[:0], out) is None  # nothing to evaluate on
+
+
+def test_target_prompts_are_one_chat_turn_when_the_tokenizer_has_a_template(files):
+    from transformers import AutoTokenizer
+
+    from prefaudit.posttrain.generation import prompt_ids
+
+    tok = AutoTokenizer.from_pretrained(files["tiny"])
+    text = "Name a prime number."
+    chat = tok.decode(prompt_ids(tok, text))
+    assert chat == "<|im_start|>user\nName a prime number.<|im_end|>\n<|im_start|>assistant\n"
+    assert prompt_ids(tok, text, chat=False) == tok(text)["input_ids"]
+    assert prompt_ids(tok, "", chat=False) == [tok.bos_token_id]

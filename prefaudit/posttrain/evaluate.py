@@ -41,7 +41,7 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
                    target: Sequence[str] | None = None, max_length: int | None = None,
                    max_new_tokens: int = 64, seed: int = 0, cache_dir: str | Path | None = None,
                    clusters: tuple[pd.Series, dict[int, str]] | None = None, ches: pd.Series | None = None,
-                   progress: bool = True, load_report: LoadReport | None = None,
+                   chat: bool = True, progress: bool = True, load_report: LoadReport | None = None,
                    config: dict[str, Any] | None = None) -> AuditResult:
     """Compare ``policy`` with ``reference`` on preference pairs and on target prompts.
 
@@ -60,6 +60,9 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
         Token budget per prompt + response when scoring pairs (None: no limit).
     max_new_tokens, seed:
         Generation length and the seed of the policy's samples.
+    chat:
+        Render target prompts with the tokenizer's chat template when it has one
+        (:func:`prefaudit.posttrain.generation.prompt_ids`); False encodes them as plain text.
     cache_dir:
         Log-prob cache (None: in memory only).
     clusters:
@@ -73,7 +76,7 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
         the report.
     """
     res = AnalyzerResult(analyzer=NAME, params={"max_length": max_length, "max_new_tokens": max_new_tokens,
-                                                "seed": seed})
+                                                "seed": seed, "chat_template": chat})
     table = _pair_rows(pairs)
     examples: dict[str, dict[str, str]] = {}
     if table is None:
@@ -89,7 +92,8 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
         res.notes.append("no target prompts given (--target): length drift, KL and repetition were not measured.")
     else:
         _target_metrics(res, generate_on_prompts(policy, reference, tokenizer, list(target),
-                                                 max_new_tokens=max_new_tokens, seed=seed), tokenizer)
+                                                 max_new_tokens=max_new_tokens, seed=seed, chat=chat),
+                        tokenizer)
     sources = [] if table is None or "source" not in table else sorted(map(str, table["source"].unique()))
     summary = {"n_pairs": 0 if table is None else len(table), "n_target_prompts": len(target or []),
                "sources": sources}

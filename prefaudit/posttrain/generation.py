@@ -1,8 +1,11 @@
 """On target prompts: what the policy says compared with the reference, and how far it drifted.
 
-Prompts are encoded as text, as :func:`prefaudit.scoring.logprobs.encode_pairs` encodes the
-prompts of text pairs (the tokenizer's own special tokens, a BOS/EOS token for an empty prompt),
-one prompt at a time (no padding). Per prompt:
+A target prompt is what a user sends, so when the tokenizer has a chat template it is rendered
+as one user turn with the generation prompt (how a chat model is served); otherwise, or with
+``chat=False``, it is encoded as plain text the way
+:func:`prefaudit.scoring.logprobs.encode_pairs` encodes the prompts of text pairs (the
+tokenizer's own special tokens, a BOS/EOS token for an empty prompt). One prompt at a time (no
+padding). Per prompt:
 
 - a greedy response from each model (``max_new_tokens``), shown side by side in the report;
   their token counts give the length ratio and their repeated token 3-grams the repetition rate;
@@ -34,8 +37,13 @@ class Generated:
     kl_tokens: int
 
 
-def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of a text prompt, as the scorer encodes the prompt of a text pair."""
+def prompt_ids(tokenizer: Any, prompt: str, *, chat: bool = True) -> list[int]:
+    """Token ids of a target prompt: one chat turn if ``chat`` and the tokenizer has a template,
+    else the text as the scorer encodes the prompt of a text pair."""
+    if chat and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"]) if prompt else []
     if not ids:
         ids = [next(int(t) for t in (tokenizer.bos_token_id, tokenizer.eos_token_id) if t is not None)]
@@ -43,14 +51,14 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 
 
 def generate_on_prompts(policy: Any, reference: Any, tokenizer: Any, prompts: Sequence[str], *,
-                        max_new_tokens: int = 64, seed: int = 0) -> list[Generated]:
+                        max_new_tokens: int = 64, seed: int = 0, chat: bool = True) -> list[Generated]:
     """Greedy responses of both models and the policy's sampled log-ratio, per prompt."""
     import torch
 
     torch.manual_seed(seed)
     out = []
     for text in prompts:
-        ids = prompt_ids(tokenizer, text)
+        ids = prompt_ids(tokenizer, text, chat=chat)
         greedy_p = _generate(policy, tokenizer, ids, max_new_tokens, sample=False)
         greedy_r = _generate(reference, tokenizer, ids, max_new_tokens, sample=False)
         sampled = _generate(policy, tokenizer, ids, max_new_tokens, sample=True)
