@@ -197,8 +197,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from prefaudit.audit import read_audit
     from prefaudit.gate import load_policy
 
-    policy = load_policy(args.policy)
     result = read_audit(args.audit)
+    if result.metrics and all(k.startswith("posttrain.") for k in result.metrics):  # an evaluation.json
+        from prefaudit.posttrain import posttrain_policy
+
+        policy = posttrain_policy(args.policy)
+    else:
+        policy = load_policy(args.policy)
     verdict = _run_gate(result, policy, args, args.out or Path(args.audit).parent)
     _print_verdict(verdict)
     return verdict.exit_code(args.strict)
@@ -219,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         length_balance=args.length_balance, margin_drop=_fractions(args.margin_drop),
                         holdout=args.holdout, lora=args.lora,
                         analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
-                        cache_dir=args.cache_dir)
+                        cache_dir=args.cache_dir, target=_target_prompts(args.target))
     except GateRefused as refused:
         _print_verdict(refused.verdict)
         print("prefaudit: training refused by the gate; no model was written (use --force to override, "
@@ -230,6 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("prefaudit: training FORCED despite the gate (recorded in prefaudit_train.json)", file=sys.stderr)
     after = run.metadata["held_out_after"]
     tail = f", held-out reward accuracy {after['reward_accuracy']:.3f}" if after else ""
+    if run.metadata["evaluation"]:
+        tail += f"; post-training gate {run.metadata['evaluation']['verdict']['status'].upper()} (evaluation/)"
     print(f"trained {run.metadata['pairs']['trained']} pairs, final loss {run.metadata['final_train_loss']:.4f}"
           f"{tail}; saved to {run.output_dir}")
     return EXIT_PASS
@@ -280,6 +287,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {len(frame)} pairs to {paths['data']} (dropped: {dropped}); verdict of the audited data: "
           f"{result.verdict['status'].upper()}; sidecar {paths['sidecar']}")
     return EXIT_PASS
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from prefaudit.posttrain import (
+        evaluate_model,
+        load_policy_and_reference,
+        posttrain_policy,
+        write_evaluation,
+    )
+
+    policy = None if args.no_gate else posttrain_policy(args.policy)  # a bad policy fails before the work
+    loaded = _load(args)
+    target = _target_prompts(args.target)
+    model, reference, tok = load_policy_and_reference(args.policy_model, args.reference_model,
+                                                      cache_dir=args.cache_dir)
+    clusters = None
+    if not args.no_clusters:
+        from prefaudit.posttrain.clusters import pair_clusters
+
+        clusters = pair_clusters(loaded.table.drop_duplicates("pair_id"), embedding_model=args.embedding_model,
+                                 cache_dir=args.cache_dir, seed=args.seed)
+    result = evaluate_model(loaded.table, model, reference, tok, target=target, max_length=args.max_length,
+                            max_new_tokens=args.max_new_tokens, seed=args.seed, cache_dir=args.cache_dir,
+                            clusters=clusters, chat=not args.plain_prompts, load_report=loaded.report,
+                            config={"data": [str(p) for p in args.data], "policy_model": args.policy_model,
+                                    "reference_model": args.reference_model, "target": args.target})
+    verdict = None if policy is None else _run_gate(result, policy, args, args.out)
+    if verdict is not None:
+        result.verdict = verdict.to_dict()
+    print(f"wrote {write_evaluation(result, args.out)}", file=sys.stderr)
+    _write_reports(result, args.out, pdf=not args.no_pdf)
+    _print_metrics(result.metrics)
+    if verdict is None:
+        return EXIT_PASS
+    _print_verdict(verdict)
+    return verdict.exit_code(args.strict)
+
+
+def _target_prompts(path: str | None) -> list[str] | None:
+    from prefaudit.loaders.prompts import load_prompts
+
+    return None if path is None else load_prompts(path)
 
 
 def _fractions(text: str | None) -> tuple[float, float] | None:
@@ -389,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop these fractions of pairs with the lowest / highest reference margins "
                         "(runs the margins analyzer with --model as the reference)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
+    p.add_argument("--target", default=None,
+                   help="target prompts: after training, `evaluate` generates on them (any loader format or .txt)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of all weights")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
     _add_train_config_args(p)
@@ -416,6 +467,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=None, help="policy whose verdict the sidecar records (default: bundled)")
     p.add_argument("--seed", type=int, default=0, help="seed for the audit and the length balance")
     p.set_defaults(func=cmd_export)
+
+
+    p = sub.add_parser("evaluate", help="the trained policy against its reference: displacement, drift; "
+                                        "writes evaluation.json")
+    _add_data_args(p)
+    p.add_argument("--policy-model", required=True,
+                   help="the trained model: a model folder, a LoRA adapter folder, or what `prefaudit train` wrote")
+    p.add_argument("--reference-model", default=None,
+                   help="its reference: local dir, .gguf file or 'smollm2' (default: the model prefaudit_train.json "
+                        "in the policy folder names)")
+    p.add_argument("--target", default=None, help="target prompts to generate on (any loader format or a .txt list)")
+    p.add_argument("--out", default="prefaudit_eval", help="output folder (default: prefaudit_eval)")
+    p.add_argument("--max-length", type=int, default=None, help="token budget per prompt + response when scoring")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per target prompt (default 64)")
+    p.add_argument("--plain-prompts", action="store_true",
+                   help="give target prompts as plain text (default: one chat turn when the tokenizer has a template)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clusters and the policy's samples (default 0)")
+    p.add_argument("--embedding-model", default=None, help="sentence-transformers model for the prompt clusters")
+    p.add_argument("--no-clusters", action="store_true", help="skip the by-prompt-cluster table")
+    p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
+    _add_gate_args(p)
+    p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
+    p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("formats", help="list the input formats prefaudit reads")
     p.set_defaults(func=cmd_formats)

@@ -78,7 +78,7 @@ class AnalyzerMetrics:
 _REGISTRY: dict[str, AnalyzerMetrics] = {}
 #: Modules outside ``prefaudit.audit.ANALYZERS`` that declare metrics a policy may name, by metric
 #: prefix (e.g. post-training checks writing ``posttrain.*``).
-OTHER_DECLARING_MODULES: dict[str, str] = {}
+OTHER_DECLARING_MODULES: dict[str, str] = {"posttrain": "prefaudit.posttrain.metrics"}
 
 
 def declare(analyzer: str, title: str, *specs: MetricSpec) -> AnalyzerMetrics:

@@ -59,7 +59,9 @@ def test_audit_writes_pair_flags_csv(planted_audit, sample_dir):
     records = [json.loads(line) for line in
                (sample_dir / "planted_defects.jsonl").read_text(encoding="utf-8").splitlines()]
     planted = {r["id"] for r in records if r["id"].startswith("planted-")}
-    assert set(flags["pair_id"]) == planted
+    near = flags["reason"] == "near_identical"  # two real LLMBar grammar pairs, near-identical by design
+    assert set(flags.loc[near, "pair_id"]) == {"llmbar-natural-024", "llmbar-natural-077"}
+    assert set(flags.loc[~near, "pair_id"]) == planted
     row = flags[(flags["pair_id"] == "planted-mojibake-1")].iloc[0]
     assert (row["reason"], row["detail"]) == ("encoding_damage", "chosen: mojibake 'â€™'")
 
@@ -81,7 +83,8 @@ def test_clean_sample_passes_and_audit_is_deterministic(sample_dir, tmp_path):
     assert second.returncode == 0
     docs = [json.loads((tmp_path / d / "audit.json").read_text(encoding="utf-8")) for d in "ab"]
     assert docs[0]["metrics"] == docs[1]["metrics"]
-    assert docs[0]["metrics"]["hygiene.flagged_share"] == 0.0
+    # the only flags: two real grammar pairs ("is"/"are") that are near-identical by design
+    assert docs[0]["metrics"]["hygiene.flagged_share"] == docs[0]["metrics"]["hygiene.near_identical_share"] == 0.02
     assert (tmp_path / "a" / "pair_flags.csv").read_bytes() == (tmp_path / "b" / "pair_flags.csv").read_bytes()
 
 

@@ -64,7 +64,8 @@ def test_no_flag_on_any_clean_pair(planted):
     records, result = planted
     clean = {r["id"] for r in records if not r["id"].startswith("planted-")}
     assert len(clean) == 120
-    assert clean.isdisjoint(result.pair_flags["pair_id"])
+    # two real LLMBar grammar pairs are near-identical by nature (tests/test_near_identical.py)
+    assert clean.isdisjoint(result.pair_flags.loc[result.pair_flags["reason"] != "near_identical", "pair_id"])
 
 
 def test_duplicate_flags_name_the_original_and_exactness(planted):
@@ -100,7 +101,8 @@ def test_planted_metrics_are_shares_of_pairs(planted):
     assert m["hygiene.encoding_damage_share"] == pytest.approx(4 / n)
     assert m["hygiene.truncated_share"] == pytest.approx(2 / n)
     assert m["hygiene.length_outlier_share"] == pytest.approx(1 / n)
-    assert m["hygiene.flagged_share"] == pytest.approx(27 / n)
+    assert m["hygiene.near_identical_share"] == pytest.approx(2 / n)  # two real LLMBar grammar pairs
+    assert m["hygiene.flagged_share"] == pytest.approx((27 + 2) / n)
     # 4 contradiction partners and 6 duplicates repeat a prompt seen before.
     assert m["hygiene.duplicate_prompt_share"] == pytest.approx(10 / n)
     assert all(metric.meaning for metric in result.metrics.values())

@@ -16,6 +16,11 @@ duplicate). Flag reasons (one row per pair and reason in ``pair_flags``):
     same prompt and responses as another pair but the opposite preference (A > B in one,
     B > A in the other): every pair of such a group is flagged, since which label is right is
     unknown.
+``near_identical``
+    chosen and rejected differ (even after normalisation) but their normalised edit similarity (Levenshtein, 1 - distance /
+    longer length, :func:`near_identical_similarity`) is at least ``near_identical``; score is the
+    similarity. The regime where DPO most often lowers the chosen answer's likelihood too
+    (Razin et al. 2024, "Unintentional Unalignment", arXiv 2410.08847).
 ``truncated``
     a response looks cut off (see :func:`prefaudit.text.truncation_sign`: unclosed code fence
     1.0, ends mid-sentence 0.8, ends with an ellipsis 0.6).
@@ -34,6 +39,7 @@ compare several response pairs per prompt by design (PandaLM: 999 pairs over 170
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +59,9 @@ METRICS = declare(
                "share of pairs whose chosen or rejected response is empty or whitespace only"),
     MetricSpec("identical_pair_share",
                "share of pairs whose chosen and rejected are equal (exactly or after normalisation)"),
+    MetricSpec("near_identical_share",
+               "share of pairs whose chosen and rejected differ (after normalisation) but have normalised edit "
+               "similarity >= near_identical (likelihood displacement is most likely there)"),
     MetricSpec("exact_duplicate_pair_share",
                "share of pairs repeating an earlier pair's exact prompt and responses with a compatible "
                "label (first occurrences not counted)"),
@@ -92,7 +101,7 @@ _EXCERPT = 60
 
 
 def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncation_words: int = 40,
-                    min_last_line_words: int = 8) -> AnalyzerResult:
+                    min_last_line_words: int = 8, near_identical: float = 0.9) -> AnalyzerResult:
     """Find hygiene defects in a canonical pair table.
 
     Parameters
@@ -105,6 +114,8 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     min_truncation_words, min_last_line_words:
         Length conditions of the "ends mid-sentence" / "ends with an ellipsis" truncation rules
         (see :func:`prefaudit.text.truncation_sign`).
+    near_identical:
+        Normalised edit similarity from which two different responses are near-identical.
 
     Returns
     -------
@@ -130,6 +141,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     frames = [
         _empty_flags(ids, empty[codes.chosen], empty[codes.rejected]),
         _identical_flags(ids, codes),
+        _near_identical_flags(ids, codes, near_identical),
         *_duplicate_flags(ids, tie, codes),
         _truncation_flags(ids, codes, min_truncation_words, min_last_line_words),
         _length_flags(ids, codes, loglen, empty, length_z, result),
@@ -149,6 +161,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
 
     result.add_metric("empty_response_share", share.get("empty_response", 0.0))
     result.add_metric("identical_pair_share", share.get("identical_responses", 0.0))
+    result.add_metric("near_identical_share", share.get("near_identical", 0.0))
     result.add_metric("exact_duplicate_pair_share", exact_dup / n)
     result.add_metric("duplicate_pair_share", share.get("duplicate_pair", 0.0))
     result.add_metric("contradiction_share", share.get("contradictory_duplicate", 0.0))
@@ -170,7 +183,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
 
 
 _BUILTIN_REASONS = frozenset({
-    "empty_response", "identical_responses", "duplicate_pair", "contradictory_duplicate",
+    "empty_response", "identical_responses", "near_identical", "duplicate_pair", "contradictory_duplicate",
     "truncated", "length_outlier", "encoding_damage",
 })
 
@@ -212,6 +225,41 @@ def _identical_flags(ids: np.ndarray, codes: _Codes) -> pd.DataFrame:
     detail = np.where(exact, "chosen and rejected are identical",
                       "chosen and rejected are identical after normalising case, whitespace and Unicode")
     return make_flags(ids[hit], "identical_responses", np.where(exact, 1.0, 0.9)[hit], detail[hit])
+
+
+def near_identical_similarity(a: Sequence[str], b: Sequence[str], cutoff: float = 0.0) -> np.ndarray:
+    """Normalised Levenshtein similarity ``1 - distance / max(len)`` of ``a[i]`` and ``b[i]`` (1 for two
+    empty texts), vectorised with :func:`rapidfuzz.process.cpdist`.
+
+    Values below ``cutoff`` come back as 0. Pairs whose length ratio is already below ``cutoff`` (the
+    distance is at least the length difference) are not compared at all, which makes a high cutoff
+    fast on millions of pairs.
+    """
+    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.process import cpdist
+
+    a = np.asarray(a, dtype=object)
+    b = np.asarray(b, dtype=object)
+    la = np.fromiter((len(t) for t in a), dtype=np.int64, count=len(a))
+    lb = np.fromiter((len(t) for t in b), dtype=np.int64, count=len(b))
+    longer = np.maximum(la, lb)
+    possible = np.minimum(la, lb) >= cutoff * longer
+    out = np.zeros(len(a), dtype=np.float64)
+    idx = np.flatnonzero(possible)
+    if len(idx):
+        out[idx] = cpdist(list(a[idx]), list(b[idx]), scorer=Levenshtein.normalized_similarity,
+                          score_cutoff=cutoff, dtype=np.float64, workers=-1)
+    return out
+
+
+def _near_identical_flags(ids: np.ndarray, codes: _Codes, threshold: float) -> pd.DataFrame:
+    differ = np.flatnonzero(codes.norm_chosen != codes.norm_rejected)  # equal ones are identical_responses
+    sim = near_identical_similarity(codes.responses[codes.chosen[differ]], codes.responses[codes.rejected[differ]],
+                                    cutoff=threshold)
+    hit = sim >= threshold
+    detail = [f"normalised edit similarity {v:.3f}: chosen and rejected differ in {1 - v:.1%} of the longer text"
+              for v in sim[hit]]
+    return make_flags(ids[differ[hit]], "near_identical", sim[hit], detail)
 
 
 def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, codes: _Codes) -> list[pd.DataFrame]:

@@ -36,7 +36,7 @@ from prefaudit.analyzers.length_stats import binomial_p, logistic_fit, rank_auc,
 from prefaudit.errors import ConfigError
 from prefaudit.figures import Bars, Histogram, Lines
 from prefaudit.metrics import MetricSpec, declare
-from prefaudit.results import AnalyzerResult, make_flags
+from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import is_conversational, to_pairs, validate
 from prefaudit.scoring.tokens import count_tokens, has_chat_template, load_tokenizer, render_chat
 
@@ -70,6 +70,9 @@ METRICS = declare(
                "interval", interval=True),
     MetricSpec("share_longer_chosen_tokens",
                "share of non-tied pairs whose chosen response has strictly more tokens"),
+    MetricSpec("share_identical_after_truncation",
+               "share of pairs whose different chosen and rejected become the same token sequence once prompt + "
+               "response is cut to max_length as TRL does (keep_start): they give DPO no gradient"),
     MetricSpec("binomial_p",
                "two-sided exact binomial (sign) test that the longer response is chosen half the time, over "
                "non-tied pairs of unequal length"),
@@ -204,6 +207,11 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
     if clusters is not None:
         _clusters(res, lr[live], clusters.reindex(pair_data.index[live]), alpha)
     _flags(res, pairs, pair_data, support, much_longer, low_support, low_strength_quantile)
+    if "identical_after_truncation" in pair_data:
+        same = pair_data.index[pair_data["identical_after_truncation"].to_numpy(dtype=bool)]
+        res.pair_flags = concat_flags([res.pair_flags, make_flags(
+            same, "identical_after_truncation", 1.0,
+            f"chosen and rejected are the same {max_length} tokens once truncated: no DPO gradient")])
     res.pair_data = pair_data
     return res
 
@@ -432,6 +440,7 @@ def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_lengt
     if live.any():
         res.add_metric("share_longer_chosen_tokens",
                        float((sides["chosen"][live] > sides["rejected"][live]).mean()))
+    _identical_after_truncation(res, texts, tok, max_length, d)
     top = int(max(counts.max() if len(counts) else 1, 1))
     edges = np.unique(np.linspace(0, top, 31).round())
     res.add_figure("token_hist", Histogram(edges=edges, counts={s: np.histogram(v, bins=edges)[0]
@@ -440,6 +449,66 @@ def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_lengt
     res.tables["token_stats"] = pd.DataFrame(
         {s: {"mean": v.mean(), "p50": np.quantile(v, .5), "p95": np.quantile(v, .95), "max": v.max()}
          for s, v in sides.items()}).T if n else pd.DataFrame()
+
+
+def truncated_sequences_equal(tok: Any, prompts: list[str], chosen: list[str], rejected: list[str],
+                              max_length: int, *, add_eos: bool = True) -> np.ndarray:
+    """Per pair, whether chosen and rejected become the same training sequence once truncated.
+
+    Follows TRL's ``DPOTrainer`` (1.16, text data): each sequence is ``tokenize(prompt + response
+    + EOS)`` (EOS only when ``add_eos``; the tokenizer's special tokens included) and is cut to its
+    first ``max_length`` tokens (``truncation_mode="keep_start"``); pairs whose prompt alone fills
+    ``max_length`` are dropped by TRL and count as False here, and so do identical responses
+    (hygiene's ``identical_responses``). Different responses whose sequences agree on the first
+    ``max_length`` tokens give DPO no gradient at all.
+    """
+    eos = (getattr(tok, "eos_token", None) or "") if add_eos else ""
+    idx = [i for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)) if c != r]
+    out = np.zeros(len(prompts), dtype=bool)
+    if not idx:
+        return out
+    seq_c = _token_ids(tok, [prompts[i] + chosen[i] + eos for i in idx])
+    seq_r = _token_ids(tok, [prompts[i] + rejected[i] + eos for i in idx])
+    n_prompt = [len(ids) for ids in _token_ids(tok, [prompts[i] for i in idx])]
+    for j, i in enumerate(idx):
+        out[i] = (n_prompt[j] < max_length and len(seq_c[j]) >= max_length and len(seq_r[j]) >= max_length
+                  and seq_c[j][:max_length] == seq_r[j][:max_length])
+    return out
+
+
+def _token_ids(tok: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids with the tokenizer's special tokens and no truncation, leaving a fast tokenizer's
+    own truncation/padding settings as they were (calling it would switch them off for good)."""
+    backend = getattr(tok, "backend_tokenizer", None) if getattr(tok, "is_fast", False) else None
+    if backend is None:
+        return [list(ids) for ids in tok(texts, add_special_tokens=True)["input_ids"]]
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
+    finally:
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**padding)
+
+
+#: Tokens by which ``tokenize(prompt + response)`` may fall short of the two counted apart
+#: (merges across the boundary); pairs further below the budget are not re-tokenized.
+_BOUNDARY_SLACK = 8
+
+
+def _identical_after_truncation(res: AnalyzerResult, texts: tuple[list[str], list[str], list[str], bool],
+                                tok: Any, max_length: int, d: pd.DataFrame) -> None:
+    prompts, chosen, rejected, chat = texts
+    shorter = np.minimum(d["chosen_tokens"].to_numpy(), d["rejected_tokens"].to_numpy())
+    near = np.flatnonzero(d["prompt_tokens"].to_numpy() + shorter + _BOUNDARY_SLACK >= max_length)
+    same = np.zeros(len(d), dtype=bool)
+    same[near] = truncated_sequences_equal(tok, [prompts[i] for i in near], [chosen[i] for i in near],
+                                           [rejected[i] for i in near], max_length, add_eos=not chat)
+    d["identical_after_truncation"] = same
+    res.add_metric("share_identical_after_truncation", float(same.mean()) if len(same) else None)
 
 
 def _token_texts(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any) -> tuple[list[str], list[str], list[str], bool]:

@@ -28,6 +28,8 @@ MAX_TABLE_ROWS = 20
 #: Characters of one table cell shown.
 MAX_CELL_CHARS = 120
 
+#: A table of this name (written by ``prefaudit evaluate``) is shown as responses side by side.
+SIDE_BY_SIDE_TABLE = "most_drifted"
 VERDICT_WORDS: dict[str, str] = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 
 
@@ -120,6 +122,16 @@ class TableView:
     n_rows: int
 
 
+@dataclass(frozen=True)
+class SideBySide:
+    """One target prompt with the policy's and the reference's responses, and how far it drifted."""
+
+    prompt: TextBlock
+    policy: TextBlock
+    reference: TextBlock
+    caption: str
+
+
 @dataclass
 class Section:
     """One analyzer: ran (numbers, figures, worst pairs) or not run (with the reason)."""
@@ -137,6 +149,7 @@ class Section:
     flag_counts: list[tuple[str, int]] = field(default_factory=list)
     worst_pairs: list[WorstPair] = field(default_factory=list)
     params: list[tuple[str, str]] = field(default_factory=list)
+    side_by_side: list[SideBySide] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,8 @@ def build_report_model(audit: AuditResult | Mapping[str, Any] | str | Path, *,
     summary = d.get("summary", {}) or {}
     sources = summary.get("sources") or []
     return ReportModel(
-        title=f"Preference data audit: {', '.join(map(str, sources[:3])) or 'unnamed data'}"
+        title=str((d.get("config") or {}).get("title") or "Preference data audit")
+              + f": {', '.join(map(str, sources[:3])) or 'unnamed data'}"
               + (f" and {len(sources) - 3} more" if len(sources) > 3 else ""),
         verdict=_verdict(d.get("verdict")),
         summary=_summary_rows(summary),
@@ -329,7 +343,9 @@ def _section(name: str, r: Mapping[str, Any], examples: Mapping[str, Any], n_wor
     if name == "hygiene" and not figures and counts:
         bars = Bars(labels=[k for k, _ in counts], values={"pairs": [v for _, v in counts]})
         figures = [FigureSpec(name, "flags_by_reason", "Flagged pairs by reason", figure_to_dict(bars))]
-    tables = [_table(str(k), v) for k, v in (r.get("tables", {}) or {}).items() if isinstance(v, Mapping)]
+    raw_tables = {str(k): v for k, v in (r.get("tables", {}) or {}).items() if isinstance(v, Mapping)}
+    side = _side_by_side(raw_tables.pop(SIDE_BY_SIDE_TABLE, None), max_chars)
+    tables = [_table(k, v) for k, v in raw_tables.items()]
     return Section(
         name=name, anchor=f"sec-{name}", title=section_title(name), ran=True,
         metrics=metrics, notes=[str(n) for n in r.get("notes", []) or []], figures=figures, tables=tables,
@@ -337,7 +353,23 @@ def _section(name: str, r: Mapping[str, Any], examples: Mapping[str, Any], n_wor
         worst_pairs=_worst_pairs(r.get("top_flags", []) or [], examples, n_worst, max_chars),
         params=[(str(k), _short(json.dumps(v, default=str), 200))
                 for k, v in (r.get("params", {}) or {}).items()],
+        side_by_side=side,
     )
+
+
+def _side_by_side(split: Mapping[str, Any] | None, max_chars: int) -> list[SideBySide]:
+    if not split:
+        return []
+    cols = list(split.get("columns", []))
+    out = []
+    for row in split.get("data", []) or []:
+        r = dict(zip(cols, row, strict=False))
+        out.append(SideBySide(
+            _text_block(r.get("prompt"), max_chars), _text_block(r.get("policy_response"), max_chars),
+            _text_block(r.get("reference_response"), max_chars),
+            f"KL estimate {format_number(r.get('kl_per_token'))} nats/token; {format_number(r.get('policy_tokens'))} "
+            f"policy vs {format_number(r.get('reference_tokens'))} reference tokens"))
+    return out
 
 
 def _metric_row(analyzer: str, name: str, m: Mapping[str, Any]) -> MetricRow:

@@ -67,7 +67,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
               drop_flags: tuple[str, ...] | list[str] = (), length_balance: bool = False,
               margin_drop: tuple[float, float] | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
               audit_options: dict[str, dict[str, Any]] | None = None, audit_result: AuditResult | None = None,
-              cache_dir: str | Path | None = None) -> TrainRun:
+              cache_dir: str | Path | None = None, target: list[str] | None = None) -> TrainRun:
     """Audit ``table``, gate it, and train ``model`` with DPO on what passes.
 
     Parameters
@@ -102,6 +102,9 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     audit_result:
         A precomputed audit of ``table`` (skips re-running the analyzers), e.g. from
         :func:`prefaudit.audit.read_audit`; its ``content_sha256`` must match ``table``.
+    target:
+        Prompts the model must serve: after training, ``prefaudit evaluate`` runs on the held-out
+        pairs and these (:func:`prefaudit.posttrain.evaluate.evaluate_after_training`).
     """
     config = config or TrainConfig()
     backend = config.resolved_backend()
@@ -148,6 +151,10 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     after = _evaluate(policy_model, ref_model, tok, held_out, config)
     log_lines += [json.dumps(e, default=float) for e in history]
 
+    from prefaudit.posttrain.evaluate import evaluate_after_training
+
+    evaluation = evaluate_after_training(policy_model, ref_model, tok, held_out, out / "evaluation", audit=result,
+                                         target=target, gate=policy, max_length=config.max_length, seed=config.seed)
     policy_model.save_pretrained(out)
     tok.save_pretrained(out)
     result.verdict = verdict.to_dict()
@@ -166,6 +173,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         "pairs": {"trained": len(train_pairs), "held_out": len(held_out), "dropped": dropped},
         "held_out_before": before,
         "held_out_after": after,
+        "evaluation": evaluation,
         "final_train_loss": next((e["loss"] for e in reversed(history) if "loss" in e), None),
     }
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=float) + "\n", encoding="utf-8")
