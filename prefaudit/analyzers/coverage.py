@@ -10,7 +10,8 @@ several pairs may share one) and reports shares over pairs. Steps:
    c-TF-IDF label and its most central prompts; concentration as the effective number of
    clusters, exp(entropy of the pair shares);
 3. near-duplicate prompts and pairs (exact / normalised / semantic, see
-   :mod:`prefaudit.analyzers.near_duplicates`) found by blocked matrix products;
+   :mod:`prefaudit.analyzers.near_duplicates`) found with FAISS (exact up to 50,000 prompts,
+   an IVF index with measured recall beyond, see :mod:`prefaudit.analyzers.neighbors`);
 4. with a target prompt set: each target prompt's similarity to its nearest preference
    prompt, and whether its neighbourhood is covered. A target prompt is *uncovered* when,
    among its ``knn`` nearest neighbours in preference + target prompts, the share of
@@ -45,6 +46,7 @@ from prefaudit.analyzers.prompt_clusters import (
 from prefaudit.errors import ConfigError
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs
+from prefaudit.text import normalize_text
 
 Embedder = Callable[[list[str]], np.ndarray]
 MAX_TABLE_ROWS = 1000
@@ -114,7 +116,8 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
 
     labels = _clusters(res, prompts, codes, vectors, n_clusters, seed, n_examples)
     res.pair_data = pd.DataFrame({"cluster": labels[codes].astype(int)}, index=pd.Index(pair_ids, name="pair_id"))
-    _near_duplicates(res, pairs, pair_ids, codes, prompts, vectors, similarity_threshold, response_threshold)
+    _near_duplicates(res, pairs, pair_ids, codes, prompts, vectors, similarity_threshold, response_threshold,
+                     seed)
     t_vectors, t_uncovered = None, None
     if target_list is None:
         _add_target_none(res, "no target prompt set given (--target): target coverage was not measured")
@@ -181,15 +184,16 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
                    "exp(entropy of the pair share per cluster): how many equally large topics the data "
                    "is worth; far below n_clusters means a few topics dominate")
     res.add_metric("largest_cluster_share", float(share.max()), "share of pairs in the largest prompt cluster")
-    res.add_metric("n_unique_prompts", n, "number of distinct prompt strings")
+    res.add_metric("n_unique_prompts", int(normalize_text(prompts).nunique()),
+                   "number of distinct prompts after normalising case/whitespace/Unicode")
     res.figures["cluster_shares"] = {"cluster": list(range(k)), "label": terms, "pair_share": share.tolist()}
     return labels
 
 
 def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndarray, codes: np.ndarray,
                      prompts: list[str], vectors: np.ndarray, threshold: float,
-                     response_threshold: float) -> None:
-    dups, component = prompt_duplicates(pair_ids, codes, prompts, vectors, threshold)
+                     response_threshold: float, seed: int) -> None:
+    dups, component = prompt_duplicates(pair_ids, codes, prompts, vectors, threshold, seed=seed)
     pdups = pair_duplicates(pairs.assign(pair_id=pair_ids), codes, prompts, component, vectors,
                             response_threshold)
     n_pairs = len(pair_ids)
@@ -241,10 +245,10 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     weight = np.bincount(t_codes, minlength=len(t_prompts)).astype(np.float64)
     tv = _unit(embedder(t_prompts))
     n_p, n_t = len(vectors), len(tv)
-    nn_idx, nn_sim = top_k(tv, vectors, 1)
+    nn_idx, nn_sim = top_k(tv, vectors, 1, seed=seed)
     nn_idx, nn_sim = nn_idx[:, 0], nn_sim[:, 0].astype(np.float64)
     both = np.vstack([vectors, tv])
-    nb_idx, _ = top_k(tv, both, knn, self_offset=n_p)
+    nb_idx, _ = top_k(tv, both, knn, self_offset=n_p, seed=seed)
     valid = nb_idx >= 0
     pref_share = ((nb_idx < n_p) & valid).sum(1) / np.maximum(valid.sum(1), 1)
     expected = n_p / max(n_p + n_t - 1, 1)
