@@ -159,12 +159,17 @@ def summarize_table(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+_TEXT_COLUMNS = frozenset({"pair_id", "prompt", "chosen", "rejected"})
+
+
 def table_hash(table: pd.DataFrame) -> str:
     """SHA-256 of the table's judgements (stable across runs; names the audited data)."""
     h = hashlib.sha256()
     cols = ["pair_id", "prompt", "chosen", "rejected", "annotator", "tie", "strength"]
-    text = pd.DataFrame({c: table[c].astype("string").fillna("<NA>") for c in cols})
-    for values in text.itertuples(index=False, name=None):
+    # the text columns are str already: hashed as they are, without a copy into Arrow strings
+    text = [table[c].to_numpy(dtype=object) if c in _TEXT_COLUMNS
+            else table[c].astype("string").fillna("<NA>").to_numpy(dtype=object) for c in cols]
+    for values in zip(*text, strict=True):
         h.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
         h.update(b"\x1e")
     return h.hexdigest()

@@ -114,7 +114,9 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
 
 def _e_step(onehot: np.ndarray, prior: np.ndarray, confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Posterior over true classes per pattern, and each pattern's log marginal likelihood."""
-    log_joint = np.log(prior)[None, :] + np.einsum("kjl,jcl->kc", onehot, np.log(confusion))
+    k, m, n_cls = onehot.shape  # a matrix product (BLAS), not einsum's loop: EM runs it every step
+    log_conf = np.log(confusion).transpose(0, 2, 1).reshape(m * n_cls, -1)
+    log_joint = np.log(prior)[None, :] + onehot.reshape(k, m * n_cls) @ log_conf
     top = log_joint.max(axis=1, keepdims=True)
     joint = np.exp(log_joint - top)
     norm = joint.sum(axis=1, keepdims=True)
@@ -127,7 +129,8 @@ def _m_step(onehot: np.ndarray, weights: np.ndarray, post: np.ndarray,
     weighted = post * weights[:, None]
     prior = weighted.sum(axis=0) + smoothing
     prior = prior / prior.sum()
-    tally = np.einsum("kc,kjl->jcl", weighted, onehot) + smoothing
+    k, m, n_cls = onehot.shape
+    tally = (weighted.T @ onehot.reshape(k, m * n_cls)).reshape(-1, m, n_cls).transpose(1, 0, 2) + smoothing
     row = tally.sum(axis=2, keepdims=True)
     confusion = np.divide(tally, row, out=np.full_like(tally, 1.0 / tally.shape[2]), where=row > 0)
     return prior, confusion
