@@ -116,10 +116,10 @@ def write_pairs(path: Path, n_pairs: int, seed: int = 0) -> dict[str, int]:
 PANDAS_CHILD = r"""
 import json, resource, sys, time
 import pandas as pd
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 df = pd.read_json(sys.argv[1], lines=True)
-dt = time.perf_counter() - t0
-print(json.dumps({"rows": len(df), "seconds": dt, "frame_bytes": int(df.memory_usage(deep=True).sum()),
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"rows": len(df), "seconds": dt, "cpu_seconds": cpu, "frame_bytes": int(df.memory_usage(deep=True).sum()),
                   "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -130,17 +130,17 @@ A = importlib.import_module("prefaudit.audit")
 import prefaudit.cli as C
 R = importlib.import_module("prefaudit.report")
 stages = []
-t_start = time.perf_counter()
+t_start, c_start = time.perf_counter(), time.process_time()
 
-def mark(name, t0):
-    stages.append({"stage": name, "seconds": time.perf_counter() - t0,
+def mark(name, t0, c0):
+    stages.append({"stage": name, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
                    "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
 
 def timed(name, fn):
     def run(*a, **k):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn(*a, **k)
-        mark(name, t0)
+        mark(name, t0, c0)
         return out
     return run
 
@@ -151,8 +151,8 @@ _write = A.AuditResult.write
 A.AuditResult.write = lambda self, out: timed("audit.json + pair_flags.csv", _write)(self, out)
 R.write_reports = timed("report.html", R.write_reports)
 code = C.main(sys.argv[1:])
-total = time.perf_counter() - t_start
-print(json.dumps({"exit": code, "seconds": total, "stages": stages,
+total, cpu = time.perf_counter() - t_start, time.process_time() - c_start
+print(json.dumps({"exit": code, "seconds": total, "cpu_seconds": cpu, "stages": stages,
                   "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -171,18 +171,19 @@ def run(path: Path, out_dir: Path) -> dict:
                 "--no-gate", "--out", str(out_dir))
     mib = 1024.0
     print(f"file: {path} ({path.stat().st_size / 2**20:,.0f} MiB, {pd_res['rows']:,} records)")
-    print(f"pandas.read_json(lines=True): {pd_res['seconds']:7.1f} s, peak RSS {pd_res['peak_kib'] / mib:7,.0f} MiB, "
+    print(f"pandas.read_json(lines=True): {pd_res['seconds']:7.1f} s (CPU {pd_res['cpu_seconds']:7.1f} s), peak RSS {pd_res['peak_kib'] / mib:7,.0f} MiB, "
           f"frame {pd_res['frame_bytes'] / 2**20:7,.0f} MiB (memory_usage deep)")
-    print(f"prefaudit audit (exit {au['exit']}): {au['seconds']:7.1f} s, peak RSS {au['peak_kib'] / mib:7,.0f} MiB")
+    print(f"prefaudit audit (exit {au['exit']}):  {au['seconds']:7.1f} s (CPU {au['cpu_seconds']:7.1f} s), peak RSS {au['peak_kib'] / mib:7,.0f} MiB")
     for s in au["stages"]:
-        print(f"  {s['stage']:<28} {s['seconds']:7.1f} s   peak RSS so far {s['peak_kib'] / mib:7,.0f} MiB")
+        print(f"  {s['stage']:<28} {s['seconds']:7.1f} s (CPU {s['cpu_seconds']:7.1f} s)   peak RSS so far {s['peak_kib'] / mib:7,.0f} MiB")
     t_ratio = au["seconds"] / pd_res["seconds"]
+    c_ratio = au["cpu_seconds"] / pd_res["cpu_seconds"]
     m_ratio = au["peak_kib"] * 1024 / pd_res["frame_bytes"]
     print(f"time ratio audit / pandas read: {t_ratio:5.2f}x (target <= 6x)  "
-          f"{'OK' if t_ratio <= 6 else 'MISSED'}")
+          f"{'OK' if t_ratio <= 6 else 'MISSED'}; in CPU seconds {c_ratio:5.2f}x")
     print(f"peak RSS / pandas frame:        {m_ratio:5.2f}x (target <= 3x)  "
           f"{'OK' if m_ratio <= 3 else 'MISSED'}")
-    return {"pandas": pd_res, "audit": au, "time_ratio": t_ratio, "memory_ratio": m_ratio}
+    return {"pandas": pd_res, "audit": au, "time_ratio": t_ratio, "cpu_ratio": c_ratio, "memory_ratio": m_ratio}
 
 
 def main() -> None:
