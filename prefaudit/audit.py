@@ -186,7 +186,7 @@ def analyzer_function(name: str) -> Any:
 def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = None, *,
           load_report: LoadReport | None = None, seed: int = 0,
           options: dict[str, dict[str, Any]] | None = None,
-          config: dict[str, Any] | None = None) -> AuditResult:
+          config: dict[str, Any] | None = None, engine: Any = None) -> AuditResult:
     """Run analyzers on a canonical table.
 
     Parameters
@@ -203,6 +203,9 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
         Passed to every analyzer that uses randomness.
     options:
         Per-analyzer keyword arguments, e.g. ``{"length": {"tokenizer": "path"}}``.
+    engine:
+        Where the model passes of ``coverage`` and ``margins`` run: None / ``"local"``, or
+        ``"ray"`` / a :class:`prefaudit.scoring.engines.Engine`. The metrics do not depend on it.
     """
     table = validate(table)
     options = {k: dict(v) for k, v in (options or {}).items()}
@@ -223,6 +226,8 @@ def audit(table: pd.DataFrame, analyzers: list[str] | tuple[str, ...] | None = N
         func = analyzer_function(name)
         if "seed" in inspect.signature(func).parameters:
             kwargs.setdefault("seed", seed)
+        if engine is not None and "engine" in inspect.signature(func).parameters:
+            kwargs.setdefault("engine", engine)
         result.results[name] = func(table, **kwargs)
     result.examples = _examples(table, result)
     return result

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,8 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
                      seed: int = 0, similarity_threshold: float = 0.9,
                      response_threshold: float = 0.9, n_clusters: int | None = None,
                      knn: int = 10, uncovered_ratio: float = 0.5, n_examples: int = 3,
-                     max_map_points: int = 3000, embedder: Embedder | None = None) -> AnalyzerResult:
+                     max_map_points: int = 3000, embedder: Embedder | None = None,
+                     engine: Any = None) -> AnalyzerResult:
     """Topics, near-duplicates and (given a target) coverage gaps of the prompts.
 
     Parameters
@@ -88,6 +90,9 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
     embedder:
         Replaces the sentence-transformers model: a function from a list of texts to unit
         vectors (for tests and custom models).
+    engine:
+        Where the embedding pass runs: None / ``"local"``, or ``"ray"`` / an
+        :class:`~prefaudit.scoring.engines.Engine`; the vectors are the same.
     """
     _check_params(similarity_threshold, response_threshold, knn, uncovered_ratio, n_clusters)
     res = AnalyzerResult(analyzer="coverage")
@@ -101,7 +106,7 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
         def embedder(texts: list[str]) -> np.ndarray:
             from prefaudit.scoring.embed import embed
 
-            return embed(texts, embedding_model, cache_dir=cache_dir)
+            return embed(texts, embedding_model, cache_dir=cache_dir, engine=engine)
 
     pairs = to_pairs(table)
     target_list = _check_target(target)
