@@ -10,7 +10,7 @@ several pairs may share one) and reports shares over pairs. Steps:
    c-TF-IDF label and its most central prompts; concentration as the effective number of
    clusters, exp(entropy of the pair shares);
 3. near-duplicate prompts and pairs (exact / normalised / semantic, see
-   :mod:`prefaudit.analyzers.near_duplicates`) found with FAISS (exact up to 50,000 prompts,
+   :mod:`prefaudit.analyzers.near_duplicates`) found with FAISS (exact up to 20,000 prompts,
    an IVF index with measured recall beyond, see :mod:`prefaudit.analyzers.neighbors`);
 4. with a target prompt set: each target prompt's similarity to its nearest preference
    prompt, and whether its neighbourhood is covered. A target prompt is *uncovered* when,

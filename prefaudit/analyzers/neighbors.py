@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 
 #: Largest base searched exactly; larger bases get an IVF index.
-EXACT_MAX = 50_000
+EXACT_MAX = 20_000
 #: Share of the exact top-k that the IVF search must return on the calibration sample.
 TARGET_RECALL = 0.995
 #: Queries in the calibration sample of ``nprobe``.
