@@ -84,7 +84,9 @@ def write_pairs(path: Path, n_pairs: int, seed: int = 0) -> dict[str, int]:
         for i in range(n_pairs):
             k = kind[i]
             if k in ("dup", "contra") and single:
-                src = records[single[int(rng.integers(0, len(single)))]]
+                pick = int(rng.integers(0, len(single)))  # each original is copied at most once
+                single[pick], single[-1] = single[-1], single[pick]
+                src = records[single.pop()]
                 variant = "  " + src["instruction"].upper() + "\n"
                 swap = k == "contra" or rng.random() < 0.5
                 o1, o2 = (src["output_2"], src["output_1"]) if swap else (src["output_1"], src["output_2"])
