@@ -55,14 +55,14 @@ def test_pairs_above_caps_partners_per_row():
 
 @pytest.fixture(scope="module")
 def real_vectors(sample_dir, tmp_path_factory) -> np.ndarray:
-    """MiniLM vectors of 200 real prompts and responses (LLMBar Natural, PandaLM), cut to 160
+    """MiniLM vectors of 120 real prompts and responses (LLMBar Natural, PandaLM), cut to 160
     characters to keep the CPU pass short."""
     texts = []
     for r in json.loads((sample_dir / "llmbar_natural.json").read_text()):
         texts += [r["input"], r["output_1"], r["output_2"]]
     for r in json.loads((sample_dir / "pandalm_testset_v1.json").read_text()):
         texts += [r["instruction"], str(r["response1"]), str(r["response2"])]
-    texts = list(dict.fromkeys(t[:160] for t in texts if t.strip()))[:200]
+    texts = list(dict.fromkeys(t[:160] for t in texts if t.strip()))[:120]
     return E.embed(texts, cache_dir=tmp_path_factory.mktemp("emb"), progress=False)
 
 
