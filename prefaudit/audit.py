@@ -295,12 +295,17 @@ def summarize_table(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+_TEXT_COLUMNS = frozenset({"pair_id", "prompt", "chosen", "rejected"})
+
+
 def table_hash(table: pd.DataFrame) -> str:
     """SHA-256 of the table's judgements (stable across runs; names the audited data)."""
     h = hashlib.sha256()
     cols = ["pair_id", "prompt", "chosen", "rejected", "annotator", "tie", "strength"]
-    text = pd.DataFrame({c: table[c].astype("string").fillna("<NA>") for c in cols})
-    for values in text.itertuples(index=False, name=None):
+    # the text columns are str already: hashed as they are, without a copy into Arrow strings
+    text = [table[c].to_numpy(dtype=object) if c in _TEXT_COLUMNS
+            else table[c].astype("string").fillna("<NA>").to_numpy(dtype=object) for c in cols]
+    for values in zip(*text, strict=True):
         h.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
         h.update(b"\x1e")
     return h.hexdigest()
@@ -317,7 +322,7 @@ def analyzer_function(name: str) -> Any:
 def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | None = None, *,
           load_report: LoadReport | None = None, seed: int = 0,
           options: dict[str, dict[str, Any]] | None = None,
-          config: dict[str, Any] | None = None, split: str | None = None) -> AuditResult:
+          config: dict[str, Any] | None = None, split: str | None = None, engine: Any = None) -> AuditResult:
     """Run analyzers on a canonical table.
 
     Parameters
@@ -338,6 +343,9 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         Per-analyzer keyword arguments, e.g. ``{"length": {"tokenizer": "path"}}``.
     split:
         The split of a ``DatasetDict`` given as ``table``.
+    engine:
+        Where the model passes of ``coverage`` and ``margins`` run: None / ``"local"``, or
+        ``"ray"`` / a :class:`prefaudit.scoring.engines.Engine`. The metrics do not depend on it.
     """
     if not isinstance(table, pd.DataFrame):
         from prefaudit.loaders import load
@@ -369,6 +377,8 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         func = analyzer_function(name)
         if "seed" in inspect.signature(func).parameters:
             kwargs.setdefault("seed", seed)
+        if engine is not None and "engine" in inspect.signature(func).parameters:
+            kwargs.setdefault("engine", engine)
         result.results[name] = func(table if name in READS_REPEATS else firsts, **kwargs)
     result.examples = _examples(firsts, result)
     return result

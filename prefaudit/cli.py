@@ -137,7 +137,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     loaded = _load(args)
     result = audit(loaded.table, args.analyzers, load_report=loaded.report, seed=args.seed,
                    options=_analyzer_options(args),
-                   config={"data": [str(p) for p in args.data], "format": args.format})
+                   config={"data": [str(p) for p in args.data], "format": args.format},
+                   engine=_engine(args))
     verdict = None if policy is None else _run_gate(result, policy, args, args.out)
     if verdict is not None:
         result.verdict = verdict.to_dict()
@@ -149,6 +150,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return EXIT_PASS
     _print_verdict(verdict)
     return verdict.exit_code(args.strict)
+
+
+def _engine(args: argparse.Namespace):  # -> Engine | None
+    """The engine the CLI flags ask for (checked before any work: Ray must be importable)."""
+    from prefaudit.scoring.engines import Engine, require_ray
+
+    if args.engine == "local":
+        return None
+    require_ray()
+    return Engine("ray", address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
 
 
 def _write_reports(result: Any, out_dir: str | Path, *, pdf: bool) -> None:
@@ -405,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_args(p)
     p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
     p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the embedding and log-prob passes run (default local; ray: pip install 'prefaudit[ray]')")
+    p.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local Ray instance)")
+    p.add_argument("--workers", type=int, default=1, help="ray: actors, each loading the model once (default 1)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (default 0: CPU)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("report", help="re-render report.html and report.pdf from a saved audit.json")

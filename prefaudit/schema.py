@@ -231,9 +231,10 @@ def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
     text_a = response_a(table)
     label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
                      np.where(table["chosen"].to_numpy() == text_a, LABEL_A, LABEL_B))
+    # object Series: pandas 3 would otherwise copy every id into an Arrow string array
     return pd.DataFrame({
-        "pair_id": table["pair_id"].to_numpy(),
-        "annotator": table["annotator"].astype("string").fillna("_single").to_numpy(),
+        "pair_id": pd.Series(table["pair_id"].to_numpy(), dtype=object),
+        "annotator": pd.Series(table["annotator"].astype("string").fillna("_single").to_numpy(), dtype=object),
         "label": label.astype(np.int8),
     })
 
@@ -241,9 +242,10 @@ def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
 def response_a(table: pd.DataFrame) -> np.ndarray:
     """Per row, the text of its pair's response A: the smaller of the pair's two texts
     (taken from the pair's first row)."""
-    grouped = table.groupby("pair_id", sort=False)
-    first_c = grouped["chosen"].transform("first").to_numpy()
-    first_r = grouped["rejected"].transform("first").to_numpy()
+    codes, _ = pd.factorize(table["pair_id"].to_numpy(dtype=object), sort=False)
+    first_row = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())[codes]  # codes follow first appearance
+    first_c = table["chosen"].to_numpy(dtype=object)[first_row]
+    first_r = table["rejected"].to_numpy(dtype=object)[first_row]
     return np.where(first_c <= first_r, first_c, first_r)
 
 

@@ -93,7 +93,7 @@ def test_cached_rerun_embeds_nothing_and_repeats_the_numbers(gap_setup, cache):
 
 def test_clusters_table_and_pair_data(gap_setup):
     table, _, _, res = gap_setup
-    k = res.metrics["n_clusters"].value
+    k = int(res.metrics["n_clusters"].value)
     assert k == 12 == res.params["n_clusters"]  # round(sqrt(300 / 2))
     clusters = res.tables["clusters"]
     assert len(clusters) == k and clusters["n_pairs"].sum() == len(table)

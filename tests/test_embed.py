@@ -1,4 +1,4 @@
-"""Embedding engine: real MiniLM vectors, the on-disk cache and its counter, blocked search."""
+"""Embedding engine: real MiniLM vectors, the on-disk cache and its counter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from prefaudit.analyzers import neighbors
 from prefaudit.errors import ConfigError
 from prefaudit.scoring import embed as E
 from prefaudit.scoring.embed_cache import EmbeddingStore, model_folder
@@ -84,29 +83,3 @@ def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
 
     monkeypatch.setenv("PREFAUDIT_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"
-
-
-@pytest.mark.parametrize("n,block", [(57, 7), (200, 4096)])
-def test_blocked_search_matches_brute_force(monkeypatch, n, block):
-    monkeypatch.setattr(neighbors, "BLOCK_BYTES", block * 4 * n)
-    rng = np.random.default_rng(n)
-    x = rng.normal(size=(n, 16)).astype(np.float32)
-    x[5] = x[3] + 0.01  # a planted near-copy
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    full = x @ x.T
-    np.fill_diagonal(full, -np.inf)
-    idx, sim = neighbors.top_k(x, x, 3, self_offset=0)
-    np.testing.assert_array_equal(idx, np.argsort(-full, axis=1, kind="stable")[:, :3])
-    np.testing.assert_allclose(sim, np.sort(full, axis=1)[:, ::-1][:, :3], rtol=1e-5)
-    i, j, s = neighbors.pairs_above(x, 0.5)
-    bi, bj = np.nonzero(np.triu(full >= 0.5, 1))
-    assert set(zip(i.tolist(), j.tolist(), strict=True)) == set(zip(bi.tolist(), bj.tolist(), strict=True))
-    assert (3, 5) in set(zip(i.tolist(), j.tolist(), strict=True))
-    np.testing.assert_allclose(s, full[i, j], rtol=1e-5)
-
-
-def test_pairs_above_caps_partners_per_row():
-    x = np.ones((30, 8), dtype=np.float32) / np.sqrt(8)  # 30 identical vectors
-    i, j, _ = neighbors.pairs_above(x, 0.99, max_per_row=4)
-    partners = np.bincount(np.concatenate([i, j]), minlength=30)
-    assert len(i) <= 30 * 4 and partners.min() >= 4

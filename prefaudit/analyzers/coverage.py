@@ -10,7 +10,8 @@ several pairs may share one) and reports shares over pairs. Steps:
    c-TF-IDF label and its most central prompts; concentration as the effective number of
    clusters, exp(entropy of the pair shares);
 3. near-duplicate prompts and pairs (exact / normalised / semantic, see
-   :mod:`prefaudit.analyzers.near_duplicates`) found by blocked matrix products;
+   :mod:`prefaudit.analyzers.near_duplicates`) found with FAISS (exact up to 20,000 prompts,
+   an IVF index with measured recall beyond, see :mod:`prefaudit.analyzers.neighbors`);
 4. with a target prompt set: each target prompt's similarity to its nearest preference
    prompt, and whether its neighbourhood is covered. A target prompt is *uncovered* when,
    among its ``knn`` nearest neighbours in preference + target prompts, the share of
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,7 @@ from prefaudit.figures import Bars, Histogram, Scatter
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs
+from prefaudit.text import normalize_text
 
 METRICS = declare(
     "coverage", "Prompt coverage",
@@ -55,7 +58,7 @@ METRICS = declare(
                "exp(entropy of the pair share per cluster): how many equally large topics the data is "
                "worth; far below n_clusters means a few topics dominate"),
     MetricSpec("largest_cluster_share", "share of pairs in the largest prompt cluster"),
-    MetricSpec("n_unique_prompts", "number of distinct prompt strings"),
+    MetricSpec("n_unique_prompts", "number of distinct prompts after normalising case/whitespace/Unicode (as hygiene)"),
     MetricSpec("near_duplicate_share",
                "share of pairs whose prompt is an exact, case/whitespace or semantic (cosine >= "
                "similarity_threshold) duplicate of another pair's prompt"),
@@ -89,7 +92,8 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
                      seed: int = 0, similarity_threshold: float = 0.9,
                      response_threshold: float = 0.9, n_clusters: int | None = None,
                      knn: int = 10, uncovered_ratio: float = 0.5, n_examples: int = 3,
-                     max_map_points: int = 3000, embedder: Embedder | None = None) -> AnalyzerResult:
+                     max_map_points: int = 3000, embedder: Embedder | None = None,
+                     engine: Any = None) -> AnalyzerResult:
     """Topics, near-duplicates and (given a target) coverage gaps of the prompts.
 
     Parameters
@@ -120,6 +124,9 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
     embedder:
         Replaces the sentence-transformers model: a function from a list of texts to unit
         vectors (for tests and custom models).
+    engine:
+        Where the embedding pass runs: None / ``"local"``, or ``"ray"`` / an
+        :class:`~prefaudit.scoring.engines.Engine`; the vectors are the same.
     """
     _check_params(similarity_threshold, response_threshold, knn, uncovered_ratio, n_clusters)
     res = AnalyzerResult(analyzer="coverage")
@@ -133,7 +140,7 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
         def embedder(texts: list[str]) -> np.ndarray:
             from prefaudit.scoring.embed import embed
 
-            return embed(texts, embedding_model, cache_dir=cache_dir)
+            return embed(texts, embedding_model, cache_dir=cache_dir, engine=engine)
 
     pairs = to_pairs(table)
     target_list = _check_target(target)
@@ -148,7 +155,8 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
 
     labels = _clusters(res, prompts, codes, vectors, n_clusters, seed, n_examples)
     res.pair_data = pd.DataFrame({"cluster": labels[codes].astype(int)}, index=pd.Index(pair_ids, name="pair_id"))
-    _near_duplicates(res, pairs, pair_ids, codes, prompts, vectors, similarity_threshold, response_threshold)
+    _near_duplicates(res, pairs, pair_ids, codes, prompts, vectors, similarity_threshold, response_threshold,
+                     seed)
     t_vectors, t_uncovered = None, None
     if target_list is None:
         _add_target_none(res, "no target prompt set given (--target): target coverage was not measured")
@@ -213,7 +221,7 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
     res.add_metric("n_clusters", k)
     res.add_metric("effective_clusters", float(np.exp(-(nz * np.log(nz)).sum())))
     res.add_metric("largest_cluster_share", float(share.max()))
-    res.add_metric("n_unique_prompts", n)
+    res.add_metric("n_unique_prompts", int(normalize_text(prompts).nunique()))
     res.add_figure("cluster_shares", Bars(labels=[f"{c}: {t}" for c, t in enumerate(terms)],
                                           values={"pair_share": share}))
     return labels
@@ -221,8 +229,8 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
 
 def _near_duplicates(res: AnalyzerResult, pairs: pd.DataFrame, pair_ids: np.ndarray, codes: np.ndarray,
                      prompts: list[str], vectors: np.ndarray, threshold: float,
-                     response_threshold: float) -> None:
-    dups, component = prompt_duplicates(pair_ids, codes, prompts, vectors, threshold)
+                     response_threshold: float, seed: int) -> None:
+    dups, component = prompt_duplicates(pair_ids, codes, prompts, vectors, threshold, seed=seed)
     pdups = pair_duplicates(pairs.assign(pair_id=pair_ids), codes, prompts, component, vectors,
                             response_threshold)
     n_pairs = len(pair_ids)
@@ -267,10 +275,10 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     weight = np.bincount(t_codes, minlength=len(t_prompts)).astype(np.float64)
     tv = _unit(embedder(t_prompts))
     n_p, n_t = len(vectors), len(tv)
-    nn_idx, nn_sim = top_k(tv, vectors, 1)
+    nn_idx, nn_sim = top_k(tv, vectors, 1, seed=seed)
     nn_idx, nn_sim = nn_idx[:, 0], nn_sim[:, 0].astype(np.float64)
     both = np.vstack([vectors, tv])
-    nb_idx, _ = top_k(tv, both, knn, self_offset=n_p)
+    nb_idx, _ = top_k(tv, both, knn, self_offset=n_p, seed=seed)
     valid = nb_idx >= 0
     pref_share = ((nb_idx < n_p) & valid).sum(1) / np.maximum(valid.sum(1), 1)
     expected = n_p / max(n_p + n_t - 1, 1)

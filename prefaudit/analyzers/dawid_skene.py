@@ -21,6 +21,7 @@ Usable alone::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,26 +80,26 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
     if len(labels) == 0 or (counts.sum(axis=1) == 0).any():
         raise ConfigError("Dawid–Skene needs at least one label on every pair")
     codes = np.where(np.isnan(labels), -1, labels).astype(np.int64)
-    patterns, inverse, weights = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    patterns, inverse, weights = _unique_rows(codes)
     used = np.flatnonzero(counts.sum(axis=0) > 0)
     onehot = (patterns[:, :, None] == used[None, None, :]).astype("float64")  # K x m x C
     weights = weights.astype("float64")
+    obs = _Observed(*np.nonzero(onehot), shape=onehot.shape)  # the labels given: few per pattern
 
     post = onehot.sum(axis=1)
     post /= post.sum(axis=1, keepdims=True)
-    prior, confusion = _m_step(onehot, weights, post, smoothing)
+    prior, confusion = _m_step(obs, weights, post, smoothing)
     converged, n_iter = False, 0
     while n_iter < max_iter:
         n_iter += 1
-        post, _ = _e_step(onehot, prior, confusion)
-        new_prior, new_confusion = _m_step(onehot, weights, post, smoothing)
+        post, _ = _e_step(obs, prior, confusion)
+        new_prior, new_confusion = _m_step(obs, weights, post, smoothing)
         change = max(np.abs(new_prior - prior).max(), np.abs(new_confusion - confusion).max())
         prior, confusion = new_prior, new_confusion
         if change < tol:
             converged = True
             break
-    post, log_norm = _e_step(onehot, prior, confusion)
+    post, log_norm = _e_step(obs, prior, confusion)
 
     n_ann = labels.shape[1]
     full_post = np.zeros((len(patterns), n_classes))
@@ -112,22 +113,51 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
                          log_likelihood=float(weights @ log_norm))
 
 
-def _e_step(onehot: np.ndarray, prior: np.ndarray, confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` for codes in -1..2:
+    each row packed into one int64 (base 4, first column most significant, so the order is
+    the same), which sorts a million rows in a fraction of the time a row-wise sort takes."""
+    if codes.shape[1] > 31 or len(codes) == 0 or codes.min() < -1 or codes.max() > 2:
+        patterns, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+        return patterns, inverse.ravel(), counts
+    keys = (codes + 1) @ (4 ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64))
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    return codes[first], inverse.ravel(), counts
+
+
+class _Observed(NamedTuple):
+    """The labels of the patterns as (pattern, annotator, label) triples, with the dense shape
+    (patterns, annotators, classes): EM then costs O(labels), not O(patterns x annotators)."""
+
+    k: np.ndarray
+    j: np.ndarray
+    label: np.ndarray
+    shape: tuple[int, int, int]
+
+
+def _e_step(obs: _Observed, prior: np.ndarray, confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Posterior over true classes per pattern, and each pattern's log marginal likelihood."""
-    log_joint = np.log(prior)[None, :] + np.einsum("kjl,jcl->kc", onehot, np.log(confusion))
+    n_pat, _, n_cls = obs.shape
+    per_label = np.log(confusion)[obs.j, :, obs.label]  # labels x classes
+    log_joint = np.log(prior)[None, :] + np.stack(
+        [np.bincount(obs.k, weights=per_label[:, c], minlength=n_pat) for c in range(n_cls)], axis=1)
     top = log_joint.max(axis=1, keepdims=True)
     joint = np.exp(log_joint - top)
     norm = joint.sum(axis=1, keepdims=True)
     return joint / norm, (top + np.log(norm)).ravel()
 
 
-def _m_step(onehot: np.ndarray, weights: np.ndarray, post: np.ndarray,
+def _m_step(obs: _Observed, weights: np.ndarray, post: np.ndarray,
             smoothing: float) -> tuple[np.ndarray, np.ndarray]:
     """MAP prior and confusion matrices given soft class assignments of the patterns."""
+    _, n_ann, n_cls = obs.shape
     weighted = post * weights[:, None]
     prior = weighted.sum(axis=0) + smoothing
     prior = prior / prior.sum()
-    tally = np.einsum("kc,kjl->jcl", weighted, onehot) + smoothing
+    cell = obs.j * n_cls + obs.label  # (annotator, given label)
+    tally = np.stack([np.bincount(cell, weights=weighted[obs.k, c], minlength=n_ann * n_cls)
+                      for c in range(n_cls)], axis=1)  # rows (annotator, given label), columns true class
+    tally = tally.reshape(n_ann, n_cls, n_cls).transpose(0, 2, 1) + smoothing  # annotator x true x given
     row = tally.sum(axis=2, keepdims=True)
     confusion = np.divide(tally, row, out=np.full_like(tally, 1.0 / tally.shape[2]), where=row > 0)
     return prior, confusion

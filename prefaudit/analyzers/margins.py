@@ -79,7 +79,7 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
                     cache_dir: str | Path | None = None, max_length: int | None = None,
                     support: pd.Series | None = None, seed: int = 0, ood_z: float = 3.5,
                     near_zero: float = 1.0, token_budget: int | None = None, device: str | None = None,
-                    progress: bool = True) -> AnalyzerResult:
+                    progress: bool = True, engine: Any = None) -> AnalyzerResult:
     """Reference-model margins of each pair and what they say about the data.
 
     Parameters
@@ -111,6 +111,10 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         Pairs with ``|margin| < near_zero`` nats are flagged ``near_zero_margin``.
     token_budget, device, progress:
         Passed to the scorer (padded tokens per forward pass, "cpu"/"cuda", progress bar).
+    engine:
+        Where the log-prob pass runs: None / ``"local"``, or ``"ray"`` / an
+        :class:`~prefaudit.scoring.engines.Engine` (actors load ``reference_model`` themselves
+        when it is a spec); the numbers are the same.
     """
     table = validate(table)
     if (reference_model is None) == (scores is None):
@@ -129,7 +133,7 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         result.notes.append(f"{int(ties.sum())} tied pair(s) have no chosen side and were not scored.")
     if scores is None:
         scores = _score(scored_pairs, reference_model, cache_dir=cache_dir, max_length=max_length,
-                        token_budget=token_budget, device=device, progress=progress)
+                        token_budget=token_budget, device=device, progress=progress, engine=engine)
     s = _aligned_scores(scores, scored_pairs.index)
     if len(s) == 0:
         result.notes.append("no untied pairs to score: margins were not measured.")
@@ -162,18 +166,22 @@ def _model_name(reference_model: Any) -> str | None:
 
 def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path | None,
            max_length: int | None, token_budget: int | None, device: str | None,
-           progress: bool) -> pd.DataFrame:
+           progress: bool, engine: Any) -> pd.DataFrame:
+    from functools import partial
+
     from prefaudit.env import cache_root
     from prefaudit.scoring.logprobs import score_pairs
     from prefaudit.scoring.models import load_reference
 
     cache = cache_root(cache_dir)
+    load = None
     if isinstance(reference_model, str):  # a converted GGUF always lives in the user cache
         model, tok = load_reference(reference_model, device=device)
+        load = partial(load_reference, reference_model, device=device)
     else:
         model, tok = reference_model
     return score_pairs(pairs, model, tok, max_length=max_length, token_budget=token_budget,
-                       cache_dir=cache, progress=progress)
+                       cache_dir=cache, progress=progress, engine=engine, load=load)
 
 
 def _aligned_scores(scores: pd.DataFrame, pair_ids: pd.Index) -> pd.DataFrame:

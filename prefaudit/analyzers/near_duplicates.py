@@ -3,14 +3,15 @@
 Kinds, strongest first:
 
 * ``exact``: two pairs have the very same prompt string;
-* ``normalised``: the prompts differ only in letter case or whitespace;
+* ``normalised``: the prompts are equal after :func:`prefaudit.text.normalize_text` (they differ
+  only in case, whitespace or Unicode compatibility forms; the same rule as ``hygiene``);
 * ``semantic``: the prompt embeddings have cosine similarity >= the threshold.
 
-A *duplicate pair* additionally has near-identical responses: after case/whitespace
-normalisation the two responses are equal, or each has word-set Jaccard similarity >=
+A *duplicate pair* additionally has near-identical responses: after that normalisation the two
+responses are equal, or each has word-set Jaccard similarity >=
 ``response_threshold`` with its counterpart (in the same or the reversed orientation, which
-tells whether the two labels agree). The semantic search uses :func:`pairs_above`, so no
-n x n similarity matrix is held in memory.
+tells whether the two labels agree). The semantic search is
+:func:`prefaudit.analyzers.neighbors.pairs_above` (FAISS).
 """
 
 from __future__ import annotations
@@ -21,19 +22,15 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from prefaudit.analyzers.neighbors import pairs_above
+from prefaudit.text import normalize_text
 
 KIND_RANK = {"exact": 0, "normalised": 1, "semantic": 2}
 #: Groups of pairs larger than this compare responses by normalised equality only.
 MAX_FUZZY_GROUP = 200
 
 
-def normalise(text: str) -> str:
-    """Case-folded text with runs of whitespace collapsed to one space."""
-    return " ".join(text.casefold().split())
-
-
 def prompt_duplicates(pair_ids: np.ndarray, codes: np.ndarray, prompts: list[str],
-                      vectors: np.ndarray, threshold: float) -> tuple[pd.DataFrame, np.ndarray]:
+                      vectors: np.ndarray, threshold: float, *, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """For each pair whose prompt duplicates another pair's prompt, its closest such pair.
 
     Parameters
@@ -46,6 +43,8 @@ def prompt_duplicates(pair_ids: np.ndarray, codes: np.ndarray, prompts: list[str
         The unique prompts and their unit embeddings.
     threshold:
         Cosine similarity from which two different prompts count as semantic duplicates.
+    seed:
+        Seed of the neighbour index (used beyond its exact size).
 
     Returns
     -------
@@ -55,11 +54,11 @@ def prompt_duplicates(pair_ids: np.ndarray, codes: np.ndarray, prompts: list[str
         components of normalised and semantic links).
     """
     n = len(prompts)
-    keys = pd.Series([normalise(p) for p in prompts])
+    keys = normalize_text(prompts)
     rep = keys.groupby(keys, sort=False).ngroup().to_numpy()
     first_of_rep = pd.Series(np.arange(n)).groupby(rep).first().to_numpy()
     reps = first_of_rep
-    i, j, s = pairs_above(vectors[reps], threshold)
+    i, j, s = pairs_above(vectors[reps], threshold, seed=seed)
     gi, gj = reps[i], reps[j]
     links_i = np.concatenate([gi, np.arange(n)])
     links_j = np.concatenate([gj, first_of_rep[rep]])
@@ -109,8 +108,9 @@ def pair_duplicates(pairs: pd.DataFrame, codes: np.ndarray, prompts: list[str], 
     row per duplicate pair (its earliest twin as ``other_pair_id``): pair_id, other_pair_id,
     kind (of the prompt link), similarity (of the prompts), labels ("agree" or "reversed").
     """
-    chosen = [normalise(t) for t in pairs["chosen"]]
-    rejected = [normalise(t) for t in pairs["rejected"]]
+    chosen = normalize_text(pairs["chosen"]).tolist()
+    rejected = normalize_text(pairs["rejected"]).tolist()
+    prompt_keys = normalize_text(prompts).tolist()
     ids = pairs["pair_id"].to_numpy()
     comp = component[codes]
     rows = []
@@ -128,7 +128,7 @@ def pair_duplicates(pairs: pd.DataFrame, codes: np.ndarray, prompts: list[str], 
                 continue
             ua, ub = codes[match], codes[b]
             kind = "exact" if ua == ub else (
-                "normalised" if normalise(prompts[ua]) == normalise(prompts[ub]) else "semantic")
+                "normalised" if prompt_keys[ua] == prompt_keys[ub] else "semantic")
             rows.append((ids[b], ids[match], kind, min(float(vectors[ua] @ vectors[ub]), 1.0), relation))
     return pd.DataFrame(rows, columns=["pair_id", "other_pair_id", "kind", "similarity", "labels"])
 

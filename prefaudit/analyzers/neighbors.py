@@ -1,93 +1,154 @@
-"""Cosine nearest-neighbour search on unit vectors without an n x n matrix in memory.
+"""Cosine nearest-neighbour search on unit vectors with FAISS.
 
-Every function works on row blocks: a block of queries is multiplied with the base set
-(``block x n`` similarities, about :data:`BLOCK_BYTES` of float32) and reduced to what is
-needed (the top k, or the entries above a threshold) before the next block, so memory grows
-linearly with n while time grows with n squared (one matrix product).
+Up to :data:`EXACT_MAX` base vectors the search is exact (``IndexFlatIP``: one blocked matrix
+product, like a hand-written search, without an n x n matrix in memory). Beyond it an inverted
+file index (``IndexIVFFlat``, spherical k-means into about ``4 sqrt(n)`` cells) visits only the
+``nprobe`` cells nearest to each query; ``nprobe`` is *measured*, not guessed: on a seeded sample
+of the queries the exact top-k is computed by brute force and ``nprobe`` doubles until the IVF
+answer contains at least :data:`TARGET_RECALL` of it. Time then grows like n sqrt(n) instead of
+n squared. A GPU is used when the installed FAISS has one.
+
+Every number is an inner product of the given float32 vectors, so cosine similarity when the
+rows have unit length (as :func:`prefaudit.scoring.embed.embed` returns them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import faiss
 import numpy as np
 
-#: Size of one block of similarities, in bytes.
-BLOCK_BYTES = 64 * 2**20
+#: Largest base searched exactly; larger bases get an IVF index.
+EXACT_MAX = 20_000
+#: Share of the exact top-k that the IVF search must return on the calibration sample.
+TARGET_RECALL = 0.995
+#: Queries in the calibration sample of ``nprobe``.
+CALIBRATION_QUERIES = 1_000
+#: Queries per FAISS call (bounds the result arrays held at once).
+QUERY_BLOCK = 65_536
 
 
-def _block_rows(n_base: int) -> int:
-    return max(1, BLOCK_BYTES // (4 * max(n_base, 1)))
+@dataclass
+class SearchInfo:
+    """How the last search was done: ``method`` is ``"exact"`` or ``"ivf"``; for IVF the number
+    of cells, the chosen ``nprobe`` and the recall of the exact top-k measured on the sample."""
+
+    method: str
+    nlist: int = 0
+    nprobe: int = 0
+    recall: float = 1.0
+
+
+#: Filled by every search, for benchmarks and tests.
+LAST = SearchInfo("exact")
 
 
 def top_k(queries: np.ndarray, base: np.ndarray, k: int, *,
-          self_offset: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+          self_offset: int | None = None, exact_max: int | None = None,
+          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar base rows of each query row.
 
-    Returns ``(index, similarity)``, both ``(len(queries), k)``, best first; ties break by
-    lower index. ``self_offset=o`` says query i is base row ``o + i`` (queries are part of the
-    base), and that row is never listed. When the base has fewer than k usable rows, missing
-    slots hold index -1 and similarity -inf.
+    Returns ``(index, similarity)``, both ``(len(queries), k)``, best first; equal similarities
+    are ordered by lower index. ``self_offset=o`` says query i is base row ``o + i`` (queries are
+    part of the base), and that row is never listed. When the base has fewer than k usable rows,
+    missing slots hold index -1 and similarity -inf. ``exact_max`` overrides :data:`EXACT_MAX`;
+    ``seed`` seeds the IVF training sample, its k-means and the calibration sample.
     """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    base = np.ascontiguousarray(base, dtype=np.float32)
     nq, nb = len(queries), len(base)
-    k_eff = min(k, nb - (0 if self_offset is None else 1))
+    extra = 0 if self_offset is None else 1
+    k_eff = min(k, nb - extra)
     idx = np.full((nq, k), -1, dtype=np.int64)
     sim = np.full((nq, k), -np.inf, dtype=np.float32)
     if k_eff <= 0 or nq == 0:
         return idx, sim
-    step = _block_rows(nb)
-    for start in range(0, nq, step):
-        s = queries[start:start + step] @ base.T
+    kk = k_eff + extra
+    index = _index(base, queries, kk, exact_max if exact_max is not None else EXACT_MAX, seed)
+    for start in range(0, nq, QUERY_BLOCK):
+        d, i = index.search(queries[start:start + QUERY_BLOCK], kk)
         if self_offset is not None:
-            rows = np.arange(len(s))
-            s[rows, self_offset + start + rows] = -np.inf
-        if k_eff == 1:
-            part = s.argmax(axis=1)[:, None]
-        elif k_eff < nb:
-            part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
-        else:
-            part = np.tile(np.arange(nb), (len(s), 1))
-        ps = np.take_along_axis(s, part, axis=1)
-        order = np.lexsort((part, -ps), axis=1)
-        idx[start:start + step, :k_eff] = np.take_along_axis(part, order, axis=1)
-        sim[start:start + step, :k_eff] = np.take_along_axis(ps, order, axis=1)
+            own = self_offset + start + np.arange(len(i))[:, None]
+            drop = i == own
+            drop[:, -1] |= ~drop.any(axis=1)  # self not returned: drop the last instead
+            keep = ~drop
+            i = i[keep].reshape(len(i), k_eff)
+            d = d[keep].reshape(len(d), k_eff)
+        d = np.where(i < 0, -np.inf, d).astype(np.float32)
+        order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=1)
+        idx[start:start + len(i), :k_eff] = np.take_along_axis(i, order, axis=1)
+        sim[start:start + len(i), :k_eff] = np.take_along_axis(d, order, axis=1)
     return idx, sim
 
 
-def pairs_above(vectors: np.ndarray, threshold: float, *,
-                max_per_row: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pairs_above(vectors: np.ndarray, threshold: float, *, max_per_row: int = 20,
+                exact_max: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` with cosine similarity >= ``threshold``.
 
     Each row keeps at most its ``max_per_row`` most similar partners (so a large group of
     near-copies costs n x max_per_row pairs, not n squared). Returns ``(i, j, similarity)``
-    sorted by i then j.
+    sorted by i then j. ``exact_max`` and ``seed`` as in :func:`top_k`.
     """
     n = len(vectors)
-    step = _block_rows(n)
-    out_i, out_j, out_s = [], [], []
-    for start in range(0, n, step):
-        s = vectors[start:start + step] @ vectors.T
-        rows = np.arange(len(s))
-        s[rows, start + rows] = -np.inf
-        hit = np.flatnonzero(s.max(axis=1) >= threshold)  # cheap pre-filter of rows with a match
-        if not len(hit):
-            continue
-        r, c = np.nonzero(s[hit] >= threshold)
-        r = hit[r]
-        v = s[r, c]
-        counts = np.bincount(r, minlength=len(s))
-        if counts.max() > max_per_row:
-            order = np.lexsort((c, -v, r))
-            r, c, v = r[order], c[order], v[order]
-            rank = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
-            keep = rank < max_per_row
-            r, c, v = r[keep], c[keep], v[keep]
-        out_i.append(r + start)
-        out_j.append(c)
-        out_s.append(v)
-    if not out_i:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.copy(), np.zeros(0, dtype=np.float32)
-    i, j, v = np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
+    idx, sim = top_k(vectors, vectors, max_per_row, self_offset=0, exact_max=exact_max, seed=seed)
+    hit = (sim >= threshold) & (idx >= 0)
+    r, c = np.nonzero(hit)
+    i, j, v = r.astype(np.int64), idx[r, c], sim[r, c]
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     key = lo * n + hi
     _, first = np.unique(key, return_index=True)
     return lo[first], hi[first], v[first].astype(np.float32)
+
+
+def _index(base: np.ndarray, queries: np.ndarray, k: int, exact_max: int, seed: int) -> faiss.Index:
+    global LAST
+    n, dim = base.shape
+    if n <= exact_max:
+        index = _to_gpu(faiss.IndexFlatIP(dim))
+        index.add(base)
+        LAST = SearchInfo("exact")
+        return index
+    nlist = int(min(max(4 * np.sqrt(n), 16), n // 39))
+    rng = np.random.default_rng(seed)
+    train = base[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.spherical = True
+    index.cp.seed = seed
+    index.train(train)
+    index.add(base)
+    LAST = SearchInfo("ivf", nlist=nlist, **_calibrate(index, base, queries, k, rng))
+    return index
+
+
+def _calibrate(index: faiss.IndexIVFFlat, base: np.ndarray, queries: np.ndarray, k: int,
+               rng: np.random.Generator) -> dict:
+    """Smallest power-of-two ``nprobe`` whose recall of the exact top-k on a query sample reaches
+    :data:`TARGET_RECALL` (all cells, i.e. exact, at worst); sets it on ``index``."""
+    sample = queries[np.sort(rng.choice(len(queries), size=min(len(queries), CALIBRATION_QUERIES),
+                                        replace=False))]
+    flat = faiss.IndexFlatIP(base.shape[1])
+    flat.add(base)
+    _, truth = flat.search(sample, k)
+    del flat
+    nprobe = 1
+    while True:
+        index.nprobe = nprobe
+        _, got = index.search(sample, k)
+        recall = _recall(truth, got)
+        if recall >= TARGET_RECALL or nprobe >= index.nlist:
+            return {"nprobe": nprobe, "recall": recall}
+        nprobe = min(2 * nprobe, index.nlist)
+
+
+def _recall(truth: np.ndarray, got: np.ndarray) -> float:
+    """Share of the true neighbours (index >= 0) that ``got`` also lists in the same row."""
+    found = sum(len(np.intersect1d(t[t >= 0], g)) for t, g in zip(truth, got, strict=True))
+    return found / max(int((truth >= 0).sum()), 1)
+
+
+def _to_gpu(index: faiss.Index) -> faiss.Index:
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_all_gpus(index)
+    return index

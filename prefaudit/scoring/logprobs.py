@@ -37,6 +37,7 @@ head is a plain linear layer), under ``torch.inference_mode``. Results go to the
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from prefaudit.errors import ConfigError
+from prefaudit.scoring.engines import as_engine, fill_logprob_cache
 from prefaudit.scoring.logprob_cache import LogprobCache, entry_key
 
 #: Columns of the frame :func:`score_pairs` returns.
@@ -293,7 +295,8 @@ def score_encoded(model: Any, tokenizer: Any, encoded: list[EncodedPair], *,
 def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: int | None = None,
                 token_budget: int | None = None, cache_dir: str | Path | None = None,
                 separator: str = " ", add_eos: bool = True, progress: bool = True,
-                on_batch: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                on_batch: Callable[[int, int], None] | None = None, engine: Any = None,
+                load: Callable[[], tuple[Any, Any]] | None = None) -> pd.DataFrame:
     """Log-probs of each pair's chosen and rejected response given its prompt.
 
     Parameters
@@ -315,6 +318,11 @@ def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: 
         Show a progress bar with tokens/s (on a terminal).
     on_batch:
         Called as ``on_batch(pairs_done, pairs_to_do)`` after each batch is cached.
+    engine, load:
+        None or ``"local"``: score here. ``"ray"`` or a :class:`~prefaudit.scoring.engines.Engine`:
+        the pairs missing from the cache are scored on Ray actors and cached first
+        (:func:`~prefaudit.scoring.engines.fill_logprob_cache`; ``load`` builds the model in
+        an actor, None ships ``model`` and ``tokenizer``), then read back as below.
 
     Returns
     -------
@@ -323,8 +331,13 @@ def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: 
     ``*_truncated`` the tokens truncation removed.
     """
     encoded = encode_pairs(tokenizer, pairs, max_length=max_length, separator=separator, add_eos=add_eos)
-    sums = score_encoded(model, tokenizer, encoded, token_budget=token_budget, cache_dir=cache_dir,
-                         progress=progress, on_batch=on_batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        if as_engine(engine).kind == "ray":
+            cache_dir = cache_dir if cache_dir is not None else tmp  # the driver reads the results back from it
+            fill_logprob_cache(as_engine(engine), model, tokenizer, encoded, cache_dir, token_budget=token_budget,
+                               load=load, on_batch=on_batch)
+        sums = score_encoded(model, tokenizer, encoded, token_budget=token_budget, cache_dir=cache_dir,
+                             progress=progress, on_batch=on_batch)
     return pd.DataFrame({
         "chosen_logp": sums[:, 0], "rejected_logp": sums[:, 1],
         "prompt_tokens": [len(e.prompt) for e in encoded],
