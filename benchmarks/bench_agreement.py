@@ -6,7 +6,7 @@ ties; seeded), then times, in the same process:
 - the whole ``analyze_agreement`` run (1,000 bootstrap resamples), and its peak traced memory
   (a second run under ``tracemalloc``, so the timing is not slowed by tracing);
 - its stages: the label matrix, Krippendorff's alpha, the 1,000-resample bootstrap of alpha
-  (grouped multinomial resampling, :mod:`prefaudit.analyzers.bootstrap`), Dawid–Skene EM;
+  (grouped multinomial resampling, :mod:`prefaudit.stats.bootstrap`), Dawid–Skene EM;
 - the naive bootstrap: ``krippendorff.alpha`` on a resampled matrix, 20 resamples timed and
   scaled to 1,000.
 
@@ -28,11 +28,11 @@ import krippendorff
 import numpy as np
 from _timing import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from prefaudit.analyzers import bootstrap, reliability
 from prefaudit.analyzers.agreement import analyze_agreement
-from prefaudit.analyzers.dawid_skene import fit_dawid_skene
-from prefaudit.analyzers.simulate import simulate_judgements
 from prefaudit.schema import label_matrix, validate
+from prefaudit.stats import bootstrap, reliability
+from prefaudit.stats.dawid_skene import fit_dawid_skene
+from prefaudit.stats.simulate import simulate_judgements
 
 ACCURACIES = [0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.55]
 N_BOOTSTRAP = 1000

@@ -33,8 +33,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from prefaudit.analyzers.neighbors import pairs_above, top_k  # noqa: E402
 from prefaudit.scoring import embed as E  # noqa: E402
+from prefaudit.similarity.neighbors import pairs_above, top_k  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"

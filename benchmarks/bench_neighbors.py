@@ -97,7 +97,7 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[4])
 import bench_neighbors as B
-from prefaudit.analyzers import neighbors
+from prefaudit.similarity import neighbors
 method, n, base_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 x, copies = B.resampled(np.load(base_path), n)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

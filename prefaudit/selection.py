@@ -34,7 +34,7 @@ def select_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
         audit never flagged drops 0 pairs (and is counted as 0, so a typo shows).
     length_balance:
         Keep a seeded length-balanced subsample
-        (:func:`prefaudit.analyzers.length_balance.length_balanced_sample`).
+        (:func:`prefaudit.stats.length_balance.length_balanced_sample`).
     margin_drop:
         ``(low, high)`` fractions of pairs dropped with the lowest / highest reference margins
         (needs the audit's ``margins`` analyzer).
@@ -66,7 +66,7 @@ def training_pairs(table: pd.DataFrame, result: AuditResult, drop_flags: Sequenc
             dropped[reason] = int(hit.sum())  # 0 for a reason the audit never flagged (shown in run.log)
             pairs = pairs[~hit]
     if length_balance:
-        from prefaudit.analyzers.length_balance import length_balanced_sample
+        from prefaudit.stats.length_balance import length_balanced_sample
 
         n = len(pairs)
         pairs = length_balanced_sample(pairs, seed=seed)

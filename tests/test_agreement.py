@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from prefaudit import load
-from prefaudit.analyzers import bootstrap, reliability
 from prefaudit.analyzers.agreement import analyze_agreement
-from prefaudit.analyzers.simulate import simulate_judgements
 from prefaudit.audit import audit
 from prefaudit.cli import main
 from prefaudit.errors import ConfigError, SchemaError
 from prefaudit.schema import label_matrix, to_pairs
+from prefaudit.stats import bootstrap, reliability
+from prefaudit.stats.simulate import simulate_judgements
 
 FIXED = ["agreement.raw_agreement", "agreement.krippendorff_alpha", "agreement.krippendorff_alpha_low",
          "agreement.krippendorff_alpha_high", "agreement.fleiss_kappa", "agreement.flip_rate"]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from prefaudit.analyzers.dawid_skene import annotator_accuracy, fit_dawid_skene, flip_probability
 from prefaudit.errors import ConfigError, SchemaError
+from prefaudit.stats.dawid_skene import annotator_accuracy, fit_dawid_skene, flip_probability
 
 ACCURACIES = np.array([0.95, 0.9, 0.8, 0.65, 0.55])
 

@@ -281,8 +281,8 @@ def test_near_identical_pairs_displace_more_than_clearly_different_ones(sample_d
 def test_pair_clusters_follow_the_coverage_rule(pairs):
     """The by-cluster table groups pairs by the coverage analyzer's seeded k-means of prompt embeddings."""
     from prefaudit.analyzers.coverage import analyze_coverage
-    from prefaudit.analyzers.prompt_clusters import default_k
     from prefaudit.posttrain.clusters import pair_clusters
+    from prefaudit.similarity.prompt_clusters import default_k
 
     series, labels = pair_clusters(pairs, seed=0)
     assert series.index.tolist() == pairs["pair_id"].astype(str).tolist()

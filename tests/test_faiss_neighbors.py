@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from prefaudit.analyzers import neighbors
 from prefaudit.analyzers.coverage import analyze_coverage
 from prefaudit.analyzers.hygiene import analyze_hygiene
 from prefaudit.loaders import load
 from prefaudit.scoring import embed as E
+from prefaudit.similarity import neighbors
 
 
 def _brute(x: np.ndarray) -> np.ndarray:

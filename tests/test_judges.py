@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from prefaudit import load
 from prefaudit.analyzers.agreement import analyze_agreement
 from prefaudit.analyzers.judges import analyze_judges
-from prefaudit.analyzers.length_stats import wilson_interval
 from prefaudit.audit import audit
 from prefaudit.gate import apply_policy
 from prefaudit.schema import to_pairs
+from prefaudit.stats.length_stats import wilson_interval
 
 POSITION_RULES = ("judges.first_position_share_low", "judges.first_position_share_high")
 

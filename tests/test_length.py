@@ -7,19 +7,19 @@ import pandas as pd
 import pytest
 
 from prefaudit.analyzers.length import FLAG_REASON, analyze_length
-from prefaudit.analyzers.length_balance import (
+from prefaudit.audit import audit
+from prefaudit.errors import ConfigError
+from prefaudit.loaders import load
+from prefaudit.schema import to_pairs
+from prefaudit.scoring.tokens import count_tokens
+from prefaudit.stats.length_balance import (
     balanced_weights,
     length_balanced_sample,
     length_balanced_weights,
     log_length_ratio,
     ratio_bin,
 )
-from prefaudit.analyzers.length_stats import logistic_fit, rank_auc, wilson_interval
-from prefaudit.audit import audit
-from prefaudit.errors import ConfigError
-from prefaudit.loaders import load
-from prefaudit.schema import to_pairs
-from prefaudit.scoring.tokens import count_tokens
+from prefaudit.stats.length_stats import logistic_fit, rank_auc, wilson_interval
 
 FIXED = ("length.share_longer_chosen", "length.share_longer_chosen_low", "length.share_longer_chosen_high",
          "length.binomial_p", "length.length_auc", "length.logit_slope")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from prefaudit.analyzers.length_stats import wilson_interval
 from prefaudit.env import OFFLINE_VARIABLES, cache_root, default_cache_dir
+from prefaudit.stats.length_stats import wilson_interval
 
 PACKAGE = Path(__file__).resolve().parent.parent / "prefaudit"
 
@@ -28,7 +28,7 @@ def test_wilson_interval_equals_scipy(k, n):
 
 
 @pytest.mark.parametrize("pattern, home", [
-    (r"def _?wilson", "analyzers/length_stats.py"),
+    (r"def _?wilson", "stats/length_stats.py"),
     (r"def default_cache_dir|PREFAUDIT_CACHE\"", "env.py"),
     (r"environ\.setdefault\(\"(HF_HUB|TRANSFORMERS)_OFFLINE", "env.py"),
     (r"AutoModelForCausalLM\.from_pretrained", "scoring/models.py"),

@@ -16,7 +16,7 @@ Two codings, two sets of coefficients:
 
 - *orientation-free* (the headline ``krippendorff_alpha``, ``fleiss_kappa``,
   ``mean_cohen_kappa``): every comparison enters twice, once in each orientation (A and B
-  swapped, ties unchanged; :func:`prefaudit.analyzers.reliability.both_orientations`), so
+  swapped, ties unchanged; :func:`prefaudit.stats.reliability.both_orientations`), so
   the number depends neither on the sort that names A nor on the order in the file. The
   Dawid–Skene model is fitted the same way, so its consensus and ``flip_rate`` do not either.
 - *as presented* (``*_as_presented``): A is the response the annotator was shown first
@@ -35,13 +35,6 @@ import krippendorff
 import numpy as np
 import pandas as pd
 
-from prefaudit.analyzers import bootstrap, reliability
-from prefaudit.analyzers.dawid_skene import (
-    DawidSkeneFit,
-    annotator_accuracy,
-    fit_dawid_skene,
-    flip_probability,
-)
 from prefaudit.errors import ConfigError
 from prefaudit.figures import Bars, Heatmap, Histogram
 from prefaudit.metrics import MetricSpec, declare
@@ -55,6 +48,13 @@ from prefaudit.schema import (
     presented_label_matrix,
     response_a,
     to_pairs,
+)
+from prefaudit.stats import bootstrap, reliability
+from prefaudit.stats.dawid_skene import (
+    DawidSkeneFit,
+    annotator_accuracy,
+    fit_dawid_skene,
+    flip_probability,
 )
 
 CHANCE_CAVEAT = ("skewed label shares (e.g. mostly 'B' or almost no ties) make it low even when "
@@ -143,7 +143,7 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
         posteriors confident: three ~95%-accurate annotators split 2-vs-1 already give ~0.97.
     ds_smoothing, ds_tol, ds_max_iter:
         Dawid–Skene pseudo-count, convergence tolerance and iteration cap
-        (:func:`prefaudit.analyzers.dawid_skene.fit_dawid_skene`).
+        (:func:`prefaudit.stats.dawid_skene.fit_dawid_skene`).
     noise_proxy:
         For single-label tables only: a per-pair probability (indexed by ``pair_id``, in
         [0, 1]) that the label is wrong, computed elsewhere (e.g. by another analyzer). Its

@@ -6,12 +6,12 @@ several pairs may share one) and reports shares over pairs. Steps:
 1. embed the prompts (:func:`prefaudit.scoring.embed.embed`, all-MiniLM-L6-v2 by default,
    cached on disk);
 2. topics: seeded k-means with k = round(sqrt(n_unique / 2)) clipped to [2, 50] (see
-   :mod:`prefaudit.analyzers.prompt_clusters`), each cluster with its share of pairs, a
+   :mod:`prefaudit.similarity.prompt_clusters`), each cluster with its share of pairs, a
    c-TF-IDF label and its most central prompts; concentration as the effective number of
    clusters, exp(entropy of the pair shares);
 3. near-duplicate prompts and pairs (exact / normalised / semantic, see
-   :mod:`prefaudit.analyzers.near_duplicates`) found with FAISS (exact up to 20,000 prompts,
-   an IVF index with measured recall beyond, see :mod:`prefaudit.analyzers.neighbors`);
+   :mod:`prefaudit.similarity.near_duplicates`) found with FAISS (exact up to 20,000 prompts,
+   an IVF index with measured recall beyond, see :mod:`prefaudit.similarity.neighbors`);
 4. with a target prompt set: each target prompt's similarity to its nearest preference
    prompt, and whether its neighbourhood is covered. A target prompt is *uncovered* when,
    among its ``knn`` nearest neighbours in preference + target prompts, the share of
@@ -35,20 +35,20 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from prefaudit.analyzers.near_duplicates import pair_duplicates, prompt_duplicates
-from prefaudit.analyzers.neighbors import top_k
-from prefaudit.analyzers.prompt_clusters import (
+from prefaudit.errors import ConfigError
+from prefaudit.figures import Bars, Histogram, Scatter
+from prefaudit.metrics import MetricSpec, declare
+from prefaudit.results import AnalyzerResult, concat_flags, make_flags
+from prefaudit.schema import to_pairs
+from prefaudit.similarity.near_duplicates import pair_duplicates, prompt_duplicates
+from prefaudit.similarity.neighbors import top_k
+from prefaudit.similarity.prompt_clusters import (
     central_examples,
     ctfidf_labels,
     default_k,
     kmeans,
     shorten,
 )
-from prefaudit.errors import ConfigError
-from prefaudit.figures import Bars, Histogram, Scatter
-from prefaudit.metrics import MetricSpec, declare
-from prefaudit.results import AnalyzerResult, concat_flags, make_flags
-from prefaudit.schema import to_pairs
 from prefaudit.text import normalize_text
 
 METRICS = declare(

@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from prefaudit.analyzers.length_stats import binomial_p, wilson_interval
 from prefaudit.errors import ConfigError
 from prefaudit.figures import Bars
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, empty_flags, make_flags
 from prefaudit.schema import MODEL_COLUMNS, REPEAT_COLUMN, has_order, shown_first
+from prefaudit.stats.length_stats import binomial_p, wilson_interval
 
 NO_INFO_NOTE = ("Judges not analysed: the data names no annotator and does not record which response "
                 "was shown first.")

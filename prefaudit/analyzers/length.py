@@ -14,7 +14,7 @@ Bias measures over the non-tied pairs:
 - a logistic regression of "A is chosen" on log2(len A / len B), with a 95% interval of the
   slope;
 - the same share by bins of length ratio and by prompt cluster;
-- what seeded length-balanced resampling (:mod:`prefaudit.analyzers.length_balance`) would
+- what seeded length-balanced resampling (:mod:`prefaudit.stats.length_balance`) would
   leave of the bias, and how many pairs it costs.
 
 Flags the pairs most likely to teach "be longer": chosen much longer and the label weakly
@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from prefaudit.analyzers.length_balance import RATIO_EDGES, balanced_keep, log_length_ratio, ratio_bin
-from prefaudit.analyzers.length_stats import binomial_p, logistic_fit, rank_auc, wilson_interval
 from prefaudit.errors import ConfigError
 from prefaudit.figures import Bars, Histogram, Lines
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import is_conversational, to_pairs, validate
 from prefaudit.scoring.tokens import count_tokens, has_chat_template, load_tokenizer, render_chat
+from prefaudit.stats.length_balance import RATIO_EDGES, balanced_keep, log_length_ratio, ratio_bin
+from prefaudit.stats.length_stats import binomial_p, logistic_fit, rank_auc, wilson_interval
 
 FLAG_REASON = "longer_chosen_low_support"
 SHARE_LONGER = ("share of non-tied pairs whose chosen response has strictly more characters (equal-length "

@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from prefaudit.analyzers.length_stats import wilson_interval
 from prefaudit.errors import ConfigError
 from prefaudit.figures import Histogram, Scatter, Values
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import to_pairs, validate
+from prefaudit.stats.length_stats import wilson_interval
 
 METRICS = declare(
     "margins", "Reference-model margins",

@@ -2,7 +2,7 @@
 
 The same steps as :mod:`prefaudit.analyzers.coverage`'s topics: sentence embeddings of the
 unique prompts (:func:`prefaudit.scoring.embed.embed`, cached), seeded k-means with
-:func:`~prefaudit.analyzers.prompt_clusters.default_k` clusters and c-TF-IDF labels, so a
+:func:`~prefaudit.similarity.prompt_clusters.default_k` clusters and c-TF-IDF labels, so a
 cluster here reads like one in the audit report.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from prefaudit.analyzers.prompt_clusters import ctfidf_labels, default_k, kmeans
+from prefaudit.similarity.prompt_clusters import ctfidf_labels, default_k, kmeans
 
 
 def pair_clusters(pairs: pd.DataFrame, *, embedding_model: str | None = None,

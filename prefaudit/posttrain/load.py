@@ -101,14 +101,13 @@ def _recorded_reference(folder: Path) -> str:
 
 
 def _load_model(where: Path, like: Any) -> Any:
-    from transformers import AutoModelForCausalLM
+    """The policy folder as a frozen causal LM on ``like``'s device and dtype."""
+    from prefaudit.scoring.models import load_causal_lm
 
     param = next(like.parameters())
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=param.dtype, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--policy-model {where}: cannot load a causal LM ({str(exc).splitlines()[0]})") from None
-    model.to(param.device).eval()
+    model, _ = load_causal_lm(str(where), device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
+                              role="--policy-model")
+    model.eval()
     model.requires_grad_(False)
     return model
 

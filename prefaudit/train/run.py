@@ -7,7 +7,7 @@ unless ``force=True``, which is recorded. The audit then shapes the training dat
 - ``label_noise="audit"``: ``robust`` (rDPO) and ``cdpo`` take the noise rate from the audit's
   ``agreement.flip_rate`` (the expected share of final labels that are the wrong way round);
 - ``length_balance``: keep a seeded length-balanced subsample
-  (:func:`prefaudit.analyzers.length_balance.length_balanced_sample`), so "the longer answer
+  (:func:`prefaudit.stats.length_balance.length_balanced_sample`), so "the longer answer
   wins" no longer explains the labels;
 - ``loss``: ``sigmoid``, ``ipo``, ``robust``, ``cdpo``, ``length_reg`` (R-DPO) or ``cpo``
   (for a reference that prefers the rejected answer on most pairs).

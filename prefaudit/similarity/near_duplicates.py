@@ -11,7 +11,7 @@ A *duplicate pair* additionally has near-identical responses: after that normali
 responses are equal, or each has word-set Jaccard similarity >=
 ``response_threshold`` with its counterpart (in the same or the reversed orientation, which
 tells whether the two labels agree). The semantic search is
-:func:`prefaudit.analyzers.neighbors.pairs_above` (FAISS).
+:func:`prefaudit.similarity.neighbors.pairs_above` (FAISS).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from prefaudit.analyzers.neighbors import pairs_above
+from prefaudit.similarity.neighbors import pairs_above
 from prefaudit.text import normalize_text
 
 KIND_RANK = {"exact": 0, "normalised": 1, "semantic": 2}

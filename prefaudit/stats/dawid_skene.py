@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from prefaudit.analyzers.reliability import N_CATEGORIES, category_counts
 from prefaudit.errors import ConfigError
+from prefaudit.stats.reliability import N_CATEGORIES, category_counts
 
 
 @dataclass(frozen=True)
