@@ -71,7 +71,8 @@ def main() -> None:
     labels = matrix.to_numpy()
     parts, t_parts = timed(lambda: reliability.alpha_parts(reliability.category_counts(labels)))
     alpha, t_alpha = timed(lambda: float(reliability.alpha_from_totals(parts.sum(axis=0))))
-    boot, t_boot = timed(lambda: reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts, N_BOOTSTRAP, 0)))
+    boot, t_boot = timed(lambda: reliability.alpha_from_totals(
+        bootstrap.bootstrap_sums(parts, N_BOOTSTRAP, 0)))
     low, high = bootstrap.percentile_interval(boot)
     fit, t_ds = timed(fit_dawid_skene, labels)
     expected, t_package = timed(krippendorff.alpha, reliability_data=labels.T, level_of_measurement="nominal")

@@ -42,16 +42,19 @@ SHARED = REPO.parent / "shared" / "data"
 
 def real_prompts() -> list[str]:
     """Unique real prompts from the bundled samples and, when present, the shared datasets."""
-    out: list[str] = [r["input"] for r in json.loads((REPO / "sample_data" / "llmbar_natural.json").read_text())]
+    out: list[str] = [r["input"]
+                      for r in json.loads((REPO / "sample_data" / "llmbar_natural.json").read_text())]
     for f in sorted((SHARED / "llmbar" / "Dataset").glob("**/dataset.json")):
         out += [r["input"] for r in json.loads(f.read_text())]
     pandalm = SHARED / "pandalm" / "testset-v1.json"
     if pandalm.is_file():
-        out += [r["instruction"] + ("\n" + r["input"] if r["input"] else "") for r in json.loads(pandalm.read_text())]
+        out += [r["instruction"] + ("\n" + r["input"] if r["input"] else "")
+                for r in json.loads(pandalm.read_text())]
     hh = SHARED / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
     if hh.is_file():
         with gzip.open(hh, "rt", encoding="utf-8") as f:
-            out += [json.loads(line)["chosen"].split("\n\nAssistant:")[0].replace("\n\nHuman: ", "") for line in f]
+            out += [json.loads(line)["chosen"].split("\n\nAssistant:")[0].replace("\n\nHuman: ", "")
+                    for line in f]
     return list(dict.fromkeys(p[:600] for p in out if p.strip()))
 
 
@@ -110,7 +113,8 @@ def bench_search(sizes: list[int], dim: int = 384, seed: int = 0) -> None:
         _, peak_nn = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         dense = n * n * 4 / 2**30
-        print(f"  n={n:>6,}: pairs_above {t_dup:6.2f} s, peak {peak_dup / 2**20:6.0f} MiB, {len(i):,} pairs found | "
+        print(f"  n={n:>6,}: pairs_above {t_dup:6.2f} s, peak {peak_dup / 2**20:6.0f} MiB, "
+              f"{len(i):,} pairs found | "
               f"top_k({n // 5:,} queries) {t_nn:5.2f} s, peak {peak_nn / 2**20:5.0f} MiB | "
               f"a dense n x n matrix would be {dense:.1f} GiB")
 

@@ -75,7 +75,8 @@ def main() -> None:
     m = res.flat_metrics()
     n_empty = len(range(EMPTY_EVERY, n, EMPTY_EVERY))
     # A duplicate whose chosen (or whose original's chosen) was then emptied is no longer one.
-    expected_dup = {f"b{i}" for i in range(DUP_EVERY, n, DUP_EVERY) if i % EMPTY_EVERY and (i - 1) % EMPTY_EVERY}
+    expected_dup = {f"b{i}" for i in range(DUP_EVERY, n, DUP_EVERY)
+                    if i % EMPTY_EVERY and (i - 1) % EMPTY_EVERY}
     assert int(baseline.sum()) == len(expected_dup), "baseline miscounted the planted duplicates"
     dup_ids = set(res.pair_flags.loc[res.pair_flags["reason"] == "duplicate_pair", "pair_id"])
     assert dup_ids == expected_dup, "hygiene missed or invented duplicates"

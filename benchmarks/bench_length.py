@@ -86,12 +86,15 @@ def main() -> None:
     _, t_no_tok = timed(analyze_length, table)
     res, t_full = timed(analyze_length, table, tokenizer=tok, max_length=512)
 
-    print(f"pairs: {n:,}  texts: {len(texts):,}  tokens: {n_tokens:,}  tokenizer: all-MiniLM-L6-v2 WordPiece (fast)")
+    print(f"pairs: {n:,}  texts: {len(texts):,}  tokens: {n_tokens:,}  "
+          "tokenizer: all-MiniLM-L6-v2 WordPiece (fast)")
     print(f"baseline  tokenizer(batch) over all texts once : {t_base:8.2f} s")
-    print(f"reference Rust backend encode_batch_fast alone : {t_raw:8.2f} s  (no Python id lists, no offsets)")
+    print(f"reference Rust backend encode_batch_fast alone : {t_raw:8.2f} s  "
+          "(no Python id lists, no offsets)")
     print(f"stage     validate + to_pairs                  : {t_pairs:8.2f} s")
     print(f"stage     char + word lengths                  : {t_chars:8.2f} s")
-    print(f"stage     count_tokens (batched, exact)        : {t_tok:8.2f} s  ({t_tok / t_base:.2f}x baseline)")
+    print(f"stage     count_tokens (batched, exact)        : {t_tok:8.2f} s  "
+          f"({t_tok / t_base:.2f}x baseline)")
     print(f"stage     analyze_length without tokenizer     : {t_no_tok:8.2f} s")
     print(f"full      analyze_length with tokenizer        : {t_full:8.2f} s")
     print(f"overhead  full / baseline                      : {t_full / t_base:8.2f}x  (target < 1.5x)")

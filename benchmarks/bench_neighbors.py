@@ -58,7 +58,8 @@ def resampled(base: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return x, copies
 
 
-def blocked_pairs_above(vectors: np.ndarray, threshold: float, max_per_row: int = 20) -> tuple[np.ndarray, ...]:
+def blocked_pairs_above(vectors: np.ndarray, threshold: float,
+                        max_per_row: int = 20) -> tuple[np.ndarray, ...]:
     """The hand-written blocked search prefaudit used before FAISS (verbatim), the baseline."""
     n = len(vectors)
     step = max(1, BLOCK_BYTES // (4 * max(n, 1)))
@@ -119,8 +120,8 @@ print(json.dumps({"seconds": dt, "peak_mib": resource.getrusage(resource.RUSAGE_
 
 
 def measure(method: str, n: int, base_path: Path, out: Path) -> dict:
-    res = subprocess.run([sys.executable, "-c", CHILD, method, str(n), str(base_path), str(Path(__file__).parent),
-                          str(out)], capture_output=True, text=True, check=False)
+    res = subprocess.run([sys.executable, "-c", CHILD, method, str(n), str(base_path),
+                          str(Path(__file__).parent), str(out)], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"{method} at {n} failed:\n{res.stderr[-3000:]}")
     r = json.loads(res.stdout.strip().splitlines()[-1])

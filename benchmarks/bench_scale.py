@@ -121,7 +121,8 @@ import pandas as pd
 t0, c0 = time.perf_counter(), time.process_time()
 df = pd.read_json(sys.argv[1], lines=True)
 dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-print(json.dumps({"rows": len(df), "seconds": dt, "cpu_seconds": cpu, "frame_bytes": int(df.memory_usage(deep=True).sum()),
+print(json.dumps({"rows": len(df), "seconds": dt, "cpu_seconds": cpu,
+                  "frame_bytes": int(df.memory_usage(deep=True).sum()),
                   "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -135,7 +136,8 @@ stages = []
 t_start, c_start = time.perf_counter(), time.process_time()
 
 def mark(name, t0, c0):
-    stages.append({"stage": name, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+    stages.append({"stage": name, "seconds": time.perf_counter() - t0,
+                   "cpu_seconds": time.process_time() - c0,
                    "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
 
 def timed(name, fn):
@@ -173,11 +175,14 @@ def run(path: Path, out_dir: Path) -> dict:
                 "--no-gate", "--out", str(out_dir))
     mib = 1024.0
     print(f"file: {path} ({path.stat().st_size / 2**20:,.0f} MiB, {pd_res['rows']:,} records)")
-    print(f"pandas.read_json(lines=True): {pd_res['seconds']:7.1f} s (CPU {pd_res['cpu_seconds']:7.1f} s), peak RSS {pd_res['peak_kib'] / mib:7,.0f} MiB, "
+    print(f"pandas.read_json(lines=True): {pd_res['seconds']:7.1f} s (CPU {pd_res['cpu_seconds']:7.1f} s), "
+          f"peak RSS {pd_res['peak_kib'] / mib:7,.0f} MiB, "
           f"frame {pd_res['frame_bytes'] / 2**20:7,.0f} MiB (memory_usage deep)")
-    print(f"prefaudit audit (exit {au['exit']}):  {au['seconds']:7.1f} s (CPU {au['cpu_seconds']:7.1f} s), peak RSS {au['peak_kib'] / mib:7,.0f} MiB")
+    print(f"prefaudit audit (exit {au['exit']}):  {au['seconds']:7.1f} s (CPU {au['cpu_seconds']:7.1f} s), "
+          f"peak RSS {au['peak_kib'] / mib:7,.0f} MiB")
     for s in au["stages"]:
-        print(f"  {s['stage']:<28} {s['seconds']:7.1f} s (CPU {s['cpu_seconds']:7.1f} s)   peak RSS so far {s['peak_kib'] / mib:7,.0f} MiB")
+        print(f"  {s['stage']:<28} {s['seconds']:7.1f} s (CPU {s['cpu_seconds']:7.1f} s)   "
+              f"peak RSS so far {s['peak_kib'] / mib:7,.0f} MiB")
     t_ratio = au["seconds"] / pd_res["seconds"]
     c_ratio = au["cpu_seconds"] / pd_res["cpu_seconds"]
     m_ratio = au["peak_kib"] * 1024 / pd_res["frame_bytes"]
@@ -185,7 +190,8 @@ def run(path: Path, out_dir: Path) -> dict:
           f"{'OK' if t_ratio <= 6 else 'MISSED'}; in CPU seconds {c_ratio:5.2f}x")
     print(f"peak RSS / pandas frame:        {m_ratio:5.2f}x (target <= 3x)  "
           f"{'OK' if m_ratio <= 3 else 'MISSED'}")
-    return {"pandas": pd_res, "audit": au, "time_ratio": t_ratio, "cpu_ratio": c_ratio, "memory_ratio": m_ratio}
+    return {"pandas": pd_res, "audit": au, "time_ratio": t_ratio, "cpu_ratio": c_ratio,
+            "memory_ratio": m_ratio}
 
 
 def main() -> None:

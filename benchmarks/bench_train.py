@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         train_trl(copy.deepcopy(pristine), copy.deepcopy(pristine).eval(), tok, table, warm, tmp + "/warm")
         base_model, ref = copy.deepcopy(pristine), copy.deepcopy(pristine).eval()
         t = time.perf_counter()
-        base_log = train_trl(base_model, ref, tok, table[["prompt", "chosen", "rejected"]], config, tmp + "/trl")
+        base_log = train_trl(base_model, ref, tok, table[["prompt", "chosen", "rejected"]], config,
+                             tmp + "/trl")
         base_s = time.perf_counter() - t
         del base_model, ref
 

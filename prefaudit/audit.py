@@ -130,7 +130,8 @@ class AuditResult:
     def from_dict(cls, d: dict[str, Any]) -> AuditResult:
         """Rebuild an AuditResult from its JSON form (pair flags are the saved worst ones)."""
         results = {name: _result_from_dict(name, r) for name, r in (d.get("analyzers") or {}).items()}
-        return cls(summary=d.get("summary") or {}, load_report=LoadReport.from_dict(d.get("load_report") or {}),
+        return cls(summary=d.get("summary") or {},
+                   load_report=LoadReport.from_dict(d.get("load_report") or {}),
                    results=results, not_run=dict(d.get("not_run") or {}),
                    examples=dict(d.get("examples") or {}), config=dict(d.get("config") or {}),
                    verdict=d.get("verdict"))
@@ -363,7 +364,8 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
                                  "options": _jsonable(options)})
     if "margins" not in wanted:
         result.not_run["margins"] = "no reference model given (--reference-model)"
-    if analyzers is None and "judges" in wanted and not (table["annotator"].notna().any() or has_order(table)):
+    if (analyzers is None and "judges" in wanted
+            and not (table["annotator"].notna().any() or has_order(table))):
         wanted.remove("judges")
         result.config["analyzers"] = list(wanted)
         result.not_run["judges"] = ("the data names no annotator and does not record which "
@@ -439,7 +441,8 @@ def _result_to_dict(res: AnalyzerResult) -> dict[str, Any]:
         "metrics": {k: m.to_dict() for k, m in res.metrics.items()},
         "notes": list(res.notes),
         "n_flags": int(len(res.pair_flags)),
-        "flag_counts": {str(k): int(v) for k, v in res.pair_flags["reason"].value_counts().sort_index().items()},
+        "flag_counts": {str(k): int(v)
+                        for k, v in res.pair_flags["reason"].value_counts().sort_index().items()},
         "top_flags": _jsonable(worst.head(N_EXAMPLES * 4).to_dict("records")),
         "figures": _jsonable(res.figures),
         "tables": {k: _jsonable(v.to_dict("split")) for k, v in res.tables.items()},

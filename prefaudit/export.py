@@ -62,7 +62,8 @@ def export_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
         sides = {k: pairs[f"{k}_messages"].tolist() for k in ("prompt", "chosen", "rejected")}
     elif format == "trl-conversational":
         sides = {"prompt": [[{"role": "user", "content": p}] for p in pairs["prompt"]],
-                 **{k: [[{"role": "assistant", "content": r}] for r in pairs[k]] for k in ("chosen", "rejected")}}
+                 **{k: [[{"role": "assistant", "content": r}] for r in pairs[k]]
+                    for k in ("chosen", "rejected")}}
     else:
         sides = {k: pairs[k].tolist() for k in ("prompt", "chosen", "rejected")}
     out = pd.DataFrame({**sides, "pair_id": pairs["pair_id"].astype(str).tolist()})

@@ -59,7 +59,8 @@ MESSAGE_COLUMNS: tuple[str, ...] = ("prompt_messages", "chosen_messages", "rejec
 ORDER_COLUMN = "chosen_shown_first"
 MODEL_COLUMNS: tuple[str, str] = ("chosen_model", "rejected_model")
 REPEAT_COLUMN = "repeat"
-OPTIONAL_COLUMNS: tuple[str, ...] = (*MESSAGE_COLUMNS, "load_flags", ORDER_COLUMN, *MODEL_COLUMNS, REPEAT_COLUMN)
+OPTIONAL_COLUMNS: tuple[str, ...] = (*MESSAGE_COLUMNS, "load_flags", ORDER_COLUMN, *MODEL_COLUMNS,
+                                     REPEAT_COLUMN)
 
 #: Codes of the label matrix: the annotator preferred response A, response B, or called a tie.
 LABEL_A, LABEL_B, LABEL_TIE = 0, 1, 2
@@ -234,7 +235,8 @@ def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
     # object Series: pandas 3 would otherwise copy every id into an Arrow string array
     return pd.DataFrame({
         "pair_id": pd.Series(table["pair_id"].to_numpy(), dtype=object),
-        "annotator": pd.Series(table["annotator"].astype("string").fillna("_single").to_numpy(), dtype=object),
+        "annotator": pd.Series(table["annotator"].astype("string").fillna("_single").to_numpy(),
+                               dtype=object),
         "label": label.astype(np.int8),
     })
 
@@ -243,7 +245,8 @@ def response_a(table: pd.DataFrame) -> np.ndarray:
     """Per row, the text of its pair's response A: the smaller of the pair's two texts
     (taken from the pair's first row)."""
     codes, _ = pd.factorize(table["pair_id"].to_numpy(dtype=object), sort=False)
-    first_row = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())[codes]  # codes follow first appearance
+    # codes follow first appearance
+    first_row = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())[codes]
     first_c = table["chosen"].to_numpy(dtype=object)[first_row]
     first_r = table["rejected"].to_numpy(dtype=object)[first_row]
     return np.where(first_c <= first_r, first_c, first_r)

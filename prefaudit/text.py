@@ -45,7 +45,8 @@ def normalize_text(texts: Texts) -> pd.Series:
     """
     values = _as_list(texts)
     # ASCII text is already NFKC and its case folding is lower(), which is faster.
-    return pd.Series([" ".join((t.lower() if t.isascii() else unicodedata.normalize("NFKC", t).casefold()).split())
+    return pd.Series([" ".join((t.lower() if t.isascii()
+                                else unicodedata.normalize("NFKC", t).casefold()).split())
                       for t in values], index=_index(texts, values), dtype=object)
 
 

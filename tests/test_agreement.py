@@ -61,7 +61,8 @@ def test_pandalm_reproduces_published_kappas_fleiss_and_raw_agreement(pandalm_re
 def test_pandalm_alpha_equals_krippendorff_package(pandalm, pandalm_result, sample_dir):
     source = pandalm_source_matrix(sample_dir / "pandalm_testset_v1.json")
     swapped = np.select([source == 0, source == 1], [1, 0], source)
-    expected = krippendorff.alpha(reliability_data=np.vstack([source, swapped]).T, level_of_measurement="nominal")
+    expected = krippendorff.alpha(reliability_data=np.vstack([source, swapped]).T,
+                                  level_of_measurement="nominal")
     alpha = pandalm_result.metrics["krippendorff_alpha"]
     assert alpha.value == pytest.approx(expected, abs=1e-9)
     assert alpha.value == pytest.approx(0.8645, abs=1e-4)
@@ -309,7 +310,8 @@ def test_orientation_free_coefficients_ignore_which_response_is_a(sample_dir, da
     for labels in (source, recoded):
         both = reliability.both_orientations(labels)
         assert reliability.krippendorff_alpha(both) == pytest.approx(0.8645295734, abs=1e-9)
-        assert reliability.fleiss_kappa(reliability.category_counts(both)) == pytest.approx(0.8645069686, abs=1e-9)
+        assert (reliability.fleiss_kappa(reliability.category_counts(both))
+                == pytest.approx(0.8645069686, abs=1e-9))
         kappa, _ = reliability.cohen_kappa_matrix(both)
         assert kappa[0, 1] == pytest.approx(0.852318, abs=1e-6)
         parts = reliability.symmetric_alpha_parts(reliability.category_counts(labels)).sum(axis=0)

@@ -84,8 +84,10 @@ def test_clean_sample_passes_and_audit_is_deterministic(sample_dir, tmp_path):
     docs = [json.loads((tmp_path / d / "audit.json").read_text(encoding="utf-8")) for d in "ab"]
     assert docs[0]["metrics"] == docs[1]["metrics"]
     # the only flags: two real grammar pairs ("is"/"are") that are near-identical by design
-    assert docs[0]["metrics"]["hygiene.flagged_share"] == docs[0]["metrics"]["hygiene.near_identical_share"] == 0.02
-    assert (tmp_path / "a" / "pair_flags.csv").read_bytes() == (tmp_path / "b" / "pair_flags.csv").read_bytes()
+    assert (docs[0]["metrics"]["hygiene.flagged_share"] == docs[0]["metrics"]["hygiene.near_identical_share"]
+            == 0.02)
+    assert ((tmp_path / "a" / "pair_flags.csv").read_bytes()
+            == (tmp_path / "b" / "pair_flags.csv").read_bytes())
 
 
 def test_inspect_json_reports_counts_and_load_report(sample_dir):

@@ -84,12 +84,14 @@ def test_pairwise_schema_audits_through_the_cli(pairwise_file, tmp_path):
     assert identical >= 1
     assert saved["metrics"]["hygiene.identical_pair_share"] * len(records) == pytest.approx(identical)
     flags = pd.read_csv(out / "pair_flags.csv")
-    assert f"{path.parent.name}/{path.name}:5" in set(flags.loc[flags["reason"] == "identical_responses", "pair_id"])
+    assert f"{path.parent.name}/{path.name}:5" in set(flags.loc[flags["reason"] == "identical_responses",
+                                                                "pair_id"])
 
 
 def test_wrong_field_name_exits_2_with_one_line(pairwise_file, capsys):
     path, _ = pairwise_file
-    code, _, err = cli(capsys, "inspect", path, "--columns", PAIRWISE_COLUMNS.replace("response 2", "response 3"),
+    code, _, err = cli(capsys, "inspect", path, "--columns",
+                       PAIRWISE_COLUMNS.replace("response 2", "response 3"),
                        "--label-values", PAIRWISE_LABELS)
     assert code == 2
     lines = err.strip().splitlines()
@@ -163,8 +165,10 @@ def test_nested_paths_and_message_lists_match_trl_conversational(tmp_path):
 
 def test_missing_nested_field_names_the_closest(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text('{"meta": {"instruction": "x", "inputs": ""}, "good": "a", "bad": "b"}\n', encoding="utf-8")
-    with pytest.raises(DataFormatError, match=r"line 1, field 'meta.instrucion'.*closest fields: instruction"):
+    path.write_text('{"meta": {"instruction": "x", "inputs": ""}, "good": "a", "bad": "b"}\n',
+                    encoding="utf-8")
+    with pytest.raises(DataFormatError,
+                       match=r"line 1, field 'meta.instrucion'.*closest fields: instruction"):
         load(path, columns="prompt=meta.instrucion,chosen=good,rejected=bad")
 
 
@@ -172,8 +176,9 @@ def test_annotator_map_gives_the_pandalm_label_matrix(sample_dir, tmp_path):
     """One record per judgement (a long export of a labelling tool), mapped with id= and
     annotator=, gives the same label matrix as PandaLM's own loader on the same items."""
     items = pandalm_records(sample_dir, 200)
-    long = [{"item": r["idx"], "q": r["instruction"], "in": r["input"], "A": r["response1"], "B": r["response2"],
-             "who": ann, "verdict": r[ann]} for r in items for ann in ("annotator1", "annotator2", "annotator3")]
+    long = [{"item": r["idx"], "q": r["instruction"], "in": r["input"], "A": r["response1"],
+             "B": r["response2"], "who": ann, "verdict": r[ann]}
+            for r in items for ann in ("annotator1", "annotator2", "annotator3")]
     (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in long), encoding="utf-8")
     (tmp_path / "pandalm.json").write_text(json.dumps(items), encoding="utf-8")
     mine, _ = load(tmp_path / "long.jsonl", columns="prompt=q,response_a=A,response_b=B,label=verdict,"
@@ -204,8 +209,8 @@ def test_csv_labels_are_text_and_still_match(pairwise_file, tmp_path, capsys):
     _, records = pairwise_file
     path = tmp_path / "pairwise.csv"
     pd.DataFrame(records).to_csv(path, index=False)
-    code, out, err = cli(capsys, "inspect", path, "--columns", PAIRWISE_COLUMNS, "--label-values", PAIRWISE_LABELS,
-                         "--json")
+    code, out, err = cli(capsys, "inspect", path, "--columns", PAIRWISE_COLUMNS, "--label-values",
+                         PAIRWISE_LABELS, "--json")
     assert code == 0, err
     info = json.loads(out)
     assert info["formats"] == ["column_map"]

@@ -42,8 +42,10 @@ def files(tmp_path_factory, pairs: pd.DataFrame) -> dict[str, Path]:
     data.write_text("".join(json.dumps({k: r[k] for k in ("prompt", "chosen", "rejected")}) + "\n"
                             for r in pairs.to_dict("records")), encoding="utf-8")
     target = root / "target.txt"
-    target.write_text("\n".join(p.replace("\n", " ") for p in pairs["prompt"].iloc[:3]) + "\n", encoding="utf-8")
-    corpus = list(dict.fromkeys(pairs["prompt"].tolist() + pairs["chosen"].tolist() + pairs["rejected"].tolist()))
+    target.write_text("\n".join(p.replace("\n", " ") for p in pairs["prompt"].iloc[:3]) + "\n",
+                      encoding="utf-8")
+    corpus = list(dict.fromkeys(pairs["prompt"].tolist() + pairs["chosen"].tolist()
+                                + pairs["rejected"].tolist()))
     model, tok = tiny_causal_lm(corpus)
     model.save_pretrained(root / "tiny")
     tok.save_pretrained(root / "tiny")
@@ -106,7 +108,8 @@ def test_displacement_matches_a_sequence_at_a_time_computation(files, pairs):
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
     result = evaluate_model(pairs, policy, ref, tok, max_length=MAX_LENGTH, progress=False,
-                            clusters=(pd.Series(np.arange(16) % 2, index=pairs["pair_id"]), {0: "even", 1: "odd"}),
+                            clusters=(pd.Series(np.arange(16) % 2, index=pairs["pair_id"]),
+                                      {0: "even", 1: "odd"}),
                             ches=pd.Series(np.arange(16.0), index=pairs["pair_id"]))
     pol = sequential_logps(policy, tok, pairs, MAX_LENGTH)
     base = sequential_logps(ref, tok, pairs, MAX_LENGTH)
@@ -118,8 +121,8 @@ def test_displacement_matches_a_sequence_at_a_time_computation(files, pairs):
     assert m["posttrain.displacement_share"] == np.mean(pol[:, 0] < base[:, 0])
     assert m["posttrain.reward_accuracy"] == np.mean((pol[:, 0] - base[:, 0]) > (pol[:, 1] - base[:, 1]))
     n_tok = np.array([len(e.chosen) for e in encode_pairs(tok, pairs, max_length=MAX_LENGTH)])
-    assert m["posttrain.median_chosen_logp_change"] == pytest.approx(np.median((pol[:, 0] - base[:, 0]) / n_tok),
-                                                                     rel=1e-4)
+    assert m["posttrain.median_chosen_logp_change"] == pytest.approx(
+        np.median((pol[:, 0] - base[:, 0]) / n_tok), rel=1e-4)
     ref_right, pol_right = base[:, 0] > base[:, 1], pol[:, 0] > pol[:, 1]
     table = result.results["posttrain"].tables["reference_x_policy"]
     assert table.loc["reference wrong", "policy right"] == np.sum(~ref_right & pol_right)
@@ -131,7 +134,8 @@ def test_displacement_matches_a_sequence_at_a_time_computation(files, pairs):
 
     rho = spearmanr(np.arange(16.0), (pol[:, 0] - base[:, 0]) / n_tok).statistic
     assert m["posttrain.ches_chosen_change_spearman"] == pytest.approx(rho)
-    assert set(result.results["posttrain"].pair_flags["pair_id"]) == set(pairs["pair_id"][pol[:, 0] < base[:, 0]])
+    assert (set(result.results["posttrain"].pair_flags["pair_id"])
+            == set(pairs["pair_id"][pol[:, 0] < base[:, 0]]))
 
 
 def test_repeated_ngrams_counts_repeats_within_a_response():
@@ -146,8 +150,8 @@ def _error_line(capsys) -> str:
 
 
 def test_bad_inputs_exit_2_with_one_line(files, pairs, tmp_path, capsys):
-    base = ["evaluate", str(files["data"]), "--reference-model", str(files["tiny"]), "--out", str(tmp_path / "o"),
-            "--no-clusters", "--no-pdf"]
+    base = ["evaluate", str(files["data"]), "--reference-model", str(files["tiny"]), "--out",
+            str(tmp_path / "o"), "--no-clusters", "--no-pdf"]
     # a policy whose tokenizer is not the reference's
     other, other_tok = tiny_causal_lm(["A different corpus gives a different vocabulary entirely."])
     other.save_pretrained(tmp_path / "other")
@@ -222,7 +226,8 @@ def test_lora_adapter_folder_is_merged_over_the_reference(files, pairs, tmp_path
     ref = AutoModelForCausalLM.from_pretrained(files["tiny"]).eval()
     tok = AutoTokenizer.from_pretrained(files["tiny"])
     torch.manual_seed(0)
-    peft = get_peft_model(copy.deepcopy(ref), LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    peft = get_peft_model(copy.deepcopy(ref),
+                          LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
     with torch.no_grad():
         for name, p in peft.named_parameters():
             if "lora_B" in name:
@@ -230,10 +235,12 @@ def test_lora_adapter_folder_is_merged_over_the_reference(files, pairs, tmp_path
     peft.save_pretrained(tmp_path / "adapter")
     out = tmp_path / "eval"
     main(["evaluate", str(files["data"]), "--policy-model", str(tmp_path / "adapter"), "--reference-model",
-          str(files["tiny"]), "--out", str(out), "--no-clusters", "--no-pdf", "--max-length", str(MAX_LENGTH)])
+          str(files["tiny"]), "--out", str(out), "--no-clusters", "--no-pdf", "--max-length",
+          str(MAX_LENGTH)])
     m = evaluation(out)["metrics"]
     merged = PeftModel.from_pretrained(copy.deepcopy(ref), tmp_path / "adapter").merge_and_unload().eval()
-    pol, base = sequential_logps(merged, tok, pairs, MAX_LENGTH), sequential_logps(ref, tok, pairs, MAX_LENGTH)
+    pol, base = (sequential_logps(merged, tok, pairs, MAX_LENGTH),
+                 sequential_logps(ref, tok, pairs, MAX_LENGTH))
     assert np.abs(pol - base).max() > 1e-3
     assert m["posttrain.displacement_share"] == np.mean(pol[:, 0] < base[:, 0])
     assert m["posttrain.reward_accuracy"] == np.mean((pol[:, 0] - base[:, 0]) > (pol[:, 1] - base[:, 1]))
@@ -261,10 +268,13 @@ def test_near_identical_pairs_displace_more_than_clearly_different_ones(sample_d
         return " ".join(words)
 
     near = real.assign(rejected=real["chosen"].map(garble))
-    sim = [Levenshtein.normalized_similarity(a, b) for a, b in zip(near["chosen"], near["rejected"], strict=True)]
-    far_sim = [Levenshtein.normalized_similarity(a, b) for a, b in zip(real["chosen"], real["rejected"], strict=True)]
+    sim = [Levenshtein.normalized_similarity(a, b)
+           for a, b in zip(near["chosen"], near["rejected"], strict=True)]
+    far_sim = [Levenshtein.normalized_similarity(a, b)
+               for a, b in zip(real["chosen"], real["rejected"], strict=True)]
     assert min(sim) >= 0.8 and np.mean(far_sim) < 0.5
-    corpus = list(dict.fromkeys(real["prompt"].tolist() + real["chosen"].tolist() + near["rejected"].tolist()))
+    corpus = list(dict.fromkeys(real["prompt"].tolist() + real["chosen"].tolist()
+                                + near["rejected"].tolist()))
     shares = {}
     for name, data in (("near", near), ("far", real)):
         model, tok = tiny_causal_lm(corpus, seed=0)
@@ -309,8 +319,10 @@ def test_after_training_takes_clusters_and_ches_from_the_audit(files, pairs, tmp
         policy.lm_head.weight.mul_(1.5)  # sharper: likely answers gain, unlikely ones lose
     ids = pairs["pair_id"].astype(str)
     audit = AuditResult(summary={}, load_report=LoadReport(), results={
-        "coverage": AnalyzerResult("coverage", pair_data=pd.DataFrame({"cluster": np.arange(16) % 3}, index=ids)),
-        "margins": AnalyzerResult("margins", pair_data=pd.DataFrame({CHES_COLUMN: -np.arange(16.0)}, index=ids))})
+        "coverage": AnalyzerResult("coverage",
+                                   pair_data=pd.DataFrame({"cluster": np.arange(16) % 3}, index=ids)),
+        "margins": AnalyzerResult("margins",
+                                  pair_data=pd.DataFrame({CHES_COLUMN: -np.arange(16.0)}, index=ids))})
     out = tmp_path / "evaluation"
     record = evaluate_after_training(policy, ref, tok, pairs, out, audit=audit, max_length=MAX_LENGTH)
     m = record["metrics"]

@@ -80,9 +80,11 @@ def test_export_drops_flagged_pairs_and_sidecar_matches_pair_flags(planted_expor
 def test_export_with_its_own_audit_gives_the_same_parquet(planted_export, tmp_path):
     """The acceptance command as written (export audits the data itself, default analyzers)
     writes the same pairs as the export from the saved hygiene audit."""
-    proc = run_cli("export", planted_export["data"], "--drop-flags", ",".join(DROP), "--out", tmp_path / "c.parquet")
+    proc = run_cli("export", planted_export["data"], "--drop-flags", ",".join(DROP), "--out",
+                   tmp_path / "c.parquet")
     assert proc.returncode == 0, proc.stderr
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "c.parquet"), pd.read_parquet(planted_export["parquet"]))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "c.parquet"),
+                                  pd.read_parquet(planted_export["parquet"]))
     meta = json.loads((tmp_path / "c.export.json").read_text())
     assert meta["dropped"] == json.loads(planted_export["sidecar"].read_text())["dropped"]
 
@@ -92,7 +94,8 @@ def test_trl_dpo_trainer_trains_on_the_exported_parquet(planted_export, tmp_path
     from trl import DPOTrainer
 
     exported = pd.read_parquet(planted_export["parquet"])
-    short = exported.loc[(exported["prompt"].str.len() + exported[["chosen", "rejected"]].map(len).max(axis=1))
+    short = exported.loc[(exported["prompt"].str.len()
+                          + exported[["chosen", "rejected"]].map(len).max(axis=1))
                          .sort_values(kind="mergesort").index[:8]]
     data = Dataset.from_parquet(str(planted_export["parquet"])).select(short.index.tolist())
     model, tok = tiny_causal_lm(short["prompt"].tolist() + short["chosen"].tolist())
@@ -108,8 +111,8 @@ def test_trl_dpo_trainer_trains_on_the_exported_parquet(planted_export, tmp_path
 
 
 def test_from_audit_refuses_other_data(planted_export, sample_dir, tmp_path, capsys):
-    code, _, err = cli(capsys, "export", sample_dir / "llmbar_natural.json", "--from-audit", planted_export["audit"],
-                       "--out", tmp_path / "x.parquet")
+    code, _, err = cli(capsys, "export", sample_dir / "llmbar_natural.json", "--from-audit",
+                       planted_export["audit"], "--out", tmp_path / "x.parquet")
     assert code == 2 and not (tmp_path / "x.parquet").exists()
     line = err.strip()
     assert "\n" not in line and "audit was computed on other data" in line and "audit.json" in line
@@ -142,7 +145,8 @@ def test_conversational_formats_and_jsonl(sample_dir, tmp_path):
     assert conv["prompt"].tolist() == [[{"role": "user", "content": p}] for p in text["prompt"]]
     assert conv["rejected"].tolist() == [[{"role": "assistant", "content": r}] for r in text["rejected"]]
     plain = export_pairs(text, res, format="jsonl")
-    assert plain[["prompt", "chosen", "rejected"]].to_dict("list") == text[["prompt", "chosen", "rejected"]].to_dict("list")
+    assert (plain[["prompt", "chosen", "rejected"]].to_dict("list")
+            == text[["prompt", "chosen", "rejected"]].to_dict("list"))
     paths = write_export(plain, tmp_path / "clean.jsonl", res, format="jsonl")
     back = pd.read_json(paths["data"], lines=True)
     assert back["chosen"].tolist() == plain["chosen"].tolist()
@@ -240,6 +244,7 @@ def test_cli_export_with_reference_model_adds_reference_logps(sample_dir, tmp_pa
     assert json.loads((tmp_path / "a.export.json").read_text())["reference_logps"] is True
     assert run_cli("audit", data, "--analyzers", "hygiene", "--no-gate", "--no-pdf", "--out",
                    tmp_path / "audit").returncode == 0
-    proc = run_cli("export", data, "--from-audit", tmp_path / "audit", *common, "--out", tmp_path / "b.parquet")
+    proc = run_cli("export", data, "--from-audit", tmp_path / "audit", *common, "--out",
+                   tmp_path / "b.parquet")
     assert proc.returncode == 0, proc.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b.parquet"), got)

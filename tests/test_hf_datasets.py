@@ -69,7 +69,8 @@ def test_round_trip_jsonl_dataset_disk_and_hub_cache(hh_path, hh_dataset, tmp_pa
         table, report = load(data, split="test" if not isinstance(data, datasets.Dataset) else None)
         assert report.formats == ref_report.formats == ["hh_rlhf"]
         assert (report.n_records, report.n_rows) == (ref_report.n_records, ref_report.n_rows) == (300, 300)
-        assert [e.to_dict() for e in report.events.values()] == [e.to_dict() for e in ref_report.events.values()]
+        assert ([e.to_dict() for e in report.events.values()]
+                == [e.to_dict() for e in ref_report.events.values()])
         assert table["pair_id"].nunique() == ref_table["pair_id"].nunique()
         for col in ("prompt", "chosen", "rejected", "load_flags"):
             assert table[col].tolist() == ref_table[col].tolist()
@@ -146,7 +147,8 @@ def test_column_map_and_message_lists_from_a_dataset(sample_dir):
     """A Dataset in a custom schema with nested message structs goes through the column map;
     the LLaMA-Factory sample gives the same pairs as its own loader."""
     records = json.loads((sample_dir / "llama_factory_dpo_en_100.json").read_text(encoding="utf-8"))
-    ds = datasets.Dataset.from_list([{"turns": r["conversations"], "better": r["chosen"], "worse": r["rejected"]}
+    ds = datasets.Dataset.from_list([{"turns": r["conversations"], "better": r["chosen"],
+                                      "worse": r["rejected"]}
                                      for r in records if "system" not in r])
     mine, _ = load(ds, columns="prompt=turns,chosen=better,rejected=worse")
     ref, _ = load(sample_dir / "llama_factory_dpo_en_100.json")

@@ -113,7 +113,8 @@ def test_planted_metrics_are_shares_of_pairs(planted):
 
 
 def test_planted_file_is_reproduced_by_its_generator(sample_dir, shared_data):
-    spec = importlib.util.spec_from_file_location("make_planted", REPO / "scripts" / "make_planted_defects.py")
+    spec = importlib.util.spec_from_file_location("make_planted",
+                                                  REPO / "scripts" / "make_planted_defects.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rows = mod.build(shared_data, seed=0)
@@ -258,7 +259,8 @@ def test_hh_full_prefix_mismatch_and_empty_chosen(shared_data):
     assert (len(mismatch), len(empty)) == (5, 4)  # data README
     table, _ = load(path)
     result = analyze_hygiene(table)
-    rec = result.pair_flags.assign(record=result.pair_flags["pair_id"].str.rsplit(":", n=1).str[-1].astype(int))
+    rec = result.pair_flags.assign(
+        record=result.pair_flags["pair_id"].str.rsplit(":", n=1).str[-1].astype(int))
     assert set(rec.loc[rec["reason"] == "prefix_mismatch", "record"]) == mismatch
     assert set(rec.loc[rec["reason"] == "empty_response", "record"]) == empty
     assert result.flat_metrics()["hygiene.load_flagged_share"] == pytest.approx(5 / 2312)

@@ -37,7 +37,8 @@ def real_pairs(sample_dir) -> pd.DataFrame:
     hh, _ = load(sample_dir / "hh_rlhf_harmless_test_300.jsonl")
     pairs = to_pairs(pandalm)
     pairs = pd.concat([pairs[~pairs["tie"]], hh], ignore_index=True)
-    key = [(p, *sorted((c, r))) for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True)]
+    key = [(p, *sorted((c, r)))
+           for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True)]
     pairs = pairs[~pd.Series(key).duplicated().to_numpy()].head(1000)
     assert len(pairs) == 1000
     return pairs[["pair_id", "prompt", "chosen", "rejected"]]
@@ -82,7 +83,8 @@ def test_planted_position_bias_on_real_pairs_is_found_and_warned(real_pairs):
     share = fair.results["judges"].metrics["first_position_share"]
     assert share.low < 0.5 < share.high
     assert set(position_outcomes(fair).values()) == {"pass"}
-    assert not fair.results["judges"].notes or all("shown first wins" not in n for n in fair.results["judges"].notes)
+    assert not fair.results["judges"].notes or all("shown first wins" not in n
+                                                   for n in fair.results["judges"].notes)
 
 
 def alpaca_record(instruction: str, out_1: str, out_2: str, preference: float, annotator: str,
@@ -101,7 +103,8 @@ def test_swap_consistency_equals_hand_count(tmp_path: Path, real_pairs):
     pairs = real_pairs.head(200)
     keeps = rng.random(len(pairs)) < 0.6
     records, verdicts = [], []
-    for (prompt, better, worse), keep in zip(pairs[["prompt", "chosen", "rejected"]].to_numpy(), keeps, strict=True):
+    for (prompt, better, worse), keep in zip(pairs[["prompt", "chosen", "rejected"]].to_numpy(), keeps,
+                                             strict=True):
         pair_verdicts = []
         for first, second in ((better, worse), (worse, better)):
             pick_first = first == better if keep else True
@@ -124,7 +127,8 @@ def test_swap_consistency_equals_hand_count(tmp_path: Path, real_pairs):
     # agreement counts the judge once per comparison (its first judgement): single-label data
     agreement = analyze_agreement(table, n_bootstrap=50)
     assert agreement.metrics["n_pairs_multi"].value == 0
-    assert any(f"{len(pairs)} repeated judgement(s)" in n and "once per comparison" in n for n in agreement.notes)
+    assert any(f"{len(pairs)} repeated judgement(s)" in n and "once per comparison" in n
+               for n in agreement.notes)
     # each pair with inconsistent verdicts by a biased judge is flagged; consistent ones are not
     flagged = set(res.pair_flags["pair_id"])
     pair_ids = table.drop_duplicates("pair_id")["pair_id"].to_numpy()
@@ -136,12 +140,14 @@ def test_alpacaeval_shaped_file_one_system_always_first(tmp_path: Path, real_pai
     the strong model is always output_1 and wins ~90 %; three annotators mostly agree."""
     rng = np.random.default_rng(2)
     records = []
-    for i, (prompt, better, worse) in enumerate(real_pairs.head(300)[["prompt", "chosen", "rejected"]].to_numpy()):
+    for i, (prompt, better, worse) in enumerate(
+            real_pairs.head(300)[["prompt", "chosen", "rejected"]].to_numpy()):
         strong_wins = rng.random() < 0.9
         weak = f"model_{i % 3}"
         for ann in ("a1", "a2", "a3"):
             roll = rng.random()
-            pref = 1.5 if roll < 0.03 else (1 if strong_wins else 2) if roll < 0.93 else (2 if strong_wins else 1)
+            pref = (1.5 if roll < 0.03 else (1 if strong_wins else 2) if roll < 0.93
+                    else (2 if strong_wins else 1))
             records.append(alpaca_record(prompt, better, worse, pref, ann, "gpt4_turbo", weak))
     path = tmp_path / "alpaca_eval.json"
     path.write_text(json.dumps(records), encoding="utf-8")
@@ -174,8 +180,9 @@ def swap_records(records: list[dict], which: list[bool]) -> list[dict]:
 
 
 ORIENTATION_FREE = ("agreement.krippendorff_alpha", "agreement.krippendorff_alpha_low",
-                    "agreement.krippendorff_alpha_high", "agreement.fleiss_kappa", "agreement.mean_cohen_kappa",
-                    "agreement.raw_agreement", "agreement.tie_label_share", "agreement.flip_rate",
+                    "agreement.krippendorff_alpha_high", "agreement.fleiss_kappa",
+                    "agreement.mean_cohen_kappa", "agreement.raw_agreement", "agreement.tie_label_share",
+                    "agreement.flip_rate",
                     "agreement.contested_share")
 
 
@@ -205,7 +212,8 @@ def test_judges_runs_by_default_only_with_annotators_or_order(sample_dir, monkey
     llmbar, _ = load(sample_dir / "llmbar_natural.json")  # no annotator, but the order is known
     assert "judges" in audit(llmbar).results
     explicit = analyze_judges(hh)
-    assert explicit.metrics["first_position_share"].value is None and "names no annotator" in explicit.notes[0]
+    assert (explicit.metrics["first_position_share"].value is None
+            and "names no annotator" in explicit.notes[0])
 
 
 def test_pandalm_judges_table_matches_direct_counts(pandalm_records, sample_dir):

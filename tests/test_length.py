@@ -23,7 +23,8 @@ from prefaudit.stats.length_stats import logistic_fit, rank_auc, wilson_interval
 
 FIXED = ("length.share_longer_chosen", "length.share_longer_chosen_low", "length.share_longer_chosen_high",
          "length.binomial_p", "length.length_auc", "length.logit_slope")
-WORDS = ["the", "assistant", "answers", "user", "question", "helpfully", "safely", "with", "clear", "detail", "and", "care"]
+WORDS = ["the", "assistant", "answers", "user", "question", "helpfully", "safely", "with", "clear", "detail",
+         "and", "care"]
 
 
 def planted(p: float, n: int = 1000, seed: int = 1, n_ties: int = 0) -> pd.DataFrame:
@@ -62,8 +63,10 @@ def bpe():
     tk.decoder = decoders.ByteLevel()
     tr = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<eos>"],
                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(["Human: how do I help? Assistant: the assistant answers safely."] * 20, trainer=tr)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", bos_token="<eos>")
+    tk.train_from_iterator(["Human: how do I help? Assistant: the assistant answers safely."] * 20,
+                           trainer=tr)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>",
+                                   bos_token="<eos>")
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +92,16 @@ def test_hh_rlhf_reproduces_readme_share(shared_data):
 
 def test_planted_bias_grows_with_p():
     ms = {p: analyze_length(planted(p), seed=0).flat_metrics() for p in (0.5, 0.6, 0.8)}
-    for key in ("length.share_longer_chosen", "length.length_auc", "length.logit_slope", "length.length_accuracy"):
+    for key in ("length.share_longer_chosen", "length.length_auc", "length.logit_slope",
+                "length.length_accuracy"):
         assert ms[0.5][key] < ms[0.6][key] < ms[0.8][key], key
     assert ms[0.5]["length.binomial_p"] > 0.05 and ms[0.5]["length.length_biased"] == 0
     assert ms[0.5]["length.logit_slope_low"] < 0 < ms[0.5]["length.logit_slope_high"]
     assert ms[0.8]["length.binomial_p"] < 1e-6 and ms[0.8]["length.length_biased"] == 1
     assert ms[0.8]["length.logit_slope_low"] > 0
     assert abs(ms[0.8]["length.share_longer_chosen"] - 0.8) < 0.04
-    assert ms[0.8]["length.balanced_share_longer_chosen"] == pytest.approx(0.5, abs=0.01)  # equal lengths kept
+    # equal lengths kept
+    assert ms[0.8]["length.balanced_share_longer_chosen"] == pytest.approx(0.5, abs=0.01)
     assert ms[0.8]["length.balanced_pairs_dropped"] > 0.5 * 1000
 
 
@@ -272,7 +277,8 @@ def test_count_tokens_slow_tokenizer_path_is_batched_and_exact(hh_sample, bpe):
 def test_eos_counts_in_budget_for_text_data(hh_sample, bpe):
     res = analyze_length(hh_sample.head(50), tokenizer=bpe, max_length=512)
     d = res.pair_data
-    assert (d["sequence_tokens"] == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"]) + 1).all()
+    assert (d["sequence_tokens"]
+            == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"]) + 1).all()
 
 
 def test_chat_template_applied_to_conversational_data(sample_dir, bpe):
@@ -288,8 +294,10 @@ def test_chat_template_applied_to_conversational_data(sample_dir, bpe):
             full = tok.apply_chat_template(row.prompt_messages + row.chosen_messages, tokenize=False)
             assert full.startswith(prompt)
             assert d["prompt_tokens"].iloc[i] == len(tok(prompt, add_special_tokens=False)["input_ids"])
-            assert d["chosen_tokens"].iloc[i] == len(tok(full[len(prompt):], add_special_tokens=False)["input_ids"])
-        assert (d["sequence_tokens"] == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"])).all()
+            assert d["chosen_tokens"].iloc[i] == len(tok(full[len(prompt):],
+                                                         add_special_tokens=False)["input_ids"])
+        assert (d["sequence_tokens"]
+                == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"])).all()
         assert res.params["chat_template"] is True
     finally:
         tok.chat_template = None

@@ -29,7 +29,8 @@ CASES: dict[str, tuple[dict, str, tuple[str, object], str]] = {
     "hh_rlhf": ({"chosen": HH + " France.", "rejected": HH + " Spain."},
                 "rejected", ("chosen", 42), "chosen"),
     "llama_factory": ({"conversations": [{"from": "human", "value": "Where is Paris?"}],
-                       "chosen": {"from": "gpt", "value": "France."}, "rejected": {"from": "gpt", "value": "Spain."}},
+                       "chosen": {"from": "gpt", "value": "France."},
+                       "rejected": {"from": "gpt", "value": "Spain."}},
                       "chosen", ("conversations", [{"from": "human", "value": 42}]), "conversations"),
     "ultrafeedback": ({"instruction": "Where is Paris?", "completions": UF_COMPLETIONS},
                       "instruction", ("completions", [{"response": 42, "overall_score": 1}, *UF_COMPLETIONS]),
@@ -40,11 +41,11 @@ CASES: dict[str, tuple[dict, str, tuple[str, object], str]] = {
     "pandalm": ({"idx": 0, "instruction": "Where is Paris?", "input": "", "response1": "France.",
                  "response2": "Spain.", "annotator1": 1, "annotator2": 1, "annotator3": 0},
                 "response2", ("instruction", 42), "instruction"),
-    "alpacafarm": ({"instruction": "Where is Paris?", "input": "", "output_1": "France.", "output_2": "Spain.",
-                    "preference": 1, "annotator_index": 3},
+    "alpacafarm": ({"instruction": "Where is Paris?", "input": "", "output_1": "France.",
+                    "output_2": "Spain.", "preference": 1, "annotator_index": 3},
                    "preference", ("output_1", 42), "output_1"),
-    "mt_bench": ({"question_id": 81, "model_a": "m0", "model_b": "m1", "winner": "model_a", "judge": "expert_0",
-                  "turn": 1, "conversation_a": CONV, "conversation_b": CONV},
+    "mt_bench": ({"question_id": 81, "model_a": "m0", "model_b": "m1", "winner": "model_a",
+                  "judge": "expert_0", "turn": 1, "conversation_a": CONV, "conversation_b": CONV},
                  "conversation_b", ("model_a", 42), "model_a"),
     "llmbar": ({"input": "Where is Paris?", "output_1": "France.", "output_2": "Spain.", "label": 1},
                "label", ("output_2", 42), "output_2"),
@@ -142,7 +143,8 @@ def test_number_where_text_belongs(tmp_path: Path, fmt: str):
 
 
 def test_generic_long_number_in_responses_table(tmp_path: Path):
-    labels = write_lines(tmp_path / "labels.jsonl", CASES["generic_long"][0], json.dumps({"pair_id": "q2", "label": 1}))
+    labels = write_lines(tmp_path / "labels.jsonl", CASES["generic_long"][0],
+                         json.dumps({"pair_id": "q2", "label": 1}))
     responses = responses_table(tmp_path, bad_response=True)
     with pytest.raises(DataFormatError, match="expected text, got int") as exc:
         load(labels, responses=str(responses))
@@ -229,10 +231,12 @@ def test_dataframe_record_error_names_record():
 @pytest.mark.parametrize("kind", ["bad_json", "missing_field", "wrong_type"])
 def test_cli_audit_exits_2_without_traceback(tmp_path: Path, kind: str):
     good, missing, (key, value), field = CASES["trl_standard"]
-    bad = {"bad_json": json.dumps(good)[:-3], "missing_field": json.dumps({k: v for k, v in good.items() if k != missing}),
+    bad = {"bad_json": json.dumps(good)[:-3],
+           "missing_field": json.dumps({k: v for k, v in good.items() if k != missing}),
            "wrong_type": json.dumps({**good, key: value})}[kind]
     path = write_lines(tmp_path / "bad.jsonl", good, bad)
-    proc = subprocess.run([sys.executable, "-m", "prefaudit.cli", "audit", str(path), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "prefaudit.cli", "audit", str(path), "--out",
+                           str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

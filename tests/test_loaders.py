@@ -160,7 +160,8 @@ ULTRA = [
                      completion("m2", "", 3.0, {"honesty": 1, "helpfulness": 1}),
                      completion("m3", "11", 9.0, {"honesty": 5, "helpfulness": 4})]},
     {"source": "evol", "instruction": "Say hi.", "models": ["m0", "m1"],
-     "completions": [completion("m0", "hi", 5, {"honesty": 4}), completion("m1", "hello", "5.0", {"honesty": 4})]},
+     "completions": [completion("m0", "hi", 5, {"honesty": 4}),
+                     completion("m1", "hello", "5.0", {"honesty": 4})]},
     {"source": "evol", "instruction": "Unrated.", "models": ["m0", "m1"],
      "completions": [completion("m0", "a", 6.0, {"honesty": "N/A"}), completion("m1", "b", "N/A")]},
 ]
@@ -174,7 +175,8 @@ def test_ultrafeedback_best_worst(tmp_path: Path):
     assert (first["prompt"], first["chosen"], first["rejected"], first["strength"], first["tie"]) == (
         "Name a prime.", "7", "", 6.0, False)
     second = table.iloc[1]  # level ratings (5 and "5.0"): a tie in completion order, strength 0
-    assert (second["chosen"], second["rejected"], second["strength"], second["tie"]) == ("hi", "hello", 0.0, True)
+    assert ((second["chosen"], second["rejected"], second["strength"], second["tie"])
+            == ("hi", "hello", 0.0, True))
     assert report.count("unrated_completion") == 1 and report.count("too_few_rated") == 1
     assert report.events["too_few_rated"].first_records == [3]
     assert report.count("empty_response") == 1
@@ -196,11 +198,13 @@ def test_ultrafeedback_all_pairs_and_fine_grained(tmp_path: Path):
 
 
 SHP = [
-    {"post_id": "p1", "domain": "askculinary_train", "upvote_ratio": 0.9, "history": "How long to boil an egg?",
+    {"post_id": "p1", "domain": "askculinary_train", "upvote_ratio": 0.9,
+     "history": "How long to boil an egg?",
      "c_root_id_A": "ca", "c_root_id_B": "cb", "created_at_utc_A": 1, "created_at_utc_B": 2,
      "score_A": 40, "score_B": 10, "human_ref_A": "Nine minutes.", "human_ref_B": "Forever.", "labels": 1,
      "seconds_difference": 1.0, "score_ratio": 4.0},
-    {"post_id": "p1", "domain": "askculinary_train", "upvote_ratio": 0.9, "history": "How long to boil an egg?",
+    {"post_id": "p1", "domain": "askculinary_train", "upvote_ratio": 0.9,
+     "history": "How long to boil an egg?",
      "c_root_id_A": "cc", "c_root_id_B": "ca", "created_at_utc_A": 3, "created_at_utc_B": 1,
      "score_A": 5, "score_B": 40, "human_ref_A": "Ask your mum.", "human_ref_B": "Nine minutes.", "labels": 0,
      "seconds_difference": 2.0, "score_ratio": 8.0},
@@ -357,7 +361,8 @@ def test_csv_text_that_looks_like_json_stays_text(tmp_path: Path):
     table, _ = load(path)
     assert (table["chosen"].iloc[0], table["rejected"].iloc[0]) == ('[{"a": 1}]', "[1, 2]")
     trl = tmp_path / "trl.csv"  # JSON answers in a structured column are still answers
-    trl.write_text('prompt,chosen,rejected\nAs JSON?,"{""answer"": 4}","[{""answer"": 5}]"\n', encoding="utf-8")
+    trl.write_text('prompt,chosen,rejected\nAs JSON?,"{""answer"": 4}","[{""answer"": 5}]"\n',
+                   encoding="utf-8")
     table, _ = load(trl)
     assert (table["chosen"].iloc[0], table["rejected"].iloc[0]) == ('{"answer": 4}', '[{"answer": 5}]')
 

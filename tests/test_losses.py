@@ -44,7 +44,8 @@ def test_sigmoid_gradient_raises_chosen_and_lowers_rejected():
     lc, lr = t(-5.0).requires_grad_(), t(-5.0).requires_grad_()
     loss = sigmoid_loss(log_ratio_difference(lc, lr, t(-5.0), t(-5.0)), beta=0.1).sum()
     loss.backward()
-    assert lc.grad.item() == pytest.approx(-0.05)  # -beta * sigmoid(0) = -0.05: gradient descent raises logp_w
+    # -beta * sigmoid(0) = -0.05: gradient descent raises logp_w
+    assert lc.grad.item() == pytest.approx(-0.05)
     assert lr.grad.item() == pytest.approx(0.05)
 
 

@@ -71,13 +71,15 @@ def test_planted_near_identical_pairs_on_real_data(hh):
     assert res.metrics["identical_pair_share"].value == pytest.approx(1 / len(p))
     # a stricter threshold keeps only the smaller edits
     strict = analyze_hygiene(table, near_identical=0.99).pair_flags
-    assert set(strict.loc[strict["reason"] == "near_identical", "pair_id"]) == set(p["pair_id"][(sim >= 0.99) & differ])
+    assert (set(strict.loc[strict["reason"] == "near_identical", "pair_id"])
+            == set(p["pair_id"][(sim >= 0.99) & differ]))
 
 
 def test_real_pandalm_near_identical_share_is_independent(sample_dir):
     table = load(sample_dir / "pandalm_testset_v1.json").table
     p = to_pairs(table)
-    sim = np.array([Levenshtein.normalized_similarity(c, r) for c, r in zip(p["chosen"], p["rejected"], strict=True)])
+    sim = np.array([Levenshtein.normalized_similarity(c, r)
+                    for c, r in zip(p["chosen"], p["rejected"], strict=True)])
     n = int(((sim >= 0.9) & (normalize_text(p["chosen"]) != normalize_text(p["rejected"])).to_numpy()).sum())
     assert n > 0  # PandaLM compares close model outputs: some real pairs differ by a few characters
     assert analyze_hygiene(table).metrics["near_identical_share"].value == pytest.approx(n / len(p))
@@ -87,7 +89,8 @@ def test_real_grammar_pairs_in_the_planted_file_are_near_identical(sample_dir):
     """LLMBar-Natural has pairs that differ by one word ("is"/"are"); hygiene finds exactly those."""
     table = load(sample_dir / "planted_defects.jsonl").table
     p = to_pairs(table)
-    sim = np.array([1 - edit_distance(c, r) / max(len(c), len(r), 1) if abs(len(c) - len(r)) < 0.1 * max(len(c), 1)
+    sim = np.array([1 - edit_distance(c, r) / max(len(c), len(r), 1)
+                    if abs(len(c) - len(r)) < 0.1 * max(len(c), 1)
                     else 0.0 for c, r in zip(p["chosen"], p["rejected"], strict=True)])
     differ = (normalize_text(p["chosen"]) != normalize_text(p["rejected"])).to_numpy()
     flags = analyze_hygiene(table).pair_flags
@@ -121,7 +124,8 @@ def test_identical_after_truncation_planted_on_real_pairs(hh, tok):
     for p, c, r in zip(table["prompt"], table["chosen"], table["rejected"], strict=True):
         full_c = tok(p + c + eos)["input_ids"]
         full_r = tok(p + r + eos)["input_ids"]
-        expected.append(c != r and len(tok(p)["input_ids"]) < budget and min(len(full_c), len(full_r)) >= budget
+        expected.append(c != r and len(tok(p)["input_ids"]) < budget
+                        and min(len(full_c), len(full_r)) >= budget
                         and cut(p + c + eos) == cut(p + r + eos))
     expected = np.array(expected)
     assert expected[:5].all()
@@ -131,13 +135,16 @@ def test_identical_after_truncation_planted_on_real_pairs(hh, tok):
     flagged = set(res.pair_flags.loc[res.pair_flags["reason"] == "identical_after_truncation", "pair_id"])
     assert flagged == set(table["pair_id"][expected])
     # with room for the endings the planted pairs differ again
-    longest = max(len(tok(p + c + eos)["input_ids"]) for p, c in zip(table["prompt"], table["chosen"], strict=True))
+    longest = max(len(tok(p + c + eos)["input_ids"])
+                  for p, c in zip(table["prompt"], table["chosen"], strict=True))
     roomy = analyze_length(table, tokenizer=tok, max_length=longest + 1)
     assert roomy.metrics["share_identical_after_truncation"].value == 0.0
 
 
 def test_truncated_sequences_equal_edge_cases(tok):
     long = "word " * 200
-    same = truncated_sequences_equal(tok, ["Q: ", "Q: ", long], [long + "yes", "yes", "a"], [long + "no", "no", "b"], 32)
-    assert same.tolist() == [True, False, False]  # short responses differ; a prompt filling the budget is dropped
+    same = truncated_sequences_equal(tok, ["Q: ", "Q: ", long], [long + "yes", "yes", "a"],
+                                     [long + "no", "no", "b"], 32)
+    # short responses differ; a prompt filling the budget is dropped
+    assert same.tolist() == [True, False, False]
     assert not truncated_sequences_equal(tok, ["Q"], [long], [long], 32)[0]  # identical: hygiene's business

@@ -20,8 +20,10 @@ def test_notebook_executes(path, sample_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PREFAUDIT_SAMPLE_DATA", str(sample_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error"]
     assert not errors
     assert any(o.output_type in ("display_data", "execute_result") for c in nb.cells if c.cell_type == "code"
                for o in c.get("outputs", []))

@@ -62,7 +62,8 @@ def test_alpacaeval_generators_and_order(tmp_path: Path):
     ]
     table, _ = load(write_jsonl(tmp_path / "ae.jsonl", recs))
     assert list(table["chosen"]) == ["y", "y"] and list(table["tie"]) == [False, True]
-    assert list(table["chosen_model"]) == ["small", "small"] and list(table["rejected_model"]) == ["big", "big"]
+    assert (list(table["chosen_model"]) == ["small", "small"]
+            and list(table["rejected_model"]) == ["big", "big"])
     assert list(table["chosen_shown_first"]) == [False, True]
 
 
@@ -70,7 +71,8 @@ def test_ultrafeedback_keeps_models_no_order(tmp_path: Path):
     def comp(model: str, response: str, score: float) -> dict:
         return {"model": model, "response": response, "overall_score": score, "annotations": {}}
 
-    ultra = [{"instruction": "Name a prime.", "completions": [comp("m0", "4", 7), comp("m1", "7", 9), comp("m2", "", 3)]},
+    ultra = [{"instruction": "Name a prime.",
+              "completions": [comp("m0", "4", 7), comp("m1", "7", 9), comp("m2", "", 3)]},
              {"instruction": "Say hi.", "completions": [comp("m0", "hi", 5), comp("m1", "hello", 5)]}]
     table, _ = load(write_jsonl(tmp_path / "uf.jsonl", ultra))
     assert list(table["chosen_model"]) == ["m1", "m0"] and list(table["rejected_model"]) == ["m2", "m1"]
@@ -78,8 +80,9 @@ def test_ultrafeedback_keeps_models_no_order(tmp_path: Path):
 
 
 def test_shp_and_generic_long_first_response(tmp_path: Path):
-    shp_records = [{"history": "How long to boil an egg?", "human_ref_A": a, "human_ref_B": b, "labels": label,
-                    "score_A": 10, "score_B": 5} for a, b, label in (("Nine.", "Ten.", 1), ("Two.", "Nine.", 0))]
+    shp_records = [{"history": "How long to boil an egg?", "human_ref_A": a, "human_ref_B": b,
+                    "labels": label, "score_A": 10, "score_B": 5}
+                   for a, b, label in (("Nine.", "Ten.", 1), ("Two.", "Nine.", 0))]
     shp, _ = load(write_jsonl(tmp_path / "shp.jsonl", shp_records))
     assert list(shp["chosen_shown_first"]) == [True, False]  # labels 1 (A preferred), 0 (B preferred)
     responses = tmp_path / "responses.csv"
@@ -98,7 +101,8 @@ def judgements() -> pd.DataFrame:
     return validate(pd.DataFrame({
         "pair_id": ["p"] * 4, "prompt": ["q"] * 4,
         "chosen": ["y", "y", "x", "x"], "rejected": ["x", "x", "y", "y"],
-        "annotator": ["j1", "j2", "j3", "j1"], "tie": [False] * 4, "strength": [np.nan] * 4, "source": ["t"] * 4,
+        "annotator": ["j1", "j2", "j3", "j1"], "tie": [False] * 4, "strength": [np.nan] * 4,
+        "source": ["t"] * 4,
         "chosen_shown_first": [True, False, True, True],
         "chosen_model": ["m_y", "m_y", "m_x", "m_x"], "rejected_model": ["m_x", "m_x", "m_y", "m_y"],
         "repeat": [False, False, False, True],

@@ -19,8 +19,10 @@ from prefaudit.audit import audit
 from prefaudit.loaders import load
 from prefaudit.report import render_html
 
-CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium installed (apt-get install chromium)")
+CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))
+                 if p), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="no headless Chromium installed (apt-get install chromium)")
 PIL = pytest.importorskip("PIL.Image")
 
 #: Hosts Chromium itself contacts (updates, clock, accounts); requests from the page have any other host.
@@ -31,7 +33,8 @@ def _chromium(page: Path, tmp: Path, *extra: str) -> tuple[str, str, list[str]]:
     """Load ``page``; return (dom, console lines, URLs the network log saw from the page)."""
     netlog = tmp / "net.json"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp / 'profile'}",
+           "--disable-component-update", "--disable-sync", "--no-first-run",
+           f"--user-data-dir={tmp / 'profile'}",
            "--enable-logging=stderr", "--v=0", "--host-resolver-rules=MAP * ~NOTFOUND",
            f"--log-net-log={netlog}", "--virtual-time-budget=3000", *extra, page.as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
@@ -47,7 +50,8 @@ def _chromium(page: Path, tmp: Path, *extra: str) -> tuple[str, str, list[str]]:
 def report_page(tmp_path_factory, sample_dir: Path) -> Path:
     """A real report (hygiene on the LLaMA-Factory sample) with planted hostile text and a verdict."""
     table, rep = load(sample_dir / "llama_factory_dpo_en_100.json")
-    table.loc[0, "chosen"] = table.loc[0, "rejected"] = "<script>alert(1)</script><img src=x onerror=alert(1)>"
+    table.loc[0, "chosen"] = table.loc[0, "rejected"] = ("<script>alert(1)</script>"
+                                                         "<img src=x onerror=alert(1)>")
     table.loc[1, "prompt"] = "</textarea>" + "x" * 10_000
     table.loc[1, "chosen"] = ""
     result = audit(table, ["hygiene"], load_report=rep)

@@ -23,7 +23,8 @@ from prefaudit.schema import (
 def judgements() -> pd.DataFrame:
     """p1: 2 x A, 1 x B; p2: A, tie, tie; p3: one judgement; p4: A and tie (non-tie votes agree)."""
     rows = [
-        ("p1", "A1", "B1", "ann1", False), ("p1", "A1", "B1", "ann2", False), ("p1", "B1", "A1", "ann3", False),
+        ("p1", "A1", "B1", "ann1", False), ("p1", "A1", "B1", "ann2", False),
+        ("p1", "B1", "A1", "ann3", False),
         ("p2", "A2", "B2", "ann1", False), ("p2", "A2", "B2", "ann2", True), ("p2", "A2", "B2", "ann3", True),
         ("p3", "A3", "B3", "ann3", False),
         ("p4", "B4", "A4", "ann1", False), ("p4", "B4", "A4", "ann2", True),

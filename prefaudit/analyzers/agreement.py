@@ -68,29 +68,35 @@ METRICS = declare(
                "mean share of annotator pairs that gave a pair the same label (A, B or tie)"),
     MetricSpec("raw_agreement_no_ties", "raw_agreement counting only A/B labels (tie labels left out)"),
     MetricSpec("krippendorff_alpha",
-               "Krippendorff's alpha (nominal), orientation-free (each comparison counted in both orientations, "
-               "so it depends neither on which response is A nor on which was shown first): 1 perfect, 0 "
+               "Krippendorff's alpha (nominal), orientation-free (each comparison counted in both "
+               "orientations, so it depends neither on which response is A nor on which was shown first): "
+               "1 perfect, 0 "
                f"chance-level agreement; {CHANCE_CAVEAT}; bootstrap percentile interval over comparisons",
                interval=True),
     MetricSpec("krippendorff_alpha_as_presented",
-               "Krippendorff's alpha (nominal) on the labels as shown to the annotators (A = the response shown "
-               "first); far below krippendorff_alpha when one position wins most comparisons; bootstrap interval",
+               "Krippendorff's alpha (nominal) on the labels as shown to the annotators (A = the response "
+               "shown first); far below krippendorff_alpha when one position wins most comparisons; "
+               "bootstrap interval",
                interval=True),
     MetricSpec("fleiss_kappa",
-               f"Fleiss' kappa, orientation-free (needs the same number of labels on every pair); {CHANCE_CAVEAT}"),
-    MetricSpec("fleiss_kappa_as_presented", "Fleiss' kappa on the labels as shown to the annotators (A = shown first)"),
+               f"Fleiss' kappa, orientation-free (needs the same number of labels on every pair); "
+               f"{CHANCE_CAVEAT}"),
+    MetricSpec("fleiss_kappa_as_presented",
+               "Fleiss' kappa on the labels as shown to the annotators (A = shown first)"),
     MetricSpec("mean_cohen_kappa",
-               f"mean pairwise Cohen's kappa, orientation-free, over annotator pairs that share pairs; {CHANCE_CAVEAT}"),
+               f"mean pairwise Cohen's kappa, orientation-free, over annotator pairs that share pairs; "
+               f"{CHANCE_CAVEAT}"),
     MetricSpec("mean_cohen_kappa_as_presented",
                "mean pairwise Cohen's kappa on the labels as shown to the annotators (A = shown first)"),
     MetricSpec("first_position_label_share",
-               "share of non-tie labels (first judgement per annotator and comparison) won by the response shown "
-               "first; far from 0.5 makes the as-presented coefficients low"),
+               "share of non-tie labels (first judgement per annotator and comparison) won by the response "
+               "shown first; far from 0.5 makes the as-presented coefficients low"),
     MetricSpec("tie_label_share", "share of all judgements that are ties"),
     MetricSpec("flip_rate",
                "expected share of final (non-tie) chosen/rejected labels that are the wrong way round "
                "(a true tie counts half; single-label data: the mean of the supplied noise proxy, named in "
-               "the notes); use as the rDPO noise rate or cDPO label smoothing; bootstrap percentile interval",
+               "the notes); use as the rDPO noise rate or cDPO label smoothing; bootstrap percentile "
+               "interval",
                interval=True),
     MetricSpec("contested_share",
                "share of pairs whose consensus is uncertain (Dawid-Skene posterior below "
@@ -115,7 +121,8 @@ AS_PRESENTED: tuple[str, ...] = (
 )
 SINGLE_LABEL_NOTE = ("Agreement cannot be computed from one label per pair: no pair was judged by two "
                      "different (named) annotators, so there is nothing to compare a label with. "
-                     "Reliability, consensus and the Dawid-Skene flip rate need two or more judgements per pair.")
+                     "Reliability, consensus and the Dawid-Skene flip rate need two or more judgements per "
+                     "pair.")
 N_HIST_BINS = 20
 #: The two alphas differing by more than this gets a note explaining why.
 ALPHA_GAP_NOTE = 0.05
@@ -154,7 +161,8 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     -------
     AnalyzerResult
         ``pair_data`` is indexed by ``pair_id`` with ``final_label`` and ``consensus_label``
-        (0 = A, 1 = B, 2 = tie, A being the text that sorts first (schema.response_a)), ``consensus_posterior``
+        (0 = A, 1 = B, 2 = tie, A being the text that sorts first (schema.response_a)),
+        ``consensus_posterior``
         (Dawid–Skene posterior probability that the *final* label is the true one — for a
         final tie, that the pair is truly a tie), ``p_a``/``p_b``/``p_tie`` (the full
         posterior), ``flip_probability``, ``n_labels``, ``majority_share`` (share of the
@@ -170,9 +178,10 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     n_rows = len(table)
     table = first_judgements(table)
     if len(table) < n_rows:
-        result.notes.append(f"{n_rows - len(table)} repeated judgement(s) (an annotator judging the same comparison "
-                            "again) are left out: each annotator counts once per comparison, with its first "
-                            "judgement. The judges analyzer uses the repeats for swap consistency.")
+        result.notes.append(f"{n_rows - len(table)} repeated judgement(s) (an annotator judging the same "
+                            "comparison again) are left out: each annotator counts once per comparison, "
+                            "with its first judgement. The judges analyzer uses the repeats for swap "
+                            "consistency.")
     matrix = label_matrix(table)
     labels = matrix.to_numpy()
     counts = reliability.category_counts(labels)
@@ -274,9 +283,9 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
     low, high = bootstrap.percentile_interval(boot_flip, ci)
     result.add_metric("flip_rate", flip_value, low=low, high=high)
     result.notes.append(f"flip_rate averages the Dawid-Skene probability that the final label is wrong over "
-                        f"{int(non_tie.sum())} of {len(flip)} pairs whose final label is not a tie; its interval "
-                        "resamples pairs with the model held fixed. The model assumes annotators err "
-                        "independently given the true label; pairs that are hard for everyone make it an "
+                        f"{int(non_tie.sum())} of {len(flip)} pairs whose final label is not a tie; its "
+                        "interval resamples pairs with the model held fixed. The model assumes annotators "
+                        "err independently given the true label; pairs that are hard for everyone make it an "
                         "underestimate.")
 
 
@@ -319,9 +328,9 @@ def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.
         result.notes.append(
             f"The orientation-free alpha ({headline:.3f}) and the as-presented alpha ({alpha:.3f}) differ by "
             f"{abs(headline - alpha):.3f}: the response shown {side} wins most comparisons (the first-shown "
-            f"response won {share:.1%} of non-tie labels), so agreement expected by chance is high as presented "
-            "and the as-presented alpha is low although the annotators agree (the kappa paradox); the "
-            "orientation-free alpha does not depend on the order.")
+            f"response won {share:.1%} of non-tie labels), so agreement expected by chance is high as "
+            "presented and the as-presented alpha is low although the annotators agree (the kappa "
+            "paradox); the orientation-free alpha does not depend on the order.")
 
 
 def _final_labels(table: pd.DataFrame, pair_ids: pd.Index) -> np.ndarray:
@@ -354,7 +363,8 @@ def _pair_data(pair_ids: pd.Index, counts: np.ndarray, posterior: np.ndarray, fi
     }, index=pd.Index(pair_ids, name="pair_id"))
 
 
-def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSkeneFit, threshold: float) -> None:
+def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSkeneFit,
+                   threshold: float) -> None:
     result.add_metric("contested_share", float(pair_data["contested"].mean()))
     disagree = pair_data["consensus_label"] != pair_data["final_label"]
     result.add_metric("consensus_disagrees_share", float(disagree.mean()))
@@ -403,10 +413,12 @@ def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
               f"(threshold {threshold}); majority share {s:.2f} of {n} labels"
               for split, c, p, s, n in zip(contested["even_split"], contested["consensus_label"], best,
                                            contested["majority_share"], contested["n_labels"], strict=True)]
-    flags = [make_flags(contested.index, "contested", 1.0 - contested["consensus_posterior"].to_numpy(), detail)]
+    flags = [make_flags(contested.index, "contested", 1.0 - contested["consensus_posterior"].to_numpy(),
+                        detail)]
     off = pair_data[pair_data["consensus_label"] != pair_data["final_label"]]
     detail = [f"final label {names[f]} has posterior {p:.2f}; Dawid-Skene consensus is {names[c]}"
-              for f, p, c in zip(off["final_label"], off["consensus_posterior"], off["consensus_label"], strict=True)]
+              for f, p, c in zip(off["final_label"], off["consensus_posterior"], off["consensus_label"],
+                                 strict=True)]
     flags.append(make_flags(off.index, "consensus_disagrees_with_final_label",
                             1.0 - off["consensus_posterior"].to_numpy(), detail))
     return concat_flags(flags)

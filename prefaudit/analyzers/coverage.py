@@ -58,7 +58,8 @@ METRICS = declare(
                "exp(entropy of the pair share per cluster): how many equally large topics the data is "
                "worth; far below n_clusters means a few topics dominate"),
     MetricSpec("largest_cluster_share", "share of pairs in the largest prompt cluster"),
-    MetricSpec("n_unique_prompts", "number of distinct prompts after normalising case/whitespace/Unicode (as hygiene)"),
+    MetricSpec("n_unique_prompts",
+               "number of distinct prompts after normalising case/whitespace/Unicode (as hygiene)"),
     MetricSpec("near_duplicate_share",
                "share of pairs whose prompt is an exact, case/whitespace or semantic (cosine >= "
                "similarity_threshold) duplicate of another pair's prompt"),
@@ -154,7 +155,8 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
     pair_ids = pairs["pair_id"].astype(str).to_numpy()
 
     labels = _clusters(res, prompts, codes, vectors, n_clusters, seed, n_examples)
-    res.pair_data = pd.DataFrame({"cluster": labels[codes].astype(int)}, index=pd.Index(pair_ids, name="pair_id"))
+    res.pair_data = pd.DataFrame({"cluster": labels[codes].astype(int)},
+                                 index=pd.Index(pair_ids, name="pair_id"))
     _near_duplicates(res, pairs, pair_ids, codes, prompts, vectors, similarity_threshold, response_threshold,
                      seed)
     t_vectors, t_uncovered = None, None
@@ -206,7 +208,8 @@ def _clusters(res: AnalyzerResult, prompts: list[str], codes: np.ndarray, vector
               n_clusters: int | None, seed: int, n_examples: int) -> np.ndarray:
     n = len(prompts)
     k = min(n_clusters or default_k(n), n)
-    labels, centroids = kmeans(vectors, k, seed) if k > 1 else (np.zeros(n, dtype=np.int64), vectors.mean(0)[None])
+    labels, centroids = (kmeans(vectors, k, seed) if k > 1
+                         else (np.zeros(n, dtype=np.int64), vectors.mean(0)[None]))
     res.params["n_clusters"] = int(k)
     pair_counts = np.bincount(labels[codes], minlength=k)
     share = pair_counts / pair_counts.sum()
@@ -290,7 +293,8 @@ def _target(res: AnalyzerResult, target: list[str], embedder: Embedder, prompts:
     res.add_metric("n_target_prompts", n_t)
 
     k = min(n_clusters or default_k(n_t), n_t)
-    t_labels, t_centroids = kmeans(tv, k, seed) if k > 1 else (np.zeros(n_t, dtype=np.int64), tv.mean(0)[None])
+    t_labels, t_centroids = (kmeans(tv, k, seed) if k > 1
+                             else (np.zeros(n_t, dtype=np.int64), tv.mean(0)[None]))
     central = central_examples(tv, t_labels, t_centroids, n_examples)
     terms = ctfidf_labels(t_prompts, t_labels, k)
     rows = []
@@ -348,7 +352,8 @@ def _map(vectors: np.ndarray, labels: np.ndarray, t_vectors: np.ndarray | None,
     if len(allv) < 3:
         return Scatter(x=[], y=[], groups=[])
     rng = np.random.default_rng(seed)
-    keep = np.sort(rng.choice(len(allv), max_points, replace=False)) if len(allv) > max_points else np.arange(len(allv))
+    keep = (np.sort(rng.choice(len(allv), max_points, replace=False)) if len(allv) > max_points
+            else np.arange(len(allv)))
     xy = PCA(n_components=2, random_state=seed).fit_transform(allv[keep])
     return Scatter(x=np.round(xy[:, 0], 4), y=np.round(xy[:, 1], 4), groups=[groups[i] for i in keep],
                    xlabel="principal component 1", ylabel="principal component 2")

@@ -17,8 +17,9 @@ duplicate). Flag reasons (one row per pair and reason in ``pair_flags``):
     B > A in the other): every pair of such a group is flagged, since which label is right is
     unknown.
 ``near_identical``
-    chosen and rejected differ (even after normalisation) but their normalised edit similarity (Levenshtein, 1 - distance /
-    longer length, :func:`near_identical_similarity`) is at least ``near_identical``; score is the
+    chosen and rejected differ (even after normalisation) but their normalised edit similarity
+    (Levenshtein, 1 - distance / longer length, :func:`near_identical_similarity`) is at least
+    ``near_identical``; score is the
     similarity. The regime where DPO most often lowers the chosen answer's likelihood too
     (Razin et al. 2024, "Unintentional Unalignment", arXiv 2410.08847).
 ``truncated``
@@ -60,8 +61,8 @@ METRICS = declare(
     MetricSpec("identical_pair_share",
                "share of pairs whose chosen and rejected are equal (exactly or after normalisation)"),
     MetricSpec("near_identical_share",
-               "share of pairs whose chosen and rejected differ (after normalisation) but have normalised edit "
-               "similarity >= near_identical (likelihood displacement is most likely there)"),
+               "share of pairs whose chosen and rejected differ (after normalisation) but have normalised "
+               "edit similarity >= near_identical (likelihood displacement is most likely there)"),
     MetricSpec("exact_duplicate_pair_share",
                "share of pairs repeating an earlier pair's exact prompt and responses with a compatible "
                "label (first occurrences not counted)"),
@@ -153,7 +154,8 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
 
     per_reason = flags.groupby("reason")["pair_id"].nunique()
     share = {r: int(c) / n for r, c in per_reason.items()}
-    exact_dup = flags.loc[(flags["reason"] == "duplicate_pair") & (flags["score"] == 1.0), "pair_id"].nunique()
+    exact_dup = flags.loc[(flags["reason"] == "duplicate_pair") & (flags["score"] == 1.0),
+                          "pair_id"].nunique()
     first_of_prompt = _first_positions(codes.norm_prompt)
     n_unique_prompts = len(first_of_prompt)
     load_reasons = [r for r in per_reason.index if r not in _BUILTIN_REASONS]
@@ -206,7 +208,8 @@ class _Codes:
 def _encode(pairs: pd.DataFrame) -> _Codes:
     n = len(pairs)
     prompt, prompts = pd.factorize(np.asarray(pairs["prompt"].tolist(), dtype=object))
-    resp, responses = pd.factorize(np.asarray(pairs["chosen"].tolist() + pairs["rejected"].tolist(), dtype=object))
+    resp, responses = pd.factorize(np.asarray(pairs["chosen"].tolist() + pairs["rejected"].tolist(),
+                                              dtype=object))
     prompts, responses = np.asarray(prompts, dtype=object), np.asarray(responses, dtype=object)
     norm_p = pd.factorize(normalize_text(prompts).to_numpy(dtype=object))[0][prompt]
     norm_r = pd.factorize(normalize_text(responses).to_numpy(dtype=object))[0][resp]
@@ -215,7 +218,8 @@ def _encode(pairs: pd.DataFrame) -> _Codes:
 
 def _empty_flags(ids: np.ndarray, c: np.ndarray, r: np.ndarray) -> pd.DataFrame:
     hit = c | r
-    detail = np.where(c & r, "chosen and rejected are empty", np.where(c, "chosen is empty", "rejected is empty"))
+    detail = np.where(c & r, "chosen and rejected are empty",
+                      np.where(c, "chosen is empty", "rejected is empty"))
     return make_flags(ids[hit], "empty_response", 1.0, detail[hit])
 
 
@@ -254,10 +258,11 @@ def near_identical_similarity(a: Sequence[str], b: Sequence[str], cutoff: float 
 
 def _near_identical_flags(ids: np.ndarray, codes: _Codes, threshold: float) -> pd.DataFrame:
     differ = np.flatnonzero(codes.norm_chosen != codes.norm_rejected)  # equal ones are identical_responses
-    sim = near_identical_similarity(codes.responses[codes.chosen[differ]], codes.responses[codes.rejected[differ]],
-                                    cutoff=threshold)
+    sim = near_identical_similarity(codes.responses[codes.chosen[differ]],
+                                    codes.responses[codes.rejected[differ]], cutoff=threshold)
     hit = sim >= threshold
-    detail = [f"normalised edit similarity {v:.3f}: chosen and rejected differ in {1 - v:.1%} of the longer text"
+    detail = [f"normalised edit similarity {v:.3f}: chosen and rejected differ in {1 - v:.1%} of the "
+              "longer text"
               for v in sim[hit]]
     return make_flags(ids[differ[hit]], "near_identical", sim[hit], detail)
 
@@ -286,7 +291,8 @@ def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, codes: _Codes) -> list[pd
                               | (e_orient == LABEL_TIE))
     ref = np.where(exact, e_ref, np.where(first_same != pos, first_same, first_in_group))
     d = np.flatnonzero(dup)
-    dup_detail = [("exact duplicate" if exact[i] else "duplicate after normalising case, whitespace and Unicode")
+    dup_detail = [("exact duplicate" if exact[i]
+                   else "duplicate after normalising case, whitespace and Unicode")
                   + f" of pair {ids[ref[i]]}"
                   + ("" if orient[ref[i]] == orient[i] else " (one of the two is labelled a tie)") for i in d]
     dup_flags = make_flags(ids[d], "duplicate_pair", np.where(exact[d], 1.0, 0.9), dup_detail)
@@ -295,7 +301,8 @@ def _duplicate_flags(ids: np.ndarray, tie: np.ndarray, codes: _Codes) -> list[pd
     c = np.flatnonzero(contradicted)
     other = np.where(orient[c] == LABEL_A, first_b[c], first_a[c])
     con_flags = make_flags(ids[c], "contradictory_duplicate", 1.0,
-                           [f"same prompt and responses with the opposite preference in pair {ids[o]}" for o in other])
+                           [f"same prompt and responses with the opposite preference in pair {ids[o]}"
+                            for o in other])
     return [dup_flags, con_flags]
 
 
@@ -319,14 +326,16 @@ def _first_where(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(first == never, -1, first)
 
 
-def _truncation_flags(ids: np.ndarray, codes: _Codes, min_words: int, min_last_line_words: int) -> pd.DataFrame:
+def _truncation_flags(ids: np.ndarray, codes: _Codes, min_words: int,
+                      min_last_line_words: int) -> pd.DataFrame:
     sign = truncation_sign(codes.responses, min_words=min_words,
                            min_last_line_words=min_last_line_words).to_numpy(dtype=object)
     frames = []
     for side, code in (("chosen", codes.chosen), ("rejected", codes.rejected)):
         hit = np.flatnonzero(sign[code] != "")
         detail = [f"{side} {sign[c]}: ...{codes.responses[c].rstrip()[-_EXCERPT:]!r}" for c in code[hit]]
-        frames.append(make_flags(ids[hit], "truncated", [_TRUNCATION_SCORE[sign[c]] for c in code[hit]], detail))
+        frames.append(make_flags(ids[hit], "truncated", [_TRUNCATION_SCORE[sign[c]] for c in code[hit]],
+                                 detail))
     return _one_per_pair(frames)
 
 
@@ -363,10 +372,12 @@ def _encoding_flags(ids: np.ndarray, codes: _Codes) -> pd.DataFrame:
     prompt_damage = encoding_damage(codes.prompts).to_numpy(dtype=object)
     response_damage = encoding_damage(codes.responses).to_numpy(dtype=object)
     frames = []
-    for field, damage, code in (("prompt", prompt_damage, codes.prompt), ("chosen", response_damage, codes.chosen),
+    for field, damage, code in (("prompt", prompt_damage, codes.prompt),
+                                ("chosen", response_damage, codes.chosen),
                                 ("rejected", response_damage, codes.rejected)):
         hit = np.flatnonzero(damage[code] != "")
-        frames.append(make_flags(ids[hit], "encoding_damage", 1.0, [f"{field}: {damage[c]}" for c in code[hit]]))
+        frames.append(make_flags(ids[hit], "encoding_damage", 1.0,
+                                 [f"{field}: {damage[c]}" for c in code[hit]]))
     return _one_per_pair(frames)
 def _load_flags(table: pd.DataFrame) -> pd.DataFrame:
     if "load_flags" not in table.columns:

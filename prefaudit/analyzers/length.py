@@ -71,8 +71,8 @@ METRICS = declare(
     MetricSpec("share_longer_chosen_tokens",
                "share of non-tied pairs whose chosen response has strictly more tokens"),
     MetricSpec("share_identical_after_truncation",
-               "share of pairs whose different chosen and rejected become the same token sequence once prompt + "
-               "response is cut to max_length as TRL does (keep_start): they give DPO no gradient"),
+               "share of pairs whose different chosen and rejected become the same token sequence once "
+               "prompt + response is cut to max_length as TRL does (keep_start): they give DPO no gradient"),
     MetricSpec("binomial_p",
                "two-sided exact binomial (sign) test that the longer response is chosen half the time, over "
                "non-tied pairs of unequal length"),
@@ -359,14 +359,17 @@ def _clusters(res: AnalyzerResult, lr: np.ndarray, cl: pd.Series, alpha: float) 
     frame = pd.DataFrame({"cluster": cl.to_numpy()[known], "longer": lr[known] > 0,
                           "unequal": lr[known] != 0})
     g = frame.groupby("cluster", sort=True)
-    out = pd.DataFrame({"n_pairs": g.size(), "n_longer_chosen": g["longer"].sum(), "n_unequal": g["unequal"].sum()})
+    out = pd.DataFrame({"n_pairs": g.size(), "n_longer_chosen": g["longer"].sum(),
+                        "n_unequal": g["unequal"].sum()})
     m = len(out)
     out["share_longer_chosen"] = out["n_longer_chosen"] / out["n_pairs"]
-    ci = [wilson_interval(int(k), int(n)) for k, n in zip(out["n_longer_chosen"], out["n_pairs"], strict=True)]
+    ci = [wilson_interval(int(k), int(n))
+          for k, n in zip(out["n_longer_chosen"], out["n_pairs"], strict=True)]
     out["low"], out["high"] = [c[0] for c in ci], [c[1] for c in ci]
     out["binomial_p"] = [binomial_p(int(k), int(n)) for k, n in zip(out["n_longer_chosen"], out["n_unequal"],
                                                                     strict=True)]
-    out["biased"] = (np.minimum(out["binomial_p"] * m, 1.0) < alpha) & (out["n_longer_chosen"] > out["n_unequal"] / 2)
+    out["biased"] = ((np.minimum(out["binomial_p"] * m, 1.0) < alpha)
+                     & (out["n_longer_chosen"] > out["n_unequal"] / 2))
     out = out.reset_index()
     res.tables["by_cluster"] = out
     res.add_figure("bias_by_cluster", Bars(
@@ -403,7 +406,8 @@ def _flags(res: AnalyzerResult, pairs: pd.DataFrame, d: pd.DataFrame, support: p
         return
     sup, threshold, origin = got
     res.params["support_source"] = origin
-    hit = long_ & np.isfinite(sup) & (sup <= threshold if origin == "strength percentile" else sup < threshold)
+    hit = long_ & np.isfinite(sup) & (sup <= threshold if origin == "strength percentile"
+                                      else sup < threshold)
     res.add_metric("n_longer_chosen_low_support", int(hit.sum()))
     idx = np.flatnonzero(hit)
     if not len(idx):
@@ -511,7 +515,8 @@ def _identical_after_truncation(res: AnalyzerResult, texts: tuple[list[str], lis
     res.add_metric("share_identical_after_truncation", float(same.mean()) if len(same) else None)
 
 
-def _token_texts(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any) -> tuple[list[str], list[str], list[str], bool]:
+def _token_texts(res: AnalyzerResult, pairs: pd.DataFrame,
+                 tok: Any) -> tuple[list[str], list[str], list[str], bool]:
     """Prompt, chosen, rejected texts to tokenize, and whether they were chat-templated."""
     prompts, chosen, rejected = (pairs[c].tolist() for c in ("prompt", "chosen", "rejected"))
     if not is_conversational(pairs):

@@ -126,7 +126,8 @@ def parse_label_values(spec: str | Mapping[Any, str]) -> dict[str, str]:
         for part in (p for p in spec.split(",") if p.strip()):
             value, sep, meaning = part.rpartition("=")
             if not sep or not value.strip():
-                raise ConfigError(f"--label-values: {part.strip()!r} is not VALUE=a|b|tie (e.g. 0=a,1=b,2=tie)")
+                raise ConfigError(f"--label-values: {part.strip()!r} is not VALUE=a|b|tie "
+                                  "(e.g. 0=a,1=b,2=tie)")
             items.append((value, meaning))
     elif isinstance(spec, Mapping):
         items = list(spec.items())

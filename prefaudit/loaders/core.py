@@ -1,4 +1,5 @@
-"""``load()``: any supported file(s), DataFrame or Hugging Face dataset -> canonical pair table + LoadReport."""
+"""``load()``: any supported file(s), DataFrame or Hugging Face dataset -> canonical pair table +
+LoadReport."""
 
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def load(data: str | Path | pd.DataFrame | Iterable[str | Path] | Any, format: s
     """
     if columns is not None or label_values is not None:
         if format not in ("auto", column_map.NAME):
-            raise UnknownFormatError(f"columns= is a format of its own; it cannot be combined with format={format!r}")
+            raise UnknownFormatError(f"columns= is a format of its own; it cannot be combined with "
+                                     f"format={format!r}")
         format = column_map.NAME
         options = {**options, **column_map.options(columns or {}, label_values)}
     elif format == column_map.NAME:

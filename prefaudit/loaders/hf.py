@@ -96,7 +96,8 @@ def select_split(obj: Any, split: str | None, where: str) -> tuple[Any, str]:
     ``obj`` itself; and a name for it. A missing or unknown split lists the splits."""
     if type(obj).__name__ not in ("DatasetDict", "IterableDatasetDict"):
         if split is not None:
-            raise ConfigError(f"{where}: --split {split!r} given, but this is a single dataset, not a dict of splits")
+            raise ConfigError(f"{where}: --split {split!r} given, but this is a single dataset, "
+                              "not a dict of splits")
         return obj, where
     splits = list(obj.keys())
     if split is None and len(splits) == 1:

@@ -40,8 +40,10 @@ def pair_changes(pairs: pd.DataFrame, policy: Any, reference: Any, tokenizer: An
     c_tok = ref["chosen_tokens"].to_numpy(dtype=float)
     r_tok = ref["rejected_tokens"].to_numpy(dtype=float)
     d = pd.DataFrame({
-        "reference_chosen_logp": ref["chosen_logp"].to_numpy(), "reference_rejected_logp": ref["rejected_logp"].to_numpy(),
-        "policy_chosen_logp": pol["chosen_logp"].to_numpy(), "policy_rejected_logp": pol["rejected_logp"].to_numpy(),
+        "reference_chosen_logp": ref["chosen_logp"].to_numpy(),
+        "reference_rejected_logp": ref["rejected_logp"].to_numpy(),
+        "policy_chosen_logp": pol["chosen_logp"].to_numpy(),
+        "policy_rejected_logp": pol["rejected_logp"].to_numpy(),
         "chosen_tokens": c_tok.astype(int), "rejected_tokens": r_tok.astype(int),
     }, index=pd.Index(pairs["pair_id"].astype(str).to_numpy(), name="pair_id"))
     d["chosen_change"] = d["policy_chosen_logp"] - d["reference_chosen_logp"]
@@ -80,7 +82,8 @@ def add_change_metrics(result: AnalyzerResult, d: pd.DataFrame, *, clusters: pd.
     result.pair_flags = make_flags(
         hit, "displaced", -d.loc[hit, "chosen_change_per_token"].fillna(0.0).to_numpy(),
         [f"chosen log-prob {c:+.3f} nats ({t:+.4f}/token), rejected {r:+.3f} nats"
-         for c, t, r in d.loc[hit, ["chosen_change", "chosen_change_per_token", "rejected_change"]].to_numpy()])
+         for c, t, r in d.loc[hit, ["chosen_change", "chosen_change_per_token",
+                                    "rejected_change"]].to_numpy()])
 
 
 def _cross_table(result: AnalyzerResult, d: pd.DataFrame) -> None:
@@ -99,7 +102,8 @@ def _by_cluster(result: AnalyzerResult, d: pd.DataFrame, clusters: pd.Series, la
     cl.index = cl.index.astype(str)
     cl = cl.reindex(d.index)
     if cl.isna().all():
-        result.notes.append("no prompt cluster is known for the evaluated pairs: the by-cluster table was skipped.")
+        result.notes.append("no prompt cluster is known for the evaluated pairs: the by-cluster table was "
+                            "skipped.")
         return
     rows = []
     for c, g in d.groupby(cl.to_numpy(), sort=True):
@@ -110,8 +114,10 @@ def _by_cluster(result: AnalyzerResult, d: pd.DataFrame, clusters: pd.Series, la
     table = pd.DataFrame(rows)
     result.tables["by_cluster"] = table
     big = table[table["n_pairs"] >= MIN_CLUSTER_PAIRS]
-    result.add_metric("min_cluster_reward_accuracy", float(big["reward_accuracy"].min()) if len(big) else None)
-    result.add_metric("max_cluster_displacement_share", float(big["displacement_share"].max()) if len(big) else None)
+    result.add_metric("min_cluster_reward_accuracy",
+                      float(big["reward_accuracy"].min()) if len(big) else None)
+    result.add_metric("max_cluster_displacement_share",
+                      float(big["displacement_share"].max()) if len(big) else None)
 
 
 def _ches_correlation(result: AnalyzerResult, d: pd.DataFrame, ches: pd.Series) -> None:

@@ -17,7 +17,8 @@ from prefaudit.similarity.prompt_clusters import ctfidf_labels, default_k, kmean
 
 
 def pair_clusters(pairs: pd.DataFrame, *, embedding_model: str | None = None,
-                  cache_dir: str | Path | None = None, seed: int = 0) -> tuple[pd.Series, dict[int, str]] | None:
+                  cache_dir: str | Path | None = None,
+                  seed: int = 0) -> tuple[pd.Series, dict[int, str]] | None:
     """``(cluster per pair_id, label per cluster)``, or None with fewer than 2 unique prompts."""
     from prefaudit.scoring.embed import embed
 
@@ -29,5 +30,6 @@ def pair_clusters(pairs: pd.DataFrame, *, embedding_model: str | None = None,
     labels, _ = kmeans(np.asarray(vectors, dtype=np.float64), k, seed)
     names = ctfidf_labels(prompts, labels, k)
     of_prompt = dict(zip(prompts, labels.tolist(), strict=True))
-    series = pd.Series([of_prompt[p] for p in pairs["prompt"]], index=pairs["pair_id"].astype(str), name="cluster")
+    series = pd.Series([of_prompt[p] for p in pairs["prompt"]], index=pairs["pair_id"].astype(str),
+                       name="cluster")
     return series, dict(enumerate(names))

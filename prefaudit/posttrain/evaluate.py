@@ -82,14 +82,15 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
     if table is None:
         res.notes.append("no preference pairs given: the pair metrics were not measured.")
     else:
-        changes = pair_changes(table, policy, reference, tokenizer, max_length=max_length, cache_dir=cache_dir,
-                               progress=progress)
+        changes = pair_changes(table, policy, reference, tokenizer, max_length=max_length,
+                               cache_dir=cache_dir, progress=progress)
         add_change_metrics(res, changes, clusters=clusters[0] if clusters else None,
                            cluster_labels=clusters[1] if clusters else None, ches=ches)
         res.pair_data = changes
         examples = _examples(table, res)
     if target is None:
-        res.notes.append("no target prompts given (--target): length drift, KL and repetition were not measured.")
+        res.notes.append("no target prompts given (--target): length drift, KL and repetition were not "
+                         "measured.")
     else:
         _target_metrics(res, generate_on_prompts(policy, reference, tokenizer, list(target),
                                                  max_new_tokens=max_new_tokens, seed=seed, chat=chat),
@@ -98,7 +99,8 @@ def evaluate_model(pairs: pd.DataFrame | None, policy: Any, reference: Any, toke
     summary = {"n_pairs": 0 if table is None else len(table), "n_target_prompts": len(target or []),
                "sources": sources}
     return AuditResult(summary=summary, load_report=load_report or LoadReport(), results={NAME: res},
-                       examples=examples, config={"title": "Post-training evaluation", "seed": seed, **(config or {})})
+                       examples=examples,
+                       config={"title": "Post-training evaluation", "seed": seed, **(config or {})})
 
 
 def _pair_rows(pairs: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -129,7 +131,8 @@ def _target_metrics(res: AnalyzerResult, gens: list[Any], tokenizer: Any) -> Non
     res.tables["most_drifted"] = pd.DataFrame({
         "prompt": [gens[i].prompt for i in order],
         "policy_response": [tokenizer.decode(gens[i].policy_ids, skip_special_tokens=True) for i in order],
-        "reference_response": [tokenizer.decode(gens[i].reference_ids, skip_special_tokens=True) for i in order],
+        "reference_response": [tokenizer.decode(gens[i].reference_ids, skip_special_tokens=True)
+                               for i in order],
         "kl_per_token": drift[order],
         "policy_tokens": n_pol[order].astype(int), "reference_tokens": n_ref[order].astype(int)})
 

@@ -77,7 +77,8 @@ def check_same_tokenizer(policy_tok: Any, reference_tok: Any, *, policy: str = "
     specials = [(name, getattr(policy_tok, name), getattr(reference_tok, name))
                 for name in ("bos_token_id", "eos_token_id")]
     if not same_vocab:
-        raise ConfigError(f"--policy-model {policy}: its tokenizer differs from the reference's ({reference}): "
+        raise ConfigError(f"--policy-model {policy}: its tokenizer differs from the reference's "
+                          f"({reference}): "
                           f"{len(policy_tok.get_vocab())} vs {len(reference_tok.get_vocab())} tokens, "
                           "different vocabularies; evaluate a policy trained from this reference")
     for name, a, b in specials:
@@ -94,7 +95,8 @@ def _recorded_reference(folder: Path) -> str:
     try:
         model = json.loads(meta.read_text(encoding="utf-8"))["options"]["model"]
     except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{meta}: no options.model entry naming the reference; pass --reference-model") from None
+        raise ConfigError(f"{meta}: no options.model entry naming the reference; "
+                          "pass --reference-model") from None
     if not isinstance(model, str):
         raise ConfigError(f"{meta}: the policy was trained from an in-memory model; pass --reference-model")
     return model
@@ -105,8 +107,8 @@ def _load_model(where: Path, like: Any) -> Any:
     from prefaudit.scoring.models import load_causal_lm
 
     param = next(like.parameters())
-    model, _ = load_causal_lm(str(where), device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
-                              role="--policy-model")
+    model, _ = load_causal_lm(str(where), device=str(param.device),
+                              dtype=str(param.dtype).removeprefix("torch."), role="--policy-model")
     model.eval()
     model.requires_grad_(False)
     return model

@@ -14,28 +14,29 @@ METRICS = declare(
                "share of pairs whose implicit reward (log pi - log pi_ref) is strictly higher for the chosen "
                "answer; 0 for a policy equal to its reference (all ties)"),
     MetricSpec("displacement_share",
-               "share of pairs whose chosen answer became less likely under the policy than under the reference "
-               "(likelihood displacement)"),
+               "share of pairs whose chosen answer became less likely under the policy than under the "
+               "reference (likelihood displacement)"),
     MetricSpec("median_chosen_logp_change",
                "median per-token change of the chosen answer's log-probability, policy minus reference (nats "
                "per token; < 0: the chosen answers were pushed down)"),
     MetricSpec("median_rejected_logp_change",
-               "median per-token change of the rejected answer's log-probability, policy minus reference (nats "
-               "per token)"),
+               "median per-token change of the rejected answer's log-probability, policy minus reference "
+               "(nats per token)"),
     MetricSpec("reference_wrong_fixed_share",
-               "of the pairs the reference ranked the wrong way (higher log-prob for rejected), the share the "
-               "policy ranks the right way: did DPO fix them, or only widen margins it already had"),
+               "of the pairs the reference ranked the wrong way (higher log-prob for rejected), the share "
+               "the policy ranks the right way: did DPO fix them, or only widen margins it already had"),
     MetricSpec("reference_right_broken_share",
                "of the pairs the reference ranked the right way, the share the policy ranks the wrong way"),
     MetricSpec("min_cluster_reward_accuracy",
-               f"lowest reward accuracy over prompt clusters with >= {MIN_CLUSTER_PAIRS} evaluated pairs (where "
-               "training generalised least)"),
+               f"lowest reward accuracy over prompt clusters with >= {MIN_CLUSTER_PAIRS} evaluated pairs "
+               "(where training generalised least)"),
     MetricSpec("max_cluster_displacement_share",
-               f"highest displacement share over prompt clusters with >= {MIN_CLUSTER_PAIRS} evaluated pairs"),
+               f"highest displacement share over prompt clusters with >= {MIN_CLUSTER_PAIRS} evaluated "
+               "pairs"),
     MetricSpec("ches_chosen_change_spearman",
                "Spearman correlation between the reference's per-pair length-normalised CHES score and the "
-               "per-token change of the chosen log-prob; negative: high-CHES pairs lost chosen likelihood, as "
-               "Razin et al. 2024 predict"),
+               "per-token change of the chosen log-prob; negative: high-CHES pairs lost chosen likelihood, "
+               "as Razin et al. 2024 predict"),
     MetricSpec("n_target_prompts", "target prompts both models answered"),
     MetricSpec("length_ratio",
                "tokens of the policy's greedy responses over the reference's, summed over the target prompts "

@@ -367,7 +367,8 @@ def _side_by_side(split: Mapping[str, Any] | None, max_chars: int) -> list[SideB
         out.append(SideBySide(
             _text_block(r.get("prompt"), max_chars), _text_block(r.get("policy_response"), max_chars),
             _text_block(r.get("reference_response"), max_chars),
-            f"KL estimate {format_number(r.get('kl_per_token'))} nats/token; {format_number(r.get('policy_tokens'))} "
+            f"KL estimate {format_number(r.get('kl_per_token'))} nats/token; "
+            f"{format_number(r.get('policy_tokens'))} "
             f"policy vs {format_number(r.get('reference_tokens'))} reference tokens"))
     return out
 

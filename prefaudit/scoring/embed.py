@@ -161,7 +161,8 @@ def _chunks(engine: Engine, texts: list[str], model: str | None, batch_size: int
             device: str | None) -> Iterator[tuple[list[int], np.ndarray]]:
     """``(positions in texts, unit vectors)`` per chunk of :data:`CHUNK` texts, as they finish."""
     if engine.kind == "ray":
-        for pos, vecs in embed_chunks(engine, texts, CHUNK, model=model, batch_size=batch_size, device=device):
+        for pos, vecs in embed_chunks(engine, texts, CHUNK, model=model, batch_size=batch_size,
+                                      device=device):
             yield pos.tolist(), vecs
         return
     st = load_model(model, device)

@@ -82,7 +82,8 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ConfigError("--engine ray needs Ray Data, which is not installed: pip install 'prefaudit[ray]'") from None
+        raise ConfigError("--engine ray needs Ray Data, which is not installed: "
+                          "pip install 'prefaudit[ray]'") from None
     return ray
 
 
@@ -124,8 +125,9 @@ class _EmbedActor:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vecs = self.model.encode(batch["text"].tolist(), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32, copy=False)
+        vecs = self.model.encode(batch["text"].tolist(), batch_size=self.batch_size,
+                                 normalize_embeddings=True, convert_to_numpy=True,
+                                 show_progress_bar=False).astype(np.float32, copy=False)
         return {"i": batch["i"], "vector": vecs}
 
 

@@ -30,7 +30,8 @@ MAX_FUZZY_GROUP = 200
 
 
 def prompt_duplicates(pair_ids: np.ndarray, codes: np.ndarray, prompts: list[str],
-                      vectors: np.ndarray, threshold: float, *, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+                      vectors: np.ndarray, threshold: float, *,
+                      seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """For each pair whose prompt duplicates another pair's prompt, its closest such pair.
 
     Parameters

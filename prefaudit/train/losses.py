@@ -37,7 +37,8 @@ from prefaudit.train.config import LOSSES  # the loss names preference_loss acce
 
 def log_ratio_difference(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor,
                          ref_chosen: torch.Tensor, ref_rejected: torch.Tensor) -> torch.Tensor:
-    """h = (logp_w - ref_w) - (logp_l - ref_l): how much more the policy favours the chosen answer than the reference does."""
+    """h = (logp_w - ref_w) - (logp_l - ref_l): how much more the policy favours the chosen answer than the
+    reference does."""
     return (logp_chosen - ref_chosen) - (logp_rejected - ref_rejected)
 
 
@@ -95,7 +96,8 @@ def preference_loss(name: str, *, logp_chosen: torch.Tensor, logp_rejected: torc
     if ref_chosen is None or ref_rejected is None:
         raise ValueError(f"loss {name!r} needs the reference model's log-probabilities")
     if name == "ipo":
-        lc, lr = len_chosen.clamp(min=1).to(logp_chosen.dtype), len_rejected.clamp(min=1).to(logp_chosen.dtype)
+        lc, lr = (len_chosen.clamp(min=1).to(logp_chosen.dtype),
+                  len_rejected.clamp(min=1).to(logp_chosen.dtype))
         return ipo_loss((logp_chosen - ref_chosen) / lc - (logp_rejected - ref_rejected) / lr, beta)
     h = log_ratio_difference(logp_chosen, logp_rejected, ref_chosen, ref_rejected)
     if name == "sigmoid":
@@ -111,4 +113,5 @@ def preference_loss(name: str, *, logp_chosen: torch.Tensor, logp_rejected: torc
 
 def _check_eps(eps: float, upper: float, inclusive: bool = False) -> None:
     if not (0.0 <= eps <= upper if inclusive else 0.0 <= eps < upper):
-        raise ValueError(f"label-noise rate eps must be in [0, {upper:g}{']' if inclusive else ')'}, got {eps}")
+        raise ValueError(f"label-noise rate eps must be in [0, {upper:g}{']' if inclusive else ')'}, "
+                         f"got {eps}")
