@@ -225,6 +225,10 @@ def _check_audit_dict(d: Any, p: Path) -> None:
     for key in ("summary", "load_report", "analyzers", "not_run", "examples", "config", "verdict"):
         mapping(key, key, d)
     listing("sources", "summary.sources", d.get("summary") or {})
+    for key in ("n_records", "n_rows", "n_dropped"):
+        expect((d.get("load_report") or {}).get(key, 0), int, f"load_report.{key}", "an integer")
+    for key in ("sources", "formats"):
+        listing(key, f"load_report.{key}", d.get("load_report") or {})
     for i, e in enumerate(records("events", "load_report.events", d.get("load_report") or {})):
         listing("first_records", f"load_report.events[{i}].first_records", e)
         for key in ("reason", "action", "description"):
