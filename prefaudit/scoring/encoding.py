@@ -5,12 +5,14 @@ Two encodings (``encoding=`` of :func:`encode_pairs`):
 ``"trl"`` (the default) is TRL 1.16 ``DPOTrainer``'s exact encoding (``_prepare_dataset`` and
 ``DataCollatorForPreference``), so the reference margins are the numbers DPO will train with:
 
+- the table is conversational when every row holds message lists in ``prompt_messages`` /
+  ``chosen_messages`` / ``rejected_messages`` (:func:`is_conversational`), else every row is
+  text (TRL's dataset has one type per column; :func:`trl_columns` builds it);
 - text rows: EOS (the string ``tokenizer.eos_token``) is appended to each response that does
   not already end with it; ``tokenizer(prompt)``, ``tokenizer(prompt + chosen)`` and
   ``tokenizer(prompt + rejected)`` are tokenised with the tokenizer's own special tokens (a
   BOS if it adds one) and no separator between prompt and response;
-- conversational rows (message lists in ``prompt_messages`` / ``chosen_messages`` /
-  ``rejected_messages``): ``apply_chat_template(prompt, add_generation_prompt=True)`` and
+- conversational rows: ``apply_chat_template(prompt, add_generation_prompt=True)`` and
   ``apply_chat_template(prompt + response)``, tokenised by the template call;
 - the prompt is the longest token prefix the prompt shares with *both* prompt+response
   sequences, each response the rest of its sequence;
@@ -21,7 +23,7 @@ Two encodings (``encoding=`` of :func:`encode_pairs`):
 ``"natural"`` reads prompt and response as one text: the prompt with the tokenizer's
 special tokens, the response tokenised on its own after ``separator`` (put in only when the
 prompt ends in a non-space character and the response starts with one: "Assistant:" + "No"
-reads "Assistant: No"), plus EOS when ``add_eos``; chat rows render the prompt with the
+reads "Assistant: No"), plus EOS when ``add_eos``; rows with message lists render the prompt with the
 generation prompt and score the rest of the rendered conversation. An empty prompt gets one
 BOS (or EOS) token. Truncation keeps the end of the prompt
 (``max(max_length - longer response, max_length // 2)`` tokens) and the start of each response.
@@ -71,6 +73,24 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
 
 def _is_messages(value: Any) -> bool:
     return isinstance(value, list) and len(value) > 0
+
+
+def _chat_rows(pairs: pd.DataFrame) -> pd.Series:
+    if not all(c in pairs.columns for c in MESSAGE_COLUMNS):
+        return pd.Series(False, index=pairs.index)
+    return pairs[list(MESSAGE_COLUMNS)].map(_is_messages).all(axis=1)
+
+
+def is_conversational(pairs: pd.DataFrame) -> bool:
+    """Whether every row of ``pairs`` holds message lists (TRL then applies the chat template)."""
+    return len(pairs) > 0 and bool(_chat_rows(pairs).all())
+
+
+def trl_columns(pairs: pd.DataFrame) -> dict[str, list[Any]]:
+    """The ``prompt`` / ``chosen`` / ``rejected`` columns to hand TRL's ``DPOTrainer``: the
+    message lists of a conversational table, else the texts (what ``encoding="trl"`` encodes)."""
+    cols = MESSAGE_COLUMNS if is_conversational(pairs) else ("prompt", "chosen", "rejected")
+    return {name: pairs[c].tolist() for name, c in zip(("prompt", "chosen", "rejected"), cols, strict=True)}
 
 
 def _ids(tokenizer: Any, text: str, special: bool) -> list[int]:
@@ -160,20 +180,20 @@ def encode_pairs(tokenizer: Any, pairs: pd.DataFrame, *, max_length: int | None 
     """Token ids of each row of ``pairs`` under ``encoding`` (module docstring for the rules).
 
     ``pairs`` needs ``prompt``, ``chosen``, ``rejected``; rows whose :data:`MESSAGE_COLUMNS`
-    all hold message lists are conversational. ``separator`` and ``add_eos`` apply to the
+    all hold message lists are conversational (under ``"trl"`` only when all rows are). ``separator`` and ``add_eos`` apply to the
     ``"natural"`` encoding only (TRL always appends EOS and joins without a separator).
     """
     if encoding not in ENCODINGS:
         raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if max_length is not None and max_length < 2:
         raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
-    has_msgs = all(c in pairs.columns for c in MESSAGE_COLUMNS)
-    if has_msgs and not getattr(tokenizer, "chat_template", None) \
-            and pairs["prompt_messages"].map(_is_messages).any():
+    chat_rows = _chat_rows(pairs)
+    if encoding == "trl":
+        chat_rows[:] = is_conversational(pairs)
+    if chat_rows.any() and not getattr(tokenizer, "chat_template", None):
         raise ConfigError("the data is conversational but the reference tokenizer has no chat template")
     out = []
-    for i, rec in enumerate(pairs.to_dict("records")):
-        chat = has_msgs and all(_is_messages(rec[c]) for c in MESSAGE_COLUMNS)
+    for i, (rec, chat) in enumerate(zip(pairs.to_dict("records"), chat_rows, strict=True)):
         if encoding == "trl":
             if chat:
                 p, c, r = encode_trl_chat(tokenizer, rec["prompt_messages"], rec["chosen_messages"],

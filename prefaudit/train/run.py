@@ -35,6 +35,7 @@ from prefaudit.audit import AuditResult, audit
 from prefaudit.errors import ConfigError
 from prefaudit.gate import Policy, Verdict, apply_policy, load_policy
 from prefaudit.schema import to_pairs, validate
+from prefaudit.scoring.encoding import MESSAGE_COLUMNS
 from prefaudit.train.dpo import TrainConfig, preference_metrics, train_own, train_trl
 
 METADATA_FILE = "prefaudit_train.json"
@@ -208,7 +209,8 @@ def _training_pairs(table: pd.DataFrame, result: AuditResult, drop_flags: tuple[
         n = len(pairs)
         pairs = length_balanced_sample(pairs, seed=seed)
         dropped["length_balance"] = n - len(pairs)
-    return pairs[["pair_id", "prompt", "chosen", "rejected"]].reset_index(drop=True), dropped
+    keep = [c for c in ("pair_id", "prompt", "chosen", "rejected", *MESSAGE_COLUMNS) if c in pairs.columns]
+    return pairs[keep].reset_index(drop=True), dropped
 
 
 def _with_margins(analyzers: list[str] | None, options: dict[str, dict[str, Any]] | None, model: Any,
