@@ -75,6 +75,7 @@ KNOWN_METRICS: dict[str, tuple[str, ...]] = {
         "median_margin", "median_margin_per_token", "median_rejected_preference", "share_near_zero_margin",
         "share_chosen_ood", "margin_length_correlation", "margin_support_correlation", "dpo_reward_scale",
         "share_truncated",
+        "ches_median", "share_positive_ches",
     ),
 }
 SEVERITIES: tuple[str, ...] = ("fail", "warn")
