@@ -168,6 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = train_dpo(loaded.table, args.model, args.output_dir, policy=args.policy, force=args.force,
                         strict=args.strict, config=config, label_noise=label_noise, drop_flags=drop,
                         length_balance=args.length_balance, margin_drop=_fractions(args.margin_drop),
+                        ches_drop=args.ches_drop,
                         holdout=args.holdout, lora=args.lora,
                         analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
                         cache_dir=args.cache_dir)
@@ -269,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
                    help="drop these fractions of pairs with the lowest / highest reference margins "
                         "(runs the margins analyzer with --model as the reference)")
+    p.add_argument("--ches-drop", type=float, default=None, metavar="Q",
+                   help="drop this fraction of pairs with the highest CHES, the likelihood-displacement "
+                        "risk (runs the margins analyzer with --model as the reference)")
     p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
     p.add_argument("--learning-rate", type=float, default=5e-5, help="learning rate (default 5e-5)")
     p.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")

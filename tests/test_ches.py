@@ -38,6 +38,12 @@ def direct_ches(model, e) -> tuple[float, float]:
     return float(hp @ hn - hp @ hp), float(up @ un - up @ up)
 
 
+def clipped(frame: pd.DataFrame) -> pd.DataFrame:
+    """Real HH text cut to the end of each prompt and the start of each response (fast tests)."""
+    return frame.assign(prompt=frame["prompt"].str[-300:], chosen=frame["chosen"].str[:200],
+                        rejected=frame["rejected"].str[:200])
+
+
 @pytest.fixture(scope="module")
 def hh(hh_table) -> pd.DataFrame:
     return to_pairs(hh_table)
@@ -68,11 +74,12 @@ def assert_ches_matches_direct(model, tok, pairs, **kw) -> pd.DataFrame:
 def test_ches_equals_direct_computation(tiny, hh, arch):
     model, tok = tiny
     model = model if arch == "llama" else build_arch(arch, tok)
-    pairs = pd.concat([hh.head(6), pd.DataFrame([{"pair_id": "empty", "prompt": "", "chosen": "Hello there.",
-                                                  "rejected": "Go away."}])], ignore_index=True)
-    scores = assert_ches_matches_direct(model, tok, pairs, max_length=512, token_budget=1100)
-    empty = scores["chosen_tokens"] == 0     # a prompt of 512 tokens or more leaves nothing to score
-    assert 0 < empty.sum() < 3 and (scores["ches"][empty] == 0).all()
+    long_prompt = hh.iloc[[3]].assign(chosen=hh["chosen"].iloc[3][:100])   # 793 prompt tokens
+    empty_prompt = pd.DataFrame([{"pair_id": "empty", "prompt": "", "chosen": "Hello there.", "rejected": "Go away."}])
+    pairs = pd.concat([clipped(hh.head(3)), long_prompt, empty_prompt], ignore_index=True)
+    scores = assert_ches_matches_direct(model, tok, pairs, max_length=256, token_budget=1024)
+    empty = scores["chosen_tokens"] == 0     # a prompt of 256 tokens or more leaves nothing to score
+    assert empty.tolist() == [False, False, False, True, False] and (scores["ches"][empty] == 0).all()
     assert scores["ches_normalized"][empty].isna().all() and np.isfinite(scores["ches_normalized"][~empty]).all()
     assert (scores["ches"][~empty].abs() > 0).all()
 
@@ -81,17 +88,18 @@ def test_ches_does_not_change_log_probs_and_ranks_near_identical_pairs_high(tiny
     """A response pair that shares almost all its tokens has H- close to H+, so CHES sits near
     ``<H+,H-> - ||H+||^2 ~ 0`` from below, far above pairs of unrelated responses."""
     model, tok = tiny
-    base = hh.head(8).reset_index(drop=True)
+    base = clipped(hh.head(6)).reset_index(drop=True)
     near = base.assign(rejected=base["chosen"] + " ok", pair_id=base["pair_id"] + "-near")
     scores = score_pairs(pd.concat([base, near], ignore_index=True), model, tok, progress=False)
     alone = score_pairs(base, model, tok, progress=False, token_budget=64)
-    np.testing.assert_allclose(scores["chosen_logp"][:8], alone["chosen_logp"], atol=1e-4)
-    assert scores["ches_normalized"][8:].median() > scores["ches_normalized"][:8].median()
+    np.testing.assert_allclose(scores["chosen_logp"][:6], alone["chosen_logp"], atol=1e-4)
+    np.testing.assert_allclose(scores["ches"][:6], alone["ches"], rtol=1e-4)
+    assert scores["ches_normalized"][6:].median() > scores["ches_normalized"][:6].median()
 
 
 def test_analyzer_ches_metrics_flags_and_selection(tiny, hh_table):
     model, tok = tiny
-    table = hh_table.head(40)
+    table = clipped(hh_table.head(40))
     res = analyze_margins(table, reference_model=(model, tok), ches_quantile=0.1, progress=False)
     data = res.pair_data
     assert res.metrics["ches_median"].value == pytest.approx(float(np.median(data["ches"])))
@@ -118,3 +126,22 @@ def test_smollm2_ches_equals_direct_computation(hh):
 
     model, tok = load_reference("smollm2")
     assert_ches_matches_direct(model, tok, hh.head(6), max_length=192, token_budget=1024)
+
+
+def test_train_ches_drop_removes_the_highest_ches_pairs(sample_dir, tmp_path):
+    from prefaudit.audit import read_audit
+    from prefaudit.train import TrainConfig, train_dpo
+
+    table = load(sample_dir / "llmbar_natural.json").table
+    size = table["prompt"].str.len() + table["chosen"].str.len() + table["rejected"].str.len()
+    table = table.loc[size.sort_values(kind="mergesort").index[:16]].reset_index(drop=True)
+    model, tok = tiny_causal_lm(list(table["prompt"]) + list(table["chosen"]) + list(table["rejected"]))
+    policy = tmp_path / "pass.toml"
+    policy.write_text('[rules."hygiene.contradiction_share"]\nmax = 0.02\n', encoding="utf-8")
+    config = TrainConfig(max_steps=1, batch_size=4, max_length=64, backend="own")
+    run = train_dpo(table, model, tmp_path / "m", tokenizer=tok, policy=policy, config=config,
+                    analyzers=["hygiene"], ches_drop=0.25)
+    assert run.metadata["pairs"]["dropped"]["ches"] == 4 and run.metadata["pairs"]["trained"] == 12
+    assert run.metadata["options"]["ches_drop"] == 0.25
+    saved = read_audit(tmp_path / "m" / "audit" / "audit.json")
+    assert saved.metrics["margins.share_positive_ches"] is not None

@@ -23,6 +23,7 @@ import copy
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from prefaudit import __version__
+from prefaudit.analyzers.margins import select_by_ches, select_by_margin
 from prefaudit.audit import AuditResult, audit
 from prefaudit.errors import ConfigError
 from prefaudit.gate import Policy, Verdict, apply_policy, load_policy
@@ -65,7 +67,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
               policy: Policy | str | Path | None = None, force: bool = False, strict: bool = False,
               config: TrainConfig | None = None, label_noise: float | str | None = None,
               drop_flags: tuple[str, ...] | list[str] = (), length_balance: bool = False,
-              margin_drop: tuple[float, float] | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
+              margin_drop: tuple[float, float] | None = None, ches_drop: float | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
               audit_options: dict[str, dict[str, Any]] | None = None, audit_result: AuditResult | None = None,
               cache_dir: str | Path | None = None) -> TrainRun:
     """Audit ``table``, gate it, and train ``model`` with DPO on what passes.
@@ -95,6 +97,9 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         ``(low, high)``: drop these fractions of pairs with the lowest and highest reference
         margins (:func:`prefaudit.analyzers.margins.select_by_margin`); the audit then runs the
         ``margins`` analyzer with ``model`` as the reference unless options name another.
+    ches_drop:
+        Drop this fraction of pairs with the highest CHES, the likelihood-displacement risk
+        (:func:`prefaudit.analyzers.margins.select_by_ches`); runs margins as ``margin_drop`` does.
     holdout:
         Fraction of pairs (seeded) kept out of training to measure preference accuracy on.
     lora:
@@ -105,7 +110,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     config = config or TrainConfig()
     backend = config.resolved_backend()
     table = validate(table)
-    if margin_drop is not None and audit_result is None:
+    if (margin_drop is not None or ches_drop is not None) and audit_result is None:
         analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
     result = audit_result or audit(table, analyzers, seed=config.seed, options=audit_options)
     verdict = apply_policy(result, policy if isinstance(policy, Policy) else load_policy(policy))
@@ -118,7 +123,10 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     config = TrainConfig(**{**asdict(config), "eps": eps})
     pairs, dropped = _training_pairs(table, result, drop_flags, length_balance, config.seed)
     if margin_drop is not None:
-        pairs, dropped["margin"] = _select_by_margin(pairs, result, margin_drop)
+        pairs, dropped["margin"] = _select_by_margin(
+            pairs, result, lambda d: select_by_margin(d, drop_low=margin_drop[0], drop_high=margin_drop[1]))
+    if ches_drop is not None:
+        pairs, dropped["ches"] = _select_by_margin(pairs, result, lambda d: select_by_ches(d, drop_high=ches_drop))
     train_pairs, held_out = _split(pairs, holdout, config.seed)
     if len(train_pairs) == 0:
         raise ConfigError("no pairs left to train on after dropping ties, flagged pairs and the holdout")
@@ -159,7 +167,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         "audit_sha256": _audit_hash(result),
         "options": {**asdict(config), "backend": backend, "label_noise": label_noise,
                     "drop_flags": list(drop_flags), "length_balance": length_balance,
-                    "margin_drop": list(margin_drop) if margin_drop else None, "holdout": holdout,
+                    "margin_drop": list(margin_drop) if margin_drop else None, "ches_drop": ches_drop,
+                    "holdout": holdout,
                     "lora": lora, "model": model if isinstance(model, str) else type(model).__name__},
         "pairs": {"trained": len(train_pairs), "held_out": len(held_out), "dropped": dropped},
         "held_out_before": before,
@@ -226,15 +235,13 @@ def _with_margins(analyzers: list[str] | None, options: dict[str, dict[str, Any]
 
 
 def _select_by_margin(pairs: pd.DataFrame, result: AuditResult,
-                      margin_drop: tuple[float, float]) -> tuple[pd.DataFrame, int]:
-    from prefaudit.analyzers.margins import select_by_margin
-
+                      select: Callable[[pd.DataFrame], pd.Index]) -> tuple[pd.DataFrame, int]:
     margins = result.results.get("margins")
     if margins is None or margins.pair_data is None:
         raise ConfigError("margin selection needs the audit's margins analyzer (per-pair reference margins); "
                           "run the audit with a reference model")
     scored = margins.pair_data.loc[margins.pair_data.index.isin(pairs["pair_id"])]
-    keep = set(select_by_margin(scored, drop_low=margin_drop[0], drop_high=margin_drop[1]).astype(str))
+    keep = set(select(scored).astype(str))
     kept = pairs[pairs["pair_id"].astype(str).isin(keep)].reset_index(drop=True)
     return kept, len(pairs) - len(kept)
 
