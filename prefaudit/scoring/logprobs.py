@@ -105,9 +105,11 @@ def _check_attention(model: Any, encoded: list[EncodedPair]) -> None:
                               f"window ({window}); pass max_length <= {window}")
 
 
-def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head: bool) -> np.ndarray:
+def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head: bool,
+                   ches: bool = True) -> np.ndarray:
     """Scores of each packed row, shape ``(len(rows), 4)``: :data:`~prefaudit.scoring.logprob_cache.VALUES`
-    (chosen and rejected summed log-probs, CHES, normalised CHES)."""
+    (chosen and rejected summed log-probs, CHES, normalised CHES; ``ches=False`` leaves the
+    CHES columns NaN, which ``benchmarks/bench_logprobs.py`` uses to measure their cost)."""
     import torch
 
     device = next(model.parameters()).device
@@ -144,14 +146,18 @@ def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head:
     if plain_head:
         hidden = model.base_model(**inputs).last_hidden_state[sel_b, sel_t]
         logits = model.get_output_embeddings()(hidden)
+        hidden = hidden if ches else None
     else:
-        out = model(**inputs, output_hidden_states=True)
-        logits, hidden = out.logits[sel_b, sel_t], out.hidden_states[-1][sel_b, sel_t]
+        out = model(**inputs, output_hidden_states=ches)
+        logits, hidden = out.logits[sel_b, sel_t], out.hidden_states[-1][sel_b, sel_t] if ches else None
     logp = torch.log_softmax(logits.float(), dim=-1)
     token_lp = logp.gather(1, torch.tensor(tgt, device=device, dtype=torch.long)[:, None])[:, 0]
     seq_t = torch.tensor(seq, device=device, dtype=torch.long)
     sums = torch.zeros(2 * len(rows), dtype=torch.float64, device=device)
     sums.index_add_(0, seq_t, token_lp.double())
+    if hidden is None:
+        nan = torch.full((len(rows), 2), torch.nan, dtype=torch.float64, device=device)
+        return torch.cat([sums.view(-1, 2), nan], dim=1).cpu().numpy()
     h_sum = torch.zeros(2 * len(rows), hidden.shape[-1], dtype=torch.float64, device=device)
     h_sum.index_add_(0, seq_t, hidden.double())
     counts = torch.bincount(seq_t, minlength=2 * len(rows)).double()
