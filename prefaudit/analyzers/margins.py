@@ -166,9 +166,7 @@ def _aligned_scores(scores: pd.DataFrame, pair_ids: pd.Index) -> pd.DataFrame:
     absent = pair_ids.difference(scores.index)
     if len(absent):
         raise ConfigError(f"margins: scores have no row for {len(absent)} pair(s), e.g. pair_id {absent[0]!r}")
-    out = scores.loc[pair_ids]
-    out.attrs = {}
-    return out
+    return scores.loc[pair_ids]
 
 
 def _pair_data(s: pd.DataFrame, beta: float) -> pd.DataFrame:
