@@ -145,3 +145,5 @@ def test_train_ches_drop_removes_the_highest_ches_pairs(sample_dir, tmp_path):
     assert run.metadata["options"]["ches_drop"] == 0.25
     saved = read_audit(tmp_path / "m" / "audit" / "audit.json")
     assert saved.metrics["margins.share_positive_ches"] is not None
+    with pytest.raises(ConfigError, match="ches_drop"):
+        train_dpo(table, model, tmp_path / "bad", tokenizer=tok, policy=policy, config=config, ches_drop=1.5)

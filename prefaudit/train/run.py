@@ -110,6 +110,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     config = config or TrainConfig()
     backend = config.resolved_backend()
     table = validate(table)
+    if ches_drop is not None and not 0 <= ches_drop < 1:
+        raise ConfigError(f"ches_drop must be a fraction in [0, 1), got {ches_drop}")
     if (margin_drop is not None or ches_drop is not None) and audit_result is None:
         analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
     result = audit_result or audit(table, analyzers, seed=config.seed, options=audit_options)
