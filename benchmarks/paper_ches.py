@@ -5,7 +5,7 @@ Optimization", arXiv 2410.08847) find that DPO on pairs with a high CHES score l
 probability of the chosen responses more (likelihood displacement) than on low-CHES pairs.
 This script repeats the comparison at the scale a CPU allows:
 
-1. score real HH-RLHF pairs from ``sample_data/`` (``--quick``: the 128 shortest, so that a
+1. score real HH-RLHF pairs from ``sample_data/`` (``--quick``: the 136 shortest, so that a
    loaded 2-core CPU finishes in minutes) with SmolLM2-135M-Instruct as the reference
    (:func:`prefaudit.scoring.logprobs.score_pairs`, TRL's encoding, ``--max-length`` tokens),
    keeping pairs whose responses are not truncated away;
@@ -21,7 +21,7 @@ This script repeats the comparison at the scale a CPU allows:
 
 Nothing here is tuned to make the effect appear; the numbers are printed as they come.
 
-    python benchmarks/paper_ches.py --quick     # 128 shortest pairs -> 32 per quartile, 1 epoch
+    python benchmarks/paper_ches.py --quick     # 136 shortest pairs -> >= 32 per quartile, 1 epoch
     python benchmarks/paper_ches.py             # 300 pairs (all of the sample)
 """
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from prefaudit.loaders import load  # noqa: E402
 from prefaudit.schema import to_pairs  # noqa: E402
 from prefaudit.scoring.logprobs import score_pairs  # noqa: E402
-from prefaudit.scoring.models import load_reference  # noqa: E402
+from prefaudit.scoring.models import default_cache_dir, load_reference  # noqa: E402
 from prefaudit.train.dpo import TrainConfig, train_own  # noqa: E402
 
 SAMPLE = REPO / "sample_data" / "hh_rlhf_harmless_test_300.jsonl"
@@ -51,8 +51,8 @@ SAMPLE = REPO / "sample_data" / "hh_rlhf_harmless_test_300.jsonl"
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="the 128 shortest pairs (32 per quartile), one epoch")
-    ap.add_argument("--pairs", type=int, default=None, help="pairs to rank (default 300, --quick 128)")
+    ap.add_argument("--quick", action="store_true", help="the 136 shortest pairs (>= 32 per quartile), one epoch")
+    ap.add_argument("--pairs", type=int, default=None, help="pairs to rank (default 300, --quick 136)")
     ap.add_argument("--model", default="smollm2", help="reference model spec (default smollm2)")
     ap.add_argument("--max-length", type=int, default=256, help="tokens per prompt+response (default 256)")
     ap.add_argument("--epochs", type=float, default=None, help="passes over each quartile (default 2, --quick 1)")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.manual_seed(0)
-    n = args.pairs or (128 if args.quick else 300)
+    n = args.pairs or (136 if args.quick else 300)
     pairs = to_pairs(load(SAMPLE).table)
     pairs = pairs[~pairs["tie"]]
     if args.quick:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (1.0 if args.quick else 2.0)
     ref, tok = load_reference(args.model)
     t0 = time.perf_counter()
-    before = score_pairs(pairs, ref, tok, max_length=args.max_length, progress=False)
+    before = score_pairs(pairs, ref, tok, max_length=args.max_length, progress=False, cache_dir=default_cache_dir())
     t_score = time.perf_counter() - t0
     usable = (before["chosen_tokens"] > 1) & (before["rejected_tokens"] > 1)
     key = "ches_normalized" if args.normalized else "ches"
