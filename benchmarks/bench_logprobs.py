@@ -8,7 +8,12 @@ Both score the same token ids of real HH-RLHF pairs with the same reference mode
   model (logits over the whole vocabulary at every position), ``log_softmax``, sum over the
   response positions. The prompt is computed twice;
 - fast: :func:`prefaudit.scoring.logprobs.score_encoded` (prompt once, 4-D mask, rows sorted
-  by length and batched by a token budget, LM head on response positions only), no cache.
+  by length and batched by a token budget, LM head on response positions only), no cache;
+  it also sums the hidden states for CHES;
+- fast without CHES: the same batches through the same forward with the CHES sums skipped,
+  the baseline for what CHES costs (the issue's bound: at most 1.2x).
+
+The pairs are encoded as TRL's DPOTrainer encodes them (``--encoding natural`` for the other).
 
 tokens/s counts the tokens of the 2N scored sequences (prompt + response, the prompt once per
 response) for both, so the ratio is the ratio of wall times. Peak memory is the peak resident
@@ -39,7 +44,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from prefaudit.loaders import load  # noqa: E402
-from prefaudit.scoring.logprobs import EncodedPair, encode_pairs, score_encoded  # noqa: E402
+from prefaudit.scoring.encoding import ENCODINGS  # noqa: E402
+from prefaudit.scoring.logprobs import (  # noqa: E402
+    EncodedPair,
+    _forward_batch,
+    _plain_head,
+    default_token_budget,
+    encode_pairs,
+    plan_batches,
+    score_encoded,
+)
 from prefaudit.scoring.models import load_reference  # noqa: E402
 
 SAMPLE = REPO / "sample_data" / "hh_rlhf_harmless_test_300.jsonl"
@@ -114,6 +128,19 @@ class PeakMemory:
         self.peak_bytes = max(self._peak, self._rss()) - self._base
 
 
+def scores_without_ches(model: Any, encoded: list[EncodedPair], pad_id: int, budget: int | None) -> np.ndarray:
+    """The fast scorer's batches and forward, CHES sums skipped (no cache)."""
+    import torch
+
+    budget = budget or default_token_budget(next(model.parameters()).device.type)
+    plain = _plain_head(model)
+    out = np.zeros((len(encoded), 4))
+    with torch.inference_mode():
+        for batch in plan_batches([e.row_length for e in encoded], budget):
+            out[batch] = _forward_batch(model, [encoded[i] for i in batch], pad_id, plain, ches=False)
+    return out
+
+
 def timed(fn: Callable[[], np.ndarray], device_type: str) -> tuple[np.ndarray, float, int]:
     import torch
 
@@ -138,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=512, help="tokens per prompt+response (default 512)")
     ap.add_argument("--naive-batch", type=int, default=8, help="pairs per naive batch (default 8)")
     ap.add_argument("--token-budget", type=int, default=None, help="fast scorer: padded tokens per pass")
+    ap.add_argument("--encoding", default=ENCODINGS[0], choices=ENCODINGS, help="tokenisation (default trl)")
     args = ap.parse_args(argv)
 
     n = args.pairs or (24 if args.quick else 1000 if args.full else 200)
@@ -145,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     table = load(source).table.head(n)
     model, tok = load_reference(args.model, device=args.device, dtype=args.dtype)
     device_type = next(model.parameters()).device.type
-    encoded = encode_pairs(tok, table, max_length=args.max_length)
+    encoded = encode_pairs(tok, table, max_length=args.max_length, encoding=args.encoding)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     seq_tokens = sum(2 * len(e.prompt) + len(e.chosen) + len(e.rejected) for e in encoded)
     row_tokens = sum(e.row_length for e in encoded)
@@ -155,18 +183,22 @@ def main(argv: list[str] | None = None) -> int:
     naive_scores(model, encoded[:2], pad_id, args.naive_batch)
     score_encoded(model, tok, encoded[:2], progress=False)
     naive, t_naive, m_naive = timed(lambda: naive_scores(model, encoded, pad_id, args.naive_batch), device_type)
+    bare, t_bare, m_bare = timed(lambda: scores_without_ches(model, encoded, pad_id, args.token_budget), device_type)
     fast, t_fast, m_fast = timed(lambda: score_encoded(model, tok, encoded, token_budget=args.token_budget,
-                                                       progress=False), device_type)
-    diff = float(np.max(np.abs(naive - fast)))
+                                                       progress=False).values, device_type)
+    diff = float(np.max(np.abs(naive - fast[:, :2])))
+    unchanged = float(np.max(np.abs(bare[:, :2] - fast[:, :2])))
     print(f"model {args.model} on {device_type} ({next(model.parameters()).dtype}), {len(encoded)} pairs "
           f"from {source.name}, max_length {args.max_length} ({truncated} pairs truncated)")
     print(f"tokens of the 2N scored sequences: {seq_tokens:,}; packed rows: {row_tokens:,} "
           f"({seq_tokens / row_tokens:.2f}x fewer)")
     print(f"{'scorer':<8} {'seconds':>9} {'tokens/s':>10} {'peak MB':>9}")
     print(f"{'naive':<8} {t_naive:>9.2f} {seq_tokens / t_naive:>10,.0f} {m_naive / 2**20:>9.0f}")
+    print(f"{'no CHES':<8} {t_bare:>9.2f} {seq_tokens / t_bare:>10,.0f} {m_bare / 2**20:>9.0f}")
     print(f"{'fast':<8} {t_fast:>9.2f} {seq_tokens / t_fast:>10,.0f} {m_fast / 2**20:>9.0f}")
     print(f"speed-up (fast vs naive, same run): {t_naive / t_fast:.2f}x")
-    print(f"max |fast - naive| summed log-prob: {diff:.2e} nats")
+    print(f"CHES cost (fast vs fast without CHES, same run): {t_fast / t_bare:.2f}x")
+    print(f"max |fast - naive| summed log-prob: {diff:.2e} nats; with vs without CHES: {unchanged:.1e}")
     return 0
 
 

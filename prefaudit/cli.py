@@ -43,6 +43,17 @@ def positive_int_arg(text: str) -> int:
     return value
 
 
+def fraction_arg(text: str) -> float:
+    """argparse type of a share of pairs: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text[:40]!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {value}")
+    return value
+
+
 def _int_arg(text: str) -> int:
     try:
         return int(text)
@@ -233,6 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = train_dpo(loaded.table, args.model, args.output_dir, policy=args.policy, force=args.force,
                         strict=args.strict, config=config, label_noise=label_noise, drop_flags=drop,
                         length_balance=args.length_balance, margin_drop=_fractions(args.margin_drop),
+                        ches_drop=args.ches_drop,
                         holdout=args.holdout, lora=args.lora,
                         analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
                         cache_dir=args.cache_dir, target=_target_prompts(args.target))
@@ -289,9 +301,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         result.verdict = apply_policy(result, policy).to_dict()
     drop = _flag_list(args.drop_flags)
     frame = export_pairs(loaded.table, result, drop_flags=drop, length_balance=args.length_balance,
-                         margin_drop=_fractions(args.margin_drop), seed=args.seed, format=args.export_format)
+                         margin_drop=_fractions(args.margin_drop), ches_drop=args.ches_drop, seed=args.seed,
+                         format=args.export_format)
     options = {"data": [str(p) for p in args.data], "from_audit": args.from_audit, "drop_flags": list(drop),
-               "length_balance": args.length_balance, "margin_drop": args.margin_drop,
+               "length_balance": args.length_balance, "margin_drop": args.margin_drop, "ches_drop": args.ches_drop,
                "reference_model": args.reference_model, "seed": args.seed}
     paths = write_export(frame, args.out, result, format=args.export_format, options=options)
     dropped = ", ".join(f"{k} {v}" for k, v in frame.attrs["dropped"].items())
@@ -453,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
                    help="drop these fractions of pairs with the lowest / highest reference margins "
                         "(runs the margins analyzer with --model as the reference)")
+    p.add_argument("--ches-drop", type=fraction_arg, default=None, metavar="Q",
+                   help="drop this fraction of pairs with the highest CHES, the likelihood-displacement "
+                        "risk (runs the margins analyzer with --model as the reference)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
     p.add_argument("--target", default=None,
                    help="target prompts: after training, `evaluate` generates on them (any loader format or .txt)")
@@ -476,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
                    help="drop these fractions of pairs with the lowest / highest reference margins "
                         "(needs --reference-model)")
+    p.add_argument("--ches-drop", type=fraction_arg, default=None, metavar="Q",
+                   help="drop this fraction of pairs with the highest CHES (needs --reference-model)")
     p.add_argument("--analyzers", default=None, help="analyzers the audit runs (default as `audit`)")
     p.add_argument("--reference-model", default=None,
                    help="margins: reference model; its log-probs are exported as ref_chosen_logps/ref_rejected_logps")

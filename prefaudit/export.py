@@ -42,7 +42,7 @@ SIDECAR_SUFFIX = ".export.json"
 
 def export_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequence[str] = (),
                  length_balance: bool = False, margin_drop: tuple[float, float] | None = None,
-                 seed: int = 0, format: str = "trl") -> pd.DataFrame:
+                 ches_drop: float | None = None, seed: int = 0, format: str = "trl") -> pd.DataFrame:
     """The pairs training would use, as a TRL preference dataset.
 
     Parameters are those of :func:`prefaudit.selection.select_pairs`, plus ``format`` (one of
@@ -55,7 +55,7 @@ def export_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
         raise ConfigError(f"export format {format!r}; expected one of {', '.join(FORMATS)}")
     check_audit(result, table, drop_flags, where="export_pairs(table, result)")
     pairs, dropped = select_pairs(table, result, drop_flags=drop_flags, length_balance=length_balance,
-                                  margin_drop=margin_drop, seed=seed)
+                                  margin_drop=margin_drop, ches_drop=ches_drop, seed=seed)
     conversational = all(c in pairs.columns for c in MESSAGE_COLUMNS) and bool(len(pairs)) and \
         bool(pairs["prompt_messages"].map(lambda m: isinstance(m, list)).all())
     if conversational:

@@ -8,7 +8,7 @@ lowest / highest reference margins dropped. Every step counts what it dropped, b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ PAIR_COLUMNS: tuple[str, ...] = ("pair_id", "prompt", "chosen", "rejected")
 
 def select_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequence[str] = (),
                  length_balance: bool = False, margin_drop: tuple[float, float] | None = None,
-                 seed: int = 0) -> tuple[pd.DataFrame, dict[str, int]]:
+                 ches_drop: float | None = None, seed: int = 0) -> tuple[pd.DataFrame, dict[str, int]]:
     """The pairs training would use and how many were dropped per reason.
 
     Parameters
@@ -38,15 +38,24 @@ def select_pairs(table: pd.DataFrame, result: AuditResult, *, drop_flags: Sequen
     margin_drop:
         ``(low, high)`` fractions of pairs dropped with the lowest / highest reference margins
         (needs the audit's ``margins`` analyzer).
+    ches_drop:
+        Fraction of pairs dropped with the highest length-normalised CHES, the reference's
+        likelihood-displacement risk (:func:`prefaudit.analyzers.margins.select_by_ches`).
 
     Returns
     -------
     ``(pairs, dropped)``: :data:`PAIR_COLUMNS` (plus ``*_messages`` for conversational
-    data), and ``{"tie": n, <flag reason>: n, "length_balance": n, "margin": n}``.
+    data), and ``{"tie": n, <flag reason>: n, "length_balance": n, "margin": n, "ches": n}``.
     """
+    from prefaudit.analyzers.margins import select_by_ches, select_by_margin
+
     pairs, dropped = training_pairs(table, result, drop_flags, length_balance, seed)
     if margin_drop is not None:
-        pairs, dropped["margin"] = drop_by_margin(pairs, result, margin_drop)
+        pairs, dropped["margin"] = drop_by_score(
+            pairs, result, lambda d: select_by_margin(d, drop_low=margin_drop[0], drop_high=margin_drop[1]))
+    if ches_drop is not None:
+        pairs, dropped["ches"] = drop_by_score(pairs, result,
+                                               lambda d: select_by_ches(d, drop_high=ches_drop))
     return pairs, dropped
 
 
@@ -75,17 +84,16 @@ def training_pairs(table: pd.DataFrame, result: AuditResult, drop_flags: Sequenc
     return pairs[columns].reset_index(drop=True), dropped
 
 
-def drop_by_margin(pairs: pd.DataFrame, result: AuditResult,
-                   margin_drop: tuple[float, float]) -> tuple[pd.DataFrame, int]:
-    """``pairs`` without the lowest / highest reference-margin fractions; and how many went."""
-    from prefaudit.analyzers.margins import select_by_margin
-
+def drop_by_score(pairs: pd.DataFrame, result: AuditResult,
+                  select: Callable[[pd.DataFrame], pd.Index]) -> tuple[pd.DataFrame, int]:
+    """``pairs`` kept by ``select`` (a margins selection over the audit's per-pair margins data:
+    :func:`~prefaudit.analyzers.margins.select_by_margin` or ``select_by_ches``), and how many went."""
     margins = result.results.get("margins")
     if margins is None or margins.pair_data is None:
-        raise ConfigError("margin selection needs the audit's margins analyzer (per-pair reference margins); "
-                          "run the audit with a reference model")
+        raise ConfigError("margin and CHES selection need the audit's margins analyzer (per-pair reference "
+                          "scores); run the audit with a reference model")
     scored = margins.pair_data.loc[margins.pair_data.index.isin(pairs["pair_id"])]
-    keep = set(select_by_margin(scored, drop_low=margin_drop[0], drop_high=margin_drop[1]).astype(str))
+    keep = set(select(scored).astype(str))
     kept = pairs[pairs["pair_id"].astype(str).isin(keep)].reset_index(drop=True)
     return kept, len(pairs) - len(kept)
 

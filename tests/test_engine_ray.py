@@ -81,7 +81,10 @@ def test_ray_logprobs_equal_local_and_an_interrupted_run_resumes(ray_local, hh, 
     resumed = score_pairs(pairs, model, tok, cache_dir=tmp_path / "ray", engine=ray_local,
                           on_batch=lambda d, t: calls.append(t), **kw)
     assert calls and max(calls) < 24, "the resumed run sends only what the first did not finish"
-    pd.testing.assert_frame_equal(resumed, local, check_exact=False, atol=1e-5, rtol=0)
+    ches = ["ches", "ches_normalized"]  # sums of hidden-state dot products: hundreds, so compared relatively
+    pd.testing.assert_frame_equal(resumed.drop(columns=ches), local.drop(columns=ches), check_exact=False,
+                                  atol=1e-5, rtol=0)
+    pd.testing.assert_frame_equal(resumed[ches], local[ches], check_exact=False, atol=0, rtol=1e-6)
 
 
 def test_missing_ray_is_a_usage_error(monkeypatch, sample_dir, tmp_path, capsys):

@@ -10,6 +10,13 @@ way by a wide margin, pairs whose chosen answer is very unlikely under it (out o
 distribution, which DPO is known to exploit), and pairs with a near-zero margin behave
 differently in training. :func:`select_by_margin` keeps or drops pairs by margin quantile.
 
+Likelihood displacement (Razin et al. 2024, arXiv 2410.08847): DPO can lower the probability
+of the chosen response itself while widening the margin. The same forward pass gives each
+pair's CHES score from the reference's hidden states (:mod:`prefaudit.scoring.logprobs`): the
+higher it is, the more a DPO step on the pair is expected to push the chosen response down.
+CHES is model-specific, so pairs are flagged by rank (``high_ches``, the top ``ches_quantile``
+of the dataset) and :func:`select_by_ches` drops the top share before training.
+
 The analyzer works on pairs (:func:`prefaudit.schema.to_pairs`), skips ties (counted), and
 takes either a reference model (scored with :mod:`prefaudit.scoring.logprobs`, cached on disk)
 or precomputed ``scores``.
@@ -64,10 +71,20 @@ METRICS = declare(
                "Spearman correlation of the margin with annotator support for chosen (positive: the "
                "reference agrees more where annotators agree)"),
     MetricSpec("share_truncated", "share of pairs where truncation to max_length removed tokens"),
+    MetricSpec("ches_median",
+               "median CHES = <H+,H-> - ||H+||^2 of the reference's summed last hidden states over chosen (H+) "
+               "and rejected (H-) tokens (Razin et al. 2024); model-specific scale, higher: a DPO step pushes "
+               "the chosen log-prob further down"),
+    MetricSpec("share_positive_ches",
+               "share of pairs whose length-normalised CHES (H+/|y+|, H-/|y-|) is above zero: by the paper's "
+               "first-order analysis a DPO step on such a pair lowers the chosen log-probability (likelihood "
+               "displacement); Wilson interval", interval=True),
 )
 
 #: Columns ``scores`` must have (indexed by pair_id); ``*_truncated`` columns are optional.
 REQUIRED_SCORE_COLUMNS: tuple[str, ...] = ("chosen_logp", "rejected_logp", "chosen_tokens", "rejected_tokens")
+#: Optional CHES columns of ``scores`` (:func:`prefaudit.scoring.logprobs.score_pairs` gives them).
+CHES_COLUMNS: tuple[str, ...] = ("ches", "ches_normalized")
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 #: Robust-z scale: 1.4826 x MAD estimates the standard deviation of a normal sample.
 MAD_SCALE = 1.4826
@@ -79,7 +96,8 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
                     cache_dir: str | Path | None = None, max_length: int | None = None,
                     support: pd.Series | None = None, seed: int = 0, ood_z: float = 3.5,
                     near_zero: float = 1.0, token_budget: int | None = None, device: str | None = None,
-                    progress: bool = True, engine: Any = None) -> AnalyzerResult:
+                    progress: bool = True, ches_quantile: float = 0.05, encoding: str = "trl",
+                    engine: Any = None) -> AnalyzerResult:
     """Reference-model margins of each pair and what they say about the data.
 
     Parameters
@@ -111,6 +129,12 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         Pairs with ``|margin| < near_zero`` nats are flagged ``near_zero_margin``.
     token_budget, device, progress:
         Passed to the scorer (padded tokens per forward pass, "cpu"/"cuda", progress bar).
+    ches_quantile:
+        Share of scored pairs with the highest CHES flagged ``high_ches`` (``floor(q x n)``
+        pairs, ties broken by ``pair_id``).
+    encoding:
+        Tokenisation of the scorer (:func:`prefaudit.scoring.encoding.encode_pairs`): ``"trl"``,
+        what TRL's DPOTrainer trains on (default), or ``"natural"``.
     engine:
         Where the log-prob pass runs: None / ``"local"``, or ``"ray"`` / an
         :class:`~prefaudit.scoring.engines.Engine` (actors load ``reference_model`` themselves
@@ -122,18 +146,25 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
                           "or scores (precomputed log-probs)")
     if beta <= 0:
         raise ConfigError(f"margins: beta must be positive, got {beta}")
+    if not 0 <= ches_quantile < 1:
+        raise ConfigError(f"margins: ches_quantile must be in [0, 1), got {ches_quantile}")
     pairs = to_pairs(table)
     ties = pairs["tie"].to_numpy(dtype=bool)
     scored_pairs = pairs.loc[~ties].set_index("pair_id", drop=False)
     result = AnalyzerResult(analyzer="margins", params={
         "reference_model": _model_name(reference_model), "beta": beta, "max_length": max_length,
-        "ood_z": ood_z, "near_zero": near_zero, "seed": seed,
-        "precomputed_scores": scores is not None})
+        "ood_z": ood_z, "near_zero": near_zero, "seed": seed, "ches_quantile": ches_quantile,
+        "encoding": encoding, "precomputed_scores": scores is not None})
     if ties.any():
         result.notes.append(f"{int(ties.sum())} tied pair(s) have no chosen side and were not scored.")
     if scores is None:
         scores = _score(scored_pairs, reference_model, cache_dir=cache_dir, max_length=max_length,
-                        token_budget=token_budget, device=device, progress=progress, engine=engine)
+                        token_budget=token_budget, device=device, progress=progress, encoding=encoding,
+                        engine=engine)
+        discarded = scores.attrs.get("cache_lines_discarded", 0)
+        if discarded:
+            result.notes.append(f"{discarded} damaged line(s) of the log-prob cache were discarded and "
+                                "their pairs scored again.")
     s = _aligned_scores(scores, scored_pairs.index)
     if len(s) == 0:
         result.notes.append("no untied pairs to score: margins were not measured.")
@@ -146,6 +177,7 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
     if len(s) == 0:
         return result
     _ood_metrics(result, data, ood_z)
+    _ches_metrics(result, data)
     _relation_metrics(result, data, support)
     _truncation(result, s, max_length)
     _add_figures(result, data, seed)
@@ -153,7 +185,7 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         "quantile": QUANTILES,
         "margin": np.quantile(data["reference_margin"], QUANTILES),
         "margin_per_token": np.nanquantile(data["reference_margin_per_token"], QUANTILES)})
-    result.pair_flags = _flags(data, s, near_zero, ood_z)
+    result.pair_flags = _flags(data, s, near_zero, ood_z, ches_quantile)
     return result
 
 
@@ -166,7 +198,7 @@ def _model_name(reference_model: Any) -> str | None:
 
 def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path | None,
            max_length: int | None, token_budget: int | None, device: str | None,
-           progress: bool, engine: Any) -> pd.DataFrame:
+           progress: bool, encoding: str, engine: Any) -> pd.DataFrame:
     from functools import partial
 
     from prefaudit.env import cache_root
@@ -181,7 +213,7 @@ def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path |
     else:
         model, tok = reference_model
     return score_pairs(pairs, model, tok, max_length=max_length, token_budget=token_budget,
-                       cache_dir=cache, progress=progress, engine=engine, load=load)
+                       cache_dir=cache, progress=progress, encoding=encoding, engine=engine, load=load)
 
 
 def _aligned_scores(scores: pd.DataFrame, pair_ids: pd.Index) -> pd.DataFrame:
@@ -205,6 +237,7 @@ def _pair_data(s: pd.DataFrame, beta: float) -> pd.DataFrame:
     center = float(np.median(pooled)) if len(pooled) else np.nan
     spread = MAD_SCALE * float(np.median(np.abs(pooled - center))) if len(pooled) else np.nan
     z = (c_pt - center) / spread if spread and np.isfinite(spread) else np.full(len(s), np.nan)
+    ches = {c: s[c].to_numpy(dtype=float) for c in CHES_COLUMNS if c in s.columns}
     return pd.DataFrame({
         "reference_margin": margin,
         "reference_margin_per_token": c_pt - r_pt,
@@ -216,6 +249,7 @@ def _pair_data(s: pd.DataFrame, beta: float) -> pd.DataFrame:
         "chosen_tokens": c_tok.astype(int),
         "rejected_tokens": r_tok.astype(int),
         "chosen_ood_z": z,
+        **ches,
     }, index=pd.Index(s.index, name="pair_id"))
 
 
@@ -252,6 +286,20 @@ def _ood_metrics(result: AnalyzerResult, data: pd.DataFrame, ood_z: float) -> No
         result.add_metric("share_chosen_ood", None)
         return
     result.add_metric("share_chosen_ood", float((z < -ood_z).mean()))
+
+
+def _ches_metrics(result: AnalyzerResult, data: pd.DataFrame) -> None:
+    if not all(c in data.columns for c in CHES_COLUMNS):
+        result.notes.append("the scores carry no CHES: likelihood-displacement risk not measured.")
+        result.add_metric("ches_median", None)
+        result.add_metric("share_positive_ches", None)
+        return
+    ches, norm = data["ches"].to_numpy(), data["ches_normalized"].to_numpy()
+    result.add_metric("ches_median", float(np.nanmedian(ches)) if np.isfinite(ches).any() else None)
+    ok = np.isfinite(norm)
+    k, n = int((norm[ok] > 0).sum()), int(ok.sum())
+    low, high = wilson_interval(k, n) if n else (None, None)
+    result.add_metric("share_positive_ches", k / n if n else None, low=low, high=high)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -313,7 +361,8 @@ def _add_figures(result: AnalyzerResult, data: pd.DataFrame, seed: int) -> None:
         xlabel="chosen minus rejected tokens", ylabel="reference margin (nats)"))
 
 
-def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float) -> pd.DataFrame:
+def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float,
+           ches_quantile: float) -> pd.DataFrame:
     m = data["reference_margin"]
     pt = data["reference_margin_per_token"]
     wrong = m < 0
@@ -330,6 +379,14 @@ def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float) 
     near = m.abs() < near_zero
     frames.append(make_flags(data.index[near], "near_zero_margin", near_zero - m[near].abs(),
                              [f"margin {a:+.3f} nats: the reference cannot tell the two apart" for a in m[near]]))
+    if "ches" in data.columns:
+        ches = data["ches"]
+        top = _ranked(ches)[len(ches) - int(np.floor(ches_quantile * len(ches))):]
+        frames.append(make_flags(
+            data.index[top], "high_ches", ches.iloc[top],
+            [f"CHES {a:.4g} (normalised {b:.4g}) is in the top {ches_quantile:.0%} of the dataset: "
+             "DPO on this pair is likely to lower the chosen log-prob"
+             for a, b in zip(ches.iloc[top], data["ches_normalized"].iloc[top], strict=True)]))
     cols = [c for c in ("prompt_truncated", "chosen_truncated", "rejected_truncated") if c in s.columns]
     if cols:
         dropped = s[cols].sum(axis=1).to_numpy(dtype=float)
@@ -362,9 +419,44 @@ def select_by_margin(margins: AnalyzerResult | pd.DataFrame | pd.Series, *, drop
         margins = margins["reference_margin_per_token" if per_token else "reference_margin"]
     values = pd.Series(margins, dtype="float64")
     n = len(values)
-    order = pd.DataFrame({"m": values.to_numpy(), "id": values.index.astype(str)}).sort_values(
-        ["m", "id"], kind="mergesort", na_position="first").index.to_numpy()
+    order = _ranked(values)
     n_low, n_high = int(np.floor(drop_low * n)), int(np.floor(drop_high * n))
     keep = np.zeros(n, dtype=bool)
     keep[order[n_low:n - n_high]] = True
+    return values.index[keep]
+
+
+def _ranked(values: pd.Series) -> np.ndarray:
+    """Positions of ``values`` from lowest to highest, NaN first, equal values by ``pair_id``."""
+    return pd.DataFrame({"m": values.to_numpy(dtype=float), "id": values.index.astype(str)}).sort_values(
+        ["m", "id"], kind="mergesort", na_position="first").index.to_numpy()
+
+
+def select_by_ches(margins: AnalyzerResult | pd.DataFrame | pd.Series, *, drop_high: float = 0.0,
+                   normalized: bool = False) -> pd.Index:
+    """Pair ids to keep for training after dropping the pairs with the highest CHES.
+
+    High-CHES pairs are the ones a DPO step is expected to lower the chosen log-probability on
+    (likelihood displacement, Razin et al. 2024, who filter them out the same way). Exactly
+    ``floor(drop_high x n)`` pairs are dropped; equal scores are broken by ``pair_id``.
+    ``margins`` is the margins result, its ``pair_data``, or a Series of CHES indexed by
+    ``pair_id``; ``normalized`` ranks by the length-normalised CHES. Kept ids are returned in
+    their original order.
+    """
+    if not 0 <= drop_high < 1:
+        raise ConfigError(f"select_by_ches: need 0 <= drop_high < 1, got {drop_high}")
+    if isinstance(margins, AnalyzerResult):
+        if margins.pair_data is None:
+            raise ConfigError("select_by_ches: this margins result has no per-pair data")
+        margins = margins.pair_data
+    if isinstance(margins, pd.DataFrame):
+        column = CHES_COLUMNS[1] if normalized else CHES_COLUMNS[0]
+        if column not in margins.columns:
+            raise ConfigError("select_by_ches: the margins have no CHES scores (they come from scoring "
+                              "with a reference model, not from precomputed log-probs)")
+        margins = margins[column]
+    values = pd.Series(margins, dtype="float64")
+    n = len(values)
+    keep = np.zeros(n, dtype=bool)
+    keep[_ranked(values)[:n - int(np.floor(drop_high * n))]] = True
     return values.index[keep]

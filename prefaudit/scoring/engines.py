@@ -144,7 +144,8 @@ def embed_chunks(engine: Engine, texts: list[str], chunk: int, *, model: str | N
 # ---- reference log-probs ----------------------------------------------------------------
 
 class _LogprobActor:
-    """Holds one reference model; maps a batch of encoded pairs to their summed log-probs with
+    """Holds one reference model; maps a batch of encoded pairs to their scores (log-probs and
+    CHES, :data:`prefaudit.scoring.logprob_cache.VALUES`) with
     :func:`prefaudit.scoring.logprobs.score_encoded` (called as a black box, no cache)."""
 
     def __init__(self, load: Callable[[], tuple[Any, Any]]) -> None:
@@ -154,19 +155,22 @@ class _LogprobActor:
         from prefaudit.scoring.logprobs import score_encoded
 
         rows = [r for rows in batch["rows"] for r in rows]
-        sums = score_encoded(self.model, self.tokenizer, rows, cache_dir=None, progress=False,
-                             token_budget=sum(r.row_length for r in rows))
-        return {"i": np.concatenate([np.asarray(i) for i in batch["i"]]), "sums": sums}
+        scored = score_encoded(self.model, self.tokenizer, rows, cache_dir=None, progress=False,
+                               token_budget=sum(r.row_length for r in rows))
+        return {"i": np.concatenate([np.asarray(i) for i in batch["i"]]), "sums": scored.values}
 
 
 def score_batches(engine: Engine, batches: list[list[Any]], positions: list[list[int]],
                   load: Callable[[], tuple[Any, Any]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Score planned batches of encoded pairs on the Ray engine; yield ``(positions, sums)`` per
-    finished batch, ``sums`` being ``(n, 2)`` (chosen, rejected). ``load`` returns
-    ``(model, tokenizer)`` in an actor (it is pickled and sent to each actor once)."""
+    """Score planned batches of encoded pairs on the Ray engine; yield ``(positions, values)`` per
+    finished batch, ``values`` being ``(n, len(VALUES))`` (chosen and rejected log-prob, CHES
+    raw and length-normalised). ``load`` returns ``(model, tokenizer)`` in an actor (it is
+    pickled and sent to each actor once)."""
+    from prefaudit.scoring.logprob_cache import VALUES
+
     items = [{"i": np.asarray(p, dtype=np.int64), "rows": b} for p, b in zip(positions, batches, strict=True)]
     for out in _map(engine, items, _LogprobActor, {"load": load}, 1):
-        yield out["i"].astype(np.int64), np.asarray(out["sums"], dtype=np.float64).reshape(-1, 2)
+        yield out["i"].astype(np.int64), np.asarray(out["sums"], dtype=np.float64).reshape(-1, len(VALUES))
 
 
 def fill_logprob_cache(engine: Engine, model: Any, tokenizer: Any, encoded: list[Any], cache_dir: Any, *,
@@ -177,29 +181,29 @@ def fill_logprob_cache(engine: Engine, model: Any, tokenizer: Any, encoded: list
     were sent. Batches are planned on the driver with the token budget of the local engine.
     ``load`` builds ``(model, tokenizer)`` in an actor; None sends the driver's own objects.
     ``on_batch(pairs_done, pairs_to_do)`` runs after each batch is cached (raising stops the
-    run; the next run resumes from the cache)."""
-    from prefaudit.scoring.logprob_cache import LogprobCache, entry_key
+    run; the next run resumes from the cache). The batches are the local engine's
+    (:func:`~prefaudit.scoring.logprobs.plan_batches` over all pairs, a batch sent only when one
+    of its pairs is not cached), so both engines score each pair in the same company."""
+    from prefaudit.scoring.logprob_cache import LogprobCache, pair_key
     from prefaudit.scoring.logprobs import default_token_budget, plan_batches
 
     cache = LogprobCache.for_model(model, cache_dir)
-    keys = [(entry_key(e.prompt, e.chosen), entry_key(e.prompt, e.rejected)) for e in encoded]
-    todo = [i for i, (kc, kr) in enumerate(keys) if kc not in cache or kr not in cache]
+    keys = [pair_key(e.prompt, e.chosen, e.rejected) for e in encoded]
+    budget = token_budget or default_token_budget("cuda" if engine.gpus_per_worker else "cpu")
+    plan = [b for b in plan_batches([e.row_length for e in encoded], budget)
+            if any(keys[i] not in cache for i in b)]
+    todo = sum(len(b) for b in plan)
     if not todo:
         return 0
-    budget = token_budget or default_token_budget("cuda" if engine.gpus_per_worker else "cpu")
-    plan = [[todo[j] for j in b] for b in plan_batches([encoded[i].row_length for i in todo], budget)]
     done = 0
-    for pos, sums in score_batches(engine, [[encoded[i] for i in b] for b in plan], plan,
-                                   load or _Loaded(model, tokenizer)):
-        entries = []
-        for i, (lc, lr) in zip(pos.tolist(), sums, strict=True):
-            (kc, kr), e = keys[i], encoded[i]
-            entries += [(kc, float(lc), len(e.chosen)), (kr, float(lr), len(e.rejected))]
-        cache.put_many(entries)
+    for pos, values in score_batches(engine, [[encoded[i] for i in b] for b in plan], plan,
+                                     load or _Loaded(model, tokenizer)):
+        cache.put_many((keys[i], v) for i, v in zip(pos.tolist(), values, strict=True)
+                       if keys[i] not in cache)
         done += len(pos)
         if on_batch is not None:
-            on_batch(done, len(todo))
-    return len(todo)
+            on_batch(done, todo)
+    return todo
 
 
 @dataclass(frozen=True)

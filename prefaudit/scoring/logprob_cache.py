@@ -1,12 +1,15 @@
-"""On-disk cache of response log-probabilities, append-only and resumable.
+"""On-disk cache of per-pair reference scores, append-only and resumable.
 
 One JSON-lines file per model key under ``<cache>/logprobs/``. Each line holds one scored
-response: ``{"k": entry key, "lp": summed log-prob, "n": tokens scored}``. The entry key hashes
-the exact token ids scored (prompt and response after chat template and truncation), so it
-already covers the tokenizer, the chat template, the text and ``max_length``; the model key
-covers the weights, config, dtype and device type. Lines are appended and flushed batch by
-batch, so a run that is killed resumes where it stopped; a partial last line (killed while
-writing) is cut off on the next open.
+pair: ``{"k": pair key, "v": [chosen log-prob, rejected log-prob, CHES, normalised CHES]}``
+(:data:`VALUES`). The pair key hashes the exact token ids scored (prompt, chosen and rejected
+after chat template and truncation), so it already covers the tokenizer, the encoding, the text
+and ``max_length``; the model key covers the weights, config, dtype and device type. Lines are
+appended and flushed batch by batch, so a run that is killed resumes where it stopped.
+
+A damaged file is never an error: a line that is cut off (killed while writing) or does not
+parse as an entry is discarded and counted (:attr:`LogprobCache.discarded`), the file is
+rewritten without it, and its pair is scored again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import numpy as np
 
 #: Values sampled from the start and the end of every weight tensor for the model key.
 _SAMPLE = 256
+#: What each cache line holds per pair, in order.
+VALUES: tuple[str, ...] = ("chosen_logp", "rejected_logp", "ches", "ches_normalized")
+#: Version of the line format, part of the file name (files of older formats are left alone).
+FORMAT = "v2"
 
 
 def model_key(model: Any) -> str:
@@ -44,24 +51,26 @@ def model_key(model: Any) -> str:
     return h.hexdigest()[:20]
 
 
-def entry_key(prompt_ids: Sequence[int], response_ids: Sequence[int]) -> str:
-    """Hash of the exact token ids of one (prompt, response) sequence."""
+def pair_key(prompt_ids: Sequence[int], chosen_ids: Sequence[int], rejected_ids: Sequence[int]) -> str:
+    """Hash of the exact token ids of one (prompt, chosen, rejected) pair."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(prompt_ids, dtype=np.int64).tobytes())
-    h.update(b"|")
-    h.update(np.asarray(response_ids, dtype=np.int64).tobytes())
+    for part in (prompt_ids, chosen_ids, rejected_ids):
+        h.update(np.asarray(part, dtype=np.int64).tobytes())
+        h.update(b"|")
     return h.hexdigest()
 
 
 class LogprobCache:
-    """Append-only store of ``entry key -> (summed log-prob, tokens)`` for one model.
+    """Append-only store of ``pair key -> values`` (:data:`VALUES`) for one model.
 
-    ``path=None`` keeps everything in memory (nothing is written).
+    ``path=None`` keeps everything in memory (nothing is written). ``discarded`` counts the
+    damaged lines dropped when the file was read.
     """
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path is not None else None
-        self._data: dict[str, tuple[float, int]] = {}
+        self._data: dict[str, tuple[float, ...]] = {}
+        self.discarded = 0
         if self.path is not None and self.path.exists():
             self._read()
 
@@ -70,18 +79,26 @@ class LogprobCache:
         """The cache file of ``model`` under ``cache_dir/logprobs`` (in memory if None)."""
         if cache_dir is None:
             return cls(None)
-        return cls(Path(cache_dir).expanduser() / "logprobs" / f"{model_key(model)}.jsonl")
+        return cls(Path(cache_dir).expanduser() / "logprobs" / f"{model_key(model)}.{FORMAT}.jsonl")
 
     def _read(self) -> None:
         assert self.path is not None
         raw = self.path.read_bytes()
-        end = raw.rfind(b"\n") + 1
-        if end < len(raw):  # a write was cut off: drop the partial line
-            with self.path.open("r+b") as f:
-                f.truncate(end)
-        for line in raw[:end].splitlines():
-            rec = json.loads(line)
-            self._data[rec["k"]] = (float(rec["lp"]), int(rec["n"]))
+        good: list[bytes] = []
+        lines = raw.split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            entry = _parse(line) if i < len(lines) - 1 else None  # no newline: cut off mid-write
+            if entry is None:
+                self.discarded += 1
+                continue
+            self._data[entry[0]] = entry[1]
+            good.append(line + b"\n")
+        if self.discarded:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(good))
+            tmp.replace(self.path)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -89,19 +106,34 @@ class LogprobCache:
     def __contains__(self, key: str) -> bool:
         return key in self._data
 
-    def get(self, key: str) -> tuple[float, int] | None:
-        """``(summed log-prob, tokens scored)`` or None when not cached."""
+    def get(self, key: str) -> tuple[float, ...] | None:
+        """The cached :data:`VALUES` of a pair, or None when not cached."""
         return self._data.get(key)
 
-    def put_many(self, entries: Iterable[tuple[str, float, int]]) -> None:
-        """Store entries and append them to the file (flushed before returning)."""
+    def put_many(self, entries: Iterable[tuple[str, Sequence[float]]]) -> None:
+        """Store ``(pair key, values)`` entries and append them to the file (flushed before returning)."""
         lines = []
-        for key, logp, n in entries:
-            self._data[key] = (float(logp), int(n))
-            lines.append(json.dumps({"k": key, "lp": float(logp), "n": int(n)}) + "\n")
+        for key, values in entries:
+            vals = tuple(float(v) for v in values)
+            if len(vals) != len(VALUES):
+                raise ValueError(f"a cache entry holds {len(VALUES)} values ({', '.join(VALUES)}), got {len(vals)}")
+            self._data[key] = vals
+            lines.append(json.dumps({"k": key, "v": list(vals)}) + "\n")
         if self.path is None or not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
             f.write("".join(lines))
             f.flush()
+
+
+def _parse(line: bytes) -> tuple[str, tuple[float, ...]] | None:
+    """``(key, values)`` of one well-formed line, else None."""
+    try:
+        rec = json.loads(line)
+        key, values = rec["k"], rec["v"]
+        if not isinstance(key, str) or not isinstance(values, list) or len(values) != len(VALUES):
+            return None
+        return key, tuple(float(v) for v in values)
+    except (ValueError, TypeError, KeyError):
+        return None

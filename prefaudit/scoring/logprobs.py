@@ -1,38 +1,36 @@
-"""Sequence log-probabilities of responses given their prompts, under a causal LM.
+"""Sequence log-probabilities of responses given their prompts, and CHES, under a causal LM.
 
 :func:`score_pairs` returns, for each (prompt, chosen, rejected) pair, the summed log-prob of
 each response's tokens given the prompt (``chosen_logp``, ``rejected_logp``), the number of
-tokens scored, and how many tokens truncation removed.
+tokens scored, how many tokens truncation removed, and the pair's CHES score.
 
-Tokenisation (:func:`encode_pairs`), the boundary between prompt and response made exact:
+Tokenisation is :mod:`prefaudit.scoring.encoding`: by default TRL's ``DPOTrainer`` encoding,
+so these are the reference log-probs DPO trains with (``encoding="natural"`` for the
+text-reading one). A response token is predicted at the position before it; a pair whose
+prompt encodes to no tokens (TRL text encoding, a tokenizer without BOS) has no prediction for
+the first token of each response, which is then not scored, as in TRL.
 
-- conversational rows (list-valued ``prompt_messages`` / ``chosen_messages`` /
-  ``rejected_messages``): the chat template renders ``prompt`` with the generation prompt
-  (text P) and ``prompt + response`` (text F); F must start with P. The prompt tokens are
-  ``tokenize(P)`` and the response tokens ``tokenize(F[len(P):])`` (so the assistant's
-  end-of-turn marker is scored as part of the response);
-- text rows: the prompt tokens are ``tokenize(prompt)`` with the tokenizer's own special
-  tokens (a BOS if it adds one), the response tokens ``tokenize(separator + response)``
-  without special tokens, plus EOS when ``add_eos`` (as TRL's DPO does). The separator (one
-  space by default) is only put in when the prompt ends in a non-space character and the
-  response starts with one ("Assistant:" + "No" reads "Assistant: No").
+CHES (Razin et al. 2024, "Unintentional Unalignment: Likelihood Displacement in Direct
+Preference Optimization", arXiv 2410.08847): with ``H+`` and ``H-`` the sums of the
+reference's last hidden states (what the LM head reads) at the positions that predict the
+chosen / rejected tokens (the last prompt token through the second-to-last response token),
+``ches = <H+, H-> - ||H+||^2`` and ``ches_normalized`` the same with ``H+ / |y+|`` and
+``H- / |y-|`` (``|y|`` the tokens scored; NaN for an empty response). In the paper's
+first-order analysis a DPO step on a pair changes the chosen log-probability by a term
+proportional to ``-CHES``: the higher the score, the more the step pushes the chosen response
+*down* (likelihood displacement), and a positive score means the push on chosen from the
+rejected side outweighs the pull from its own gradient. The sums come from the same forward
+pass as the log-probs, in float64.
 
-Each side is tokenised on its own and the ids are concatenated, so a response is scored on
-the same tokens however it is batched. An empty prompt gets one BOS (or EOS) token so that
-the first response token has a context.
-
-Truncation to ``max_length`` (tokens of prompt + response) is explicit and counted: when the
-prompt plus the longer response do not fit, the prompt keeps its last
-``max(max_length - longer response, max_length // 2)`` tokens, then each response keeps its
-first ``max_length - prompt`` tokens. Both responses are scored against the same prompt.
-
-Speed (:func:`score_pairs`): each pair is packed into one row ``prompt | chosen | rejected``
+Speed (:func:`score_encoded`): each pair is packed into one row ``prompt | chosen | rejected``
 with a 4-D attention mask that hides the two responses from each other and position ids that
 restart after the prompt for both, so the shared prompt is computed once. Rows are sorted by
 length and grouped by a token budget (padded tokens per forward pass), the LM head and
 ``log_softmax`` run only on the positions that predict response tokens (for models whose
-head is a plain linear layer), under ``torch.inference_mode``. Results go to the
-:class:`~prefaudit.scoring.logprob_cache.LogprobCache` after every batch.
+head is a plain linear layer), under ``torch.inference_mode``. The batches are planned over
+all pairs, whatever is cached, and a batch is skipped only when all its pairs are cached, so a
+resumed run computes every number in the same batch as a fresh run (bit-identical results).
+Results go to the :class:`~prefaudit.scoring.logprob_cache.LogprobCache` after every batch.
 """
 
 from __future__ import annotations
@@ -48,118 +46,28 @@ import numpy as np
 import pandas as pd
 
 from prefaudit.errors import ConfigError
+from prefaudit.scoring.encoding import EncodedPair, context_token, encode_pairs
 from prefaudit.scoring.engines import as_engine, fill_logprob_cache
-from prefaudit.scoring.logprob_cache import LogprobCache, entry_key
+from prefaudit.scoring.logprob_cache import VALUES, LogprobCache, pair_key
 
 #: Columns of the frame :func:`score_pairs` returns.
 SCORE_COLUMNS: tuple[str, ...] = (
     "chosen_logp", "rejected_logp", "prompt_tokens", "chosen_tokens", "rejected_tokens",
-    "prompt_truncated", "chosen_truncated", "rejected_truncated",
+    "prompt_truncated", "chosen_truncated", "rejected_truncated", "ches", "ches_normalized",
 )
 #: Config attributes that mean the logits are more than ``lm_head(hidden)`` (then the full
 #: model forward is used instead of applying the head to the response positions only).
 _HEAD_MODIFIERS: tuple[str, ...] = ("final_logit_softcapping", "logit_scale", "logits_scaling",
                                     "output_multiplier_scale")
-
-
-@dataclass(frozen=True)
-class EncodedPair:
-    """Token ids of one pair as scored, and how many tokens truncation removed from each part."""
-
-    prompt: tuple[int, ...]
-    chosen: tuple[int, ...]
-    rejected: tuple[int, ...]
-    prompt_truncated: int = 0
-    chosen_truncated: int = 0
-    rejected_truncated: int = 0
-
-    @property
-    def row_length(self) -> int:
-        """Tokens of the packed row ``prompt | chosen | rejected``."""
-        return len(self.prompt) + len(self.chosen) + len(self.rejected)
-
-
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and len(value) > 0
-
-
-def _ids(tokenizer: Any, text: str, special: bool) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
-
-
-def _context_token(tokenizer: Any) -> int:
-    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if tid is not None:
-            return int(tid)
-    raise ConfigError("the tokenizer has neither a BOS nor an EOS token to stand for an empty prompt")
-
-
-def _encode_chat(tokenizer: Any, prompt_msgs: list[dict[str, str]], response_msgs: list[dict[str, str]],
-                 where: str) -> tuple[list[int], list[int]]:
-    head = tokenizer.apply_chat_template(prompt_msgs, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(prompt_msgs + response_msgs, tokenize=False)
-    if not full.startswith(head):
-        raise ConfigError(f"{where}: the chat template renders the conversation with the response "
-                          "differently from the prompt alone, so the response tokens cannot be "
-                          "separated exactly; score this data as text (drop the *_messages columns)")
-    return _ids(tokenizer, head, special=False), _ids(tokenizer, full[len(head):], special=False)
-
-
-def _encode_text(tokenizer: Any, prompt: str, response: str, separator: str,
-                 add_eos: bool) -> tuple[list[int], list[int]]:
-    p = _ids(tokenizer, prompt, special=True) if prompt else []
-    if not p:
-        p = [_context_token(tokenizer)]
-    if prompt and not prompt[-1].isspace() and response and not response[0].isspace():
-        response = separator + response
-    r = _ids(tokenizer, response, special=False)
-    if add_eos and tokenizer.eos_token_id is not None:
-        r.append(int(tokenizer.eos_token_id))
-    return p, r
-
-
-def _truncate(p: list[int], c: list[int], r: list[int], max_length: int | None) -> EncodedPair:
-    longer = max(len(c), len(r))
-    if max_length is None or len(p) + longer <= max_length:
-        return EncodedPair(tuple(p), tuple(c), tuple(r))
-    keep_p = min(len(p), max(max_length - longer, max_length // 2))
-    room = max_length - keep_p
-    return EncodedPair(tuple(p[len(p) - keep_p:]), tuple(c[:room]), tuple(r[:room]),
-                       len(p) - keep_p, max(0, len(c) - room), max(0, len(r) - room))
-
-
-def encode_pairs(tokenizer: Any, pairs: pd.DataFrame, *, max_length: int | None = None,
-                 separator: str = " ", add_eos: bool = True) -> list[EncodedPair]:
-    """Token ids of each row of ``pairs`` (see the module docstring for the exact rules).
-
-    ``pairs`` needs ``prompt``, ``chosen``, ``rejected``; rows whose ``prompt_messages``,
-    ``chosen_messages`` and ``rejected_messages`` are message lists use the chat template.
-    """
-    if max_length is not None and max_length < 2:
-        raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
-    has_msgs = all(c in pairs.columns for c in ("prompt_messages", "chosen_messages", "rejected_messages"))
-    if has_msgs and tokenizer.chat_template is None and pairs["prompt_messages"].map(_is_messages).any():
-        raise ConfigError("the data is conversational but the reference tokenizer has no chat template")
-    out = []
-    for i, rec in enumerate(pairs.to_dict("records")):
-        if has_msgs and _is_messages(rec["prompt_messages"]) and _is_messages(rec["chosen_messages"]) \
-                and _is_messages(rec["rejected_messages"]):
-            where = f"pair {rec.get('pair_id', i)}"
-            p, c = _encode_chat(tokenizer, rec["prompt_messages"], rec["chosen_messages"], where)
-            r = _encode_chat(tokenizer, rec["prompt_messages"], rec["rejected_messages"], where)[1]
-        else:
-            p, c = _encode_text(tokenizer, rec["prompt"], rec["chosen"], separator, add_eos)
-            r = _encode_text(tokenizer, rec["prompt"], rec["rejected"], separator, add_eos)[1]
-        out.append(_truncate(p, c, r, max_length))
-    return out
+__all__ = ["SCORE_COLUMNS", "EncodedPair", "encode_pairs", "plan_batches", "score_encoded", "score_pairs"]
 
 
 def plan_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     """Group row indices into batches: longest rows first, each batch padded to its first row's
     length and holding as many rows as fit in ``token_budget`` padded tokens (at least one).
 
-    The plan depends only on the lengths, so the rows left after an interrupted run are
-    batched exactly as they were in the first plan (and give bit-identical numbers).
+    The plan depends only on the lengths; :func:`score_encoded` plans over all pairs (cached
+    or not), so a pair is always scored in the same batch.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
@@ -199,13 +107,16 @@ def _check_attention(model: Any, encoded: list[EncodedPair]) -> None:
                               f"window ({window}); pass max_length <= {window}")
 
 
-def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head: bool) -> np.ndarray:
-    """Summed log-probs, shape (len(rows), 2): chosen and rejected of each packed row."""
+def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head: bool,
+                   ches: bool = True) -> np.ndarray:
+    """Scores of each packed row, shape ``(len(rows), 4)``: :data:`~prefaudit.scoring.logprob_cache.VALUES`
+    (chosen and rejected summed log-probs, CHES, normalised CHES; ``ches=False`` leaves the
+    CHES columns NaN, which ``benchmarks/bench_logprobs.py`` uses to measure their cost)."""
     import torch
 
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    width = max(e.row_length for e in rows)
+    width = max(max(e.row_length for e in rows), 1)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     seg = np.full((len(rows), width), -1, dtype=np.int64)
     pos = np.zeros((len(rows), width), dtype=np.int64)
@@ -216,13 +127,14 @@ def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head:
         seg[b, :p], seg[b, p:p + c], seg[b, p + c:p + c + r] = 0, 1, 2
         pos[b, :p + c + r] = np.r_[np.arange(p), np.arange(p, p + c), np.arange(p, p + r)]
         # token k of a response is predicted at the position before it; the first token of
-        # both responses is predicted by the last prompt token.
+        # both responses is predicted by the last prompt token (not at all without a prompt).
         for start, n, which, toks in ((p, c, 0, e.chosen), (p + c, r, 1, e.rejected)):
-            if n:
-                src_b += [b] * n
-                src_t += [p - 1] + list(range(start, start + n - 1))
-                tgt += list(toks)
-                seq += [2 * b + which] * n
+            first = 0 if p else 1
+            if n > first:
+                src_b += [b] * (n - first)
+                src_t += ([p - 1] if p else []) + list(range(start, start + n - 1))
+                tgt += list(toks[first:])
+                seq += [2 * b + which] * (n - first)
     seg_t = torch.from_numpy(seg)
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     allow = causal & ((seg_t[:, None, :] == 0) | (seg_t[:, None, :] == seg_t[:, :, None]))
@@ -231,73 +143,98 @@ def _forward_batch(model: Any, rows: list[EncodedPair], pad_id: int, plain_head:
     mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
     inputs = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": mask[:, None].to(device),
               "position_ids": torch.from_numpy(pos).to(device)}
-    sel_b, sel_t = torch.tensor(src_b, device=device), torch.tensor(src_t, device=device)
+    sel_b, sel_t = torch.tensor(src_b, device=device, dtype=torch.long), torch.tensor(src_t, device=device,
+                                                                                      dtype=torch.long)
     if plain_head:
-        hidden = model.base_model(**inputs).last_hidden_state
-        logits = model.get_output_embeddings()(hidden[sel_b, sel_t])
+        hidden = model.base_model(**inputs).last_hidden_state[sel_b, sel_t]
+        logits = model.get_output_embeddings()(hidden)
+        hidden = hidden if ches else None
     else:
-        logits = model(**inputs).logits[sel_b, sel_t]
+        out = model(**inputs, output_hidden_states=ches)
+        logits, hidden = out.logits[sel_b, sel_t], out.hidden_states[-1][sel_b, sel_t] if ches else None
     logp = torch.log_softmax(logits.float(), dim=-1)
-    token_lp = logp.gather(1, torch.tensor(tgt, device=device)[:, None])[:, 0].double().cpu().numpy()
-    sums = np.zeros(2 * len(rows), dtype=np.float64)
-    np.add.at(sums, np.asarray(seq, dtype=np.int64), token_lp)
-    return sums.reshape(len(rows), 2)
+    token_lp = logp.gather(1, torch.tensor(tgt, device=device, dtype=torch.long)[:, None])[:, 0]
+    seq_t = torch.tensor(seq, device=device, dtype=torch.long)
+    sums = torch.zeros(2 * len(rows), dtype=torch.float64, device=device)
+    sums.index_add_(0, seq_t, token_lp.double())
+    if hidden is None:
+        nan = torch.full((len(rows), 2), torch.nan, dtype=torch.float64, device=device)
+        return torch.cat([sums.view(-1, 2), nan], dim=1).cpu().numpy()
+    h_sum = torch.zeros(2 * len(rows), hidden.shape[-1], dtype=torch.float64, device=device)
+    h_sum.index_add_(0, seq_t, hidden.double())
+    counts = torch.bincount(seq_t, minlength=2 * len(rows)).double()
+    h_pos, h_neg = h_sum[0::2], h_sum[1::2]
+    n_pos, n_neg = counts[0::2, None], counts[1::2, None]
+    ches = (h_pos * h_neg).sum(1) - (h_pos * h_pos).sum(1)
+    u_pos, u_neg = h_pos / n_pos, h_neg / n_neg
+    ches_norm = (u_pos * u_neg).sum(1) - (u_pos * u_pos).sum(1)
+    return torch.stack([sums[0::2], sums[1::2], ches, ches_norm], dim=1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ScoredPairs:
+    """What :func:`score_encoded` returns: ``values`` of shape ``(n, 4)`` with columns
+    :data:`~prefaudit.scoring.logprob_cache.VALUES`, and the damaged cache lines discarded
+    (and recomputed) on the way."""
+
+    values: np.ndarray
+    cache_lines_discarded: int = 0
 
 
 def score_encoded(model: Any, tokenizer: Any, encoded: list[EncodedPair], *,
                   token_budget: int | None = None, cache_dir: str | Path | None = None,
                   progress: bool = True,
-                  on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Summed log-probs ``(n, 2)`` (chosen, rejected) of already-encoded pairs.
+                  on_batch: Callable[[int, int], None] | None = None) -> ScoredPairs:
+    """Scores of already-encoded pairs (:class:`ScoredPairs`).
 
-    Pairs found in the cache are not recomputed; the others are scored batch by batch and
-    appended to the cache after each batch, then ``on_batch(pairs_done, pairs_to_do)`` is
-    called (a callback that raises stops the run; the next run resumes from the cache).
+    Batches whose pairs are all in the cache are not recomputed; the others are scored batch
+    by batch and appended to the cache after each batch, then ``on_batch(pairs_done,
+    pairs_to_do)`` is called (a callback that raises stops the run; the next run resumes from
+    the cache with bit-identical numbers).
     """
     import torch
     from tqdm.auto import tqdm
 
     _check_attention(model, encoded)
     cache = LogprobCache.for_model(model, cache_dir)
-    keys = [(entry_key(e.prompt, e.chosen), entry_key(e.prompt, e.rejected)) for e in encoded]
-    todo = [i for i, (kc, kr) in enumerate(keys) if kc not in cache or kr not in cache]
+    keys = [pair_key(e.prompt, e.chosen, e.rejected) for e in encoded]
     device = next(model.parameters()).device
     budget = token_budget or default_token_budget(device.type)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _context_token(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else context_token(tokenizer)
     plain_head = _plain_head(model)
-    batches = plan_batches([encoded[i].row_length for i in todo], budget)
+    batches = [b for b in plan_batches([e.row_length for e in encoded], budget)
+               if any(keys[i] not in cache for i in b)]
+    n_todo = sum(len(b) for b in batches)
+    values = np.full((len(encoded), len(VALUES)), np.nan, dtype=np.float64)
     done, n_tokens, t0 = 0, 0, time.perf_counter()
-    bar = tqdm(total=len(todo), unit="pair", desc="reference log-probs", disable=not progress or None)
+    bar = tqdm(total=n_todo, unit="pair", desc="reference log-probs", disable=not progress or None)
     try:
         with torch.inference_mode():
             for batch in batches:
-                rows = [encoded[todo[j]] for j in batch]
-                sums = _forward_batch(model, rows, pad_id, plain_head)
-                entries = []
-                for j, (lc, lr) in zip(batch, sums, strict=True):
-                    e, (kc, kr) = encoded[todo[j]], keys[todo[j]]
-                    entries += [(kc, lc, len(e.chosen)), (kr, lr, len(e.rejected))]
-                cache.put_many(entries)
+                rows = [encoded[i] for i in batch]
+                values[batch] = _forward_batch(model, rows, pad_id, plain_head)
+                cache.put_many((keys[i], values[i]) for i in batch if keys[i] not in cache)
                 done += len(batch)
                 n_tokens += sum(e.row_length for e in rows)
                 bar.update(len(batch))
                 bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s")
                 if on_batch is not None:
-                    on_batch(done, len(todo))
+                    on_batch(done, n_todo)
     finally:
         bar.close()
-    out = np.empty((len(encoded), 2), dtype=np.float64)
-    for i, (kc, kr) in enumerate(keys):
-        out[i] = (cache.get(kc)[0], cache.get(kr)[0])  # type: ignore[index]
-    return out
+    computed = {i for b in batches for i in b}
+    for i, key in enumerate(keys):
+        if i not in computed:
+            values[i] = cache.get(key)
+    return ScoredPairs(values, cache.discarded)
 
 
 def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: int | None = None,
                 token_budget: int | None = None, cache_dir: str | Path | None = None,
-                separator: str = " ", add_eos: bool = True, progress: bool = True,
+                encoding: str = "trl", separator: str = " ", add_eos: bool = True, progress: bool = True,
                 on_batch: Callable[[int, int], None] | None = None, engine: Any = None,
                 load: Callable[[], tuple[Any, Any]] | None = None) -> pd.DataFrame:
-    """Log-probs of each pair's chosen and rejected response given its prompt.
+    """Log-probs and CHES of each pair's chosen and rejected response given its prompt.
 
     Parameters
     ----------
@@ -312,8 +249,9 @@ def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: 
         Padded tokens per forward pass (default :func:`default_token_budget`).
     cache_dir:
         Folder of the on-disk cache (None: nothing is cached on disk).
-    separator, add_eos:
-        Text joining rules for non-chat rows (module docstring).
+    encoding, separator, add_eos:
+        Tokenisation (:func:`prefaudit.scoring.encoding.encode_pairs`): ``"trl"`` (default,
+        what DPO trains on) or ``"natural"`` (``separator`` and ``add_eos`` apply to it).
     progress:
         Show a progress bar with tokens/s (on a terminal).
     on_batch:
@@ -327,23 +265,30 @@ def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: 
     Returns
     -------
     A frame with :data:`SCORE_COLUMNS`, indexed like ``pairs``: ``*_logp`` are summed natural-log
-    probabilities of the response tokens kept, ``*_tokens`` the tokens kept and scored,
-    ``*_truncated`` the tokens truncation removed.
+    probabilities of the response tokens kept, ``*_tokens`` the tokens kept, ``*_truncated``
+    the tokens truncation removed, ``ches`` / ``ches_normalized`` the CHES scores (module
+    docstring). ``frame.attrs["cache_lines_discarded"]`` counts damaged cache lines that were
+    dropped and recomputed.
     """
-    encoded = encode_pairs(tokenizer, pairs, max_length=max_length, separator=separator, add_eos=add_eos)
+    encoded = encode_pairs(tokenizer, pairs, max_length=max_length, encoding=encoding,
+                           separator=separator, add_eos=add_eos)
     with tempfile.TemporaryDirectory() as tmp:
         if as_engine(engine).kind == "ray":
             cache_dir = cache_dir if cache_dir is not None else tmp  # the driver reads the results back from it
             fill_logprob_cache(as_engine(engine), model, tokenizer, encoded, cache_dir, token_budget=token_budget,
                                load=load, on_batch=on_batch)
-        sums = score_encoded(model, tokenizer, encoded, token_budget=token_budget, cache_dir=cache_dir,
-                             progress=progress, on_batch=on_batch)
-    return pd.DataFrame({
-        "chosen_logp": sums[:, 0], "rejected_logp": sums[:, 1],
+        scored = score_encoded(model, tokenizer, encoded, token_budget=token_budget, cache_dir=cache_dir,
+                               progress=progress, on_batch=on_batch)
+    v = scored.values
+    frame = pd.DataFrame({
+        "chosen_logp": v[:, 0], "rejected_logp": v[:, 1],
         "prompt_tokens": [len(e.prompt) for e in encoded],
         "chosen_tokens": [len(e.chosen) for e in encoded],
         "rejected_tokens": [len(e.rejected) for e in encoded],
         "prompt_truncated": [e.prompt_truncated for e in encoded],
         "chosen_truncated": [e.chosen_truncated for e in encoded],
         "rejected_truncated": [e.rejected_truncated for e in encoded],
+        "ches": v[:, 2], "ches_normalized": v[:, 3],
     }, index=pairs.index)
+    frame.attrs["cache_lines_discarded"] = scored.cache_lines_discarded
+    return frame

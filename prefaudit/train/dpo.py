@@ -3,9 +3,11 @@
 Losses TRL's ``DPOTrainer`` implements (``sigmoid``, ``ipo``, ``robust``) train with TRL
 (:func:`train_trl`); the others (``cdpo``, ``length_reg``, ``cpo``, see
 :mod:`prefaudit.train.losses`) train with a compact loop of our own on transformers
-(:func:`train_own`). Both encode text the way TRL does (prompt and prompt+response tokenized,
-the response starting where they diverge, EOS appended, start kept on truncation), so
-:func:`preference_metrics` measures the same sequences either back end trained on.
+(:func:`train_own`). Both see the pairs encoded by TRL's own rules
+(:func:`prefaudit.scoring.encoding.encode_pairs` with ``encoding="trl"``; conversational
+tables go to TRL as messages, :func:`~prefaudit.scoring.encoding.trl_columns`), so
+:func:`preference_metrics`, the own loop and the margins analyzer measure the same sequences
+TRL trains on.
 """
 
 from __future__ import annotations
@@ -16,39 +18,28 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prefaudit.scoring.encoding import context_token, encode_pairs, trl_columns
 from prefaudit.train.config import PRECISIONS, TRL_LOSSES, TrainConfig  # noqa: F401  (re-exported)
 from prefaudit.train.losses import preference_loss
 
 
-def encode(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
-    """Token ids of prompt + response + EOS and the index where the response starts (as TRL does)."""
-    eos = tokenizer.eos_token or ""
-    if eos and not response.endswith(eos):
-        response = response + eos
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    full = tokenizer(prompt + response)["input_ids"]
-    start = next((i for i, (a, b) in enumerate(zip(prompt_ids, full, strict=False)) if a != b),
-                 min(len(prompt_ids), len(full)))
-    return full[:max_length], min(start, max_length)
+def sequence_logps(model: Any, sequences: list[tuple[tuple[int, ...], tuple[int, ...]]],
+                   pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of each ``(prompt ids, response ids)`` response, and its token count.
 
-
-def sequence_logps(model: Any, tokenizer: Any, prompts: list[str], responses: list[str],
-                   max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probability of each response given its prompt, and its token count.
-
-    Differentiable when called with gradients enabled. Sequences are right-padded.
+    Differentiable when called with gradients enabled. Sequences are right-padded; as in TRL,
+    the first token of a sequence has no prediction and is not scored.
     """
-    encoded = [encode(tokenizer, p, r, max_length) for p, r in zip(prompts, responses, strict=True)]
-    width = max(len(ids) for ids, _ in encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(max(len(p) + len(r) for p, r in sequences), 2)
     device = next(model.parameters()).device
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(encoded), width), dtype=torch.long)
-    resp = torch.zeros((len(encoded), width), dtype=torch.bool)
-    for i, (seq, start) in enumerate(encoded):
-        ids[i, :len(seq)] = torch.tensor(seq)
-        attn[i, :len(seq)] = 1
-        resp[i, start:len(seq)] = True
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(sequences), width), dtype=torch.long)
+    resp = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for i, (prompt, response) in enumerate(sequences):
+        n = len(prompt) + len(response)
+        ids[i, :n] = torch.tensor(prompt + response, dtype=torch.long)
+        attn[i, :n] = 1
+        resp[i, len(prompt):n] = True
     ids, attn, resp = ids.to(device), attn.to(device), resp.to(device)
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     target_mask = resp[:, 1:]
@@ -57,9 +48,10 @@ def sequence_logps(model: Any, tokenizer: Any, prompts: list[str], responses: li
 
 
 def _pair_logps(model: Any, tokenizer: Any, pairs: pd.DataFrame, max_length: int) -> tuple[torch.Tensor, ...]:
-    prompts = pairs["prompt"].tolist()
-    lc, nc = sequence_logps(model, tokenizer, prompts, pairs["chosen"].tolist(), max_length)
-    lr, nr = sequence_logps(model, tokenizer, prompts, pairs["rejected"].tolist(), max_length)
+    encoded = encode_pairs(tokenizer, pairs, max_length=max_length, encoding="trl")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else context_token(tokenizer)
+    lc, nc = sequence_logps(model, [(e.prompt, e.chosen) for e in encoded], pad)
+    lr, nr = sequence_logps(model, [(e.prompt, e.rejected) for e in encoded], pad)
     return lc, lr, nc, nr
 
 
@@ -158,7 +150,7 @@ def train_trl(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
         max_length=config.max_length, dataloader_num_workers=0, seed=config.seed, data_seed=config.seed,
         disable_tqdm=True, bf16=config.precision == "bf16", fp16=False, activation_checkpointing=False)
-    data = Dataset.from_dict({c: pairs[c].tolist() for c in ("prompt", "chosen", "rejected")})
+    data = Dataset.from_dict(trl_columns(pairs))
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=data,
                          processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # the step log goes to run.log, not stdout

@@ -65,7 +65,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
               policy: Policy | str | Path | None = None, force: bool = False, strict: bool = False,
               config: TrainConfig | None = None, label_noise: float | str | None = None,
               drop_flags: tuple[str, ...] | list[str] = (), length_balance: bool = False,
-              margin_drop: tuple[float, float] | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
+              margin_drop: tuple[float, float] | None = None, ches_drop: float | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
               audit_options: dict[str, dict[str, Any]] | None = None, audit_result: AuditResult | None = None,
               cache_dir: str | Path | None = None, target: list[str] | None = None) -> TrainRun:
     """Audit ``table``, gate it, and train ``model`` with DPO on what passes.
@@ -95,6 +95,9 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         ``(low, high)``: drop these fractions of pairs with the lowest and highest reference
         margins (:func:`prefaudit.analyzers.margins.select_by_margin`); the audit then runs the
         ``margins`` analyzer with ``model`` as the reference unless options name another.
+    ches_drop:
+        Drop this fraction of pairs with the highest CHES, the likelihood-displacement risk
+        (:func:`prefaudit.analyzers.margins.select_by_ches`); runs margins as ``margin_drop`` does.
     holdout:
         Fraction of pairs (seeded) kept out of training to measure preference accuracy on.
     lora:
@@ -109,7 +112,9 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     config = config or TrainConfig()
     backend = config.resolved_backend()
     table = validate(table)
-    if margin_drop is not None and audit_result is None:
+    if ches_drop is not None and not 0 <= ches_drop < 1:
+        raise ConfigError(f"ches_drop must be a fraction in [0, 1), got {ches_drop}")
+    if (margin_drop is not None or ches_drop is not None) and audit_result is None:
         analyzers, audit_options = _with_margins(analyzers, audit_options, model, tokenizer)
     if audit_result is not None:
         check_audit(audit_result, table, drop_flags)
@@ -123,7 +128,7 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
     eps = _noise_rate(config.loss, label_noise, result)
     config = TrainConfig(**{**asdict(config), "eps": eps})
     pairs, dropped = select_pairs(table, result, drop_flags=drop_flags, length_balance=length_balance,
-                                  margin_drop=margin_drop, seed=config.seed)
+                                  margin_drop=margin_drop, ches_drop=ches_drop, seed=config.seed)
     train_pairs, held_out = _split(pairs, holdout, config.seed)
     if len(train_pairs) == 0:
         raise ConfigError("no pairs left to train on after dropping ties, flagged pairs and the holdout")
@@ -168,7 +173,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
         "audit_sha256": _audit_hash(result),
         "options": {**asdict(config), "backend": backend, "label_noise": label_noise,
                     "drop_flags": list(drop_flags), "length_balance": length_balance,
-                    "margin_drop": list(margin_drop) if margin_drop else None, "holdout": holdout,
+                    "margin_drop": list(margin_drop) if margin_drop else None, "ches_drop": ches_drop,
+                    "holdout": holdout,
                     "lora": lora, "model": model if isinstance(model, str) else type(model).__name__},
         "pairs": {"trained": len(train_pairs), "held_out": len(held_out), "dropped": dropped},
         "held_out_before": before,
