@@ -1,5 +1,6 @@
-"""AlpacaFarm / AlpacaEval human annotations: ``instruction``, ``input``?, ``output_1``, ``output_2``, ``preference``.
+"""AlpacaFarm / AlpacaEval human annotations: an instruction, two outputs, a ``preference``.
 
+Fields: ``instruction``, ``input``?, ``output_1``, ``output_2``, ``preference``.
 ``preference`` is 1 (output_1 better) or 2 (output_2 better); 0 and 1.5 (both used for
 draws in different releases) are ties. The annotator comes from ``annotator``, else
 ``annotator_index``, else none. Judgements of the same comparison (same instruction and

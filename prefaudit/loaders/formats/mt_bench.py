@@ -1,5 +1,6 @@
-"""MT-Bench human judgements: ``question_id``, ``model_a``, ``model_b``, ``winner``, ``judge``, conversations, ``turn``.
+"""MT-Bench human judgements: two models' conversations, a ``winner``, a ``judge``, a ``turn``.
 
+Fields: ``question_id``, ``model_a``, ``model_b``, ``winner``, ``judge``, conversations, ``turn``.
 ``winner`` is model_a, model_b, tie or "tie (bothbad)" (both ties). ``conversation_a`` /
 ``conversation_b`` are the two models' full conversations (``{"role", "content"}``
 messages); the judged turn ``turn`` (1-based) gives the prompt (the conversation up to

@@ -1,5 +1,6 @@
-"""PandaLM test set: ``instruction`` + ``input``, ``response1``/``response2``, ``annotator1..N`` (0 tie, 1, 2).
+"""PandaLM test set: instruction + input, two responses, ``annotator1..N`` (0 tie, 1, 2).
 
+Fields: ``instruction`` + ``input``, ``response1``/``response2``, ``annotator1..N``.
 One row per annotator (annotator names are the field names, ``annotator1`` ...), all sharing
 the pair id ``<source>:<idx>``. A tie keeps chosen = response1, rejected = response2.
 ``response1`` is the one shown first (``chosen_shown_first``).

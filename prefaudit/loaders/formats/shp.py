@@ -1,5 +1,6 @@
-"""Stanford SHP: a Reddit ``history``, two comments ``human_ref_A``/``human_ref_B``, ``labels`` (1 = A preferred).
+"""Stanford SHP: a Reddit ``history``, two comments, ``labels`` (1 = A preferred).
 
+The two comments are ``human_ref_A``/``human_ref_B``.
 ``strength`` is the natural log of the score ratio, ``ln(score_chosen / score_rejected)``
 (SHP's own ``score_ratio`` on a log scale: 0.69 means the preferred comment got twice the
 upvotes). It is missing, and counted as ``no_score_ratio``, when a score is absent or not
