@@ -128,7 +128,8 @@ class PeakMemory:
         self.peak_bytes = max(self._peak, self._rss()) - self._base
 
 
-def scores_without_ches(model: Any, encoded: list[EncodedPair], pad_id: int, budget: int | None) -> np.ndarray:
+def scores_without_ches(model: Any, encoded: list[EncodedPair], pad_id: int,
+                        budget: int | None) -> np.ndarray:
     """The fast scorer's batches and forward, CHES sums skipped (no cache)."""
     import torch
 
@@ -182,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     # warm-up (allocator, kernels) on a few pairs, not timed
     naive_scores(model, encoded[:2], pad_id, args.naive_batch)
     score_encoded(model, tok, encoded[:2], progress=False)
-    naive, t_naive, m_naive = timed(lambda: naive_scores(model, encoded, pad_id, args.naive_batch), device_type)
-    bare, t_bare, m_bare = timed(lambda: scores_without_ches(model, encoded, pad_id, args.token_budget), device_type)
+    naive, t_naive, m_naive = timed(lambda: naive_scores(model, encoded, pad_id, args.naive_batch),
+                                    device_type)
+    bare, t_bare, m_bare = timed(lambda: scores_without_ches(model, encoded, pad_id, args.token_budget),
+                                 device_type)
     fast, t_fast, m_fast = timed(lambda: score_encoded(model, tok, encoded, token_budget=args.token_budget,
                                                        progress=False).values, device_type)
     diff = float(np.max(np.abs(naive - fast[:, :2])))

@@ -197,7 +197,8 @@ def test_killed_run_with_damaged_cache_resumes_with_identical_numbers(tiny, hh, 
     assert straight.attrs["cache_lines_discarded"] == 0
     pd.testing.assert_frame_equal(resumed, straight, check_exact=True)
     again = []
-    reused = score_pairs(pairs, model, tok, cache_dir=tmp_path / "a", on_batch=lambda d, t: again.append(d), **kw)
+    reused = score_pairs(pairs, model, tok, cache_dir=tmp_path / "a",
+                         on_batch=lambda d, t: again.append(d), **kw)
     assert again == [] and reused.equals(straight) and reused.attrs["cache_lines_discarded"] == 0
 
 

@@ -28,7 +28,8 @@ def trl_reference_logps(model, tok, pairs: pd.DataFrame, max_length: int | None,
                      disable_tqdm=True, dataloader_num_workers=0, seed=0)
     policy, ref = copy.deepcopy(model), copy.deepcopy(model)   # TRL patches the models it is given
     policy.requires_grad_(True)
-    trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=Dataset.from_dict(trl_columns(pairs)),
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=args,
+                         train_dataset=Dataset.from_dict(trl_columns(pairs)),
                          processing_class=copy.deepcopy(tok))
     data = trainer.train_dataset
     return pd.DataFrame({"chosen_logp": data["ref_chosen_logps"], "rejected_logp": data["ref_rejected_logps"],
@@ -64,7 +65,8 @@ def assert_equals_trl(model, tok, pairs, max_length, tmp_path, per_token: bool =
     for side in ("chosen", "rejected"):
         if per_token:  # TRL's fused, tiled LM head over a 49k vocabulary: ~1e-5 nats per token apart
             n = mine[f"{side}_tokens"].to_numpy()
-            np.testing.assert_allclose(mine[f"{side}_logp"] / n, theirs[f"{side}_logp"] / n, rtol=0, atol=1e-4)
+            np.testing.assert_allclose(mine[f"{side}_logp"] / n, theirs[f"{side}_logp"] / n,
+                                       rtol=0, atol=1e-4)
         else:  # TRL sums in float32 (-1254.4671 vs our float64 -1254.4670 on one pair)
             np.testing.assert_allclose(mine[f"{side}_logp"], theirs[f"{side}_logp"], rtol=1e-6, atol=1e-4)
     return ours

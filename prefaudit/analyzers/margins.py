@@ -72,9 +72,9 @@ METRICS = declare(
                "reference agrees more where annotators agree)"),
     MetricSpec("share_truncated", "share of pairs where truncation to max_length removed tokens"),
     MetricSpec("ches_median",
-               "median CHES = <H+,H-> - ||H+||^2 of the reference's summed last hidden states over chosen (H+) "
-               "and rejected (H-) tokens (Razin et al. 2024); model-specific scale, higher: a DPO step pushes "
-               "the chosen log-prob further down"),
+               "median CHES = <H+,H-> - ||H+||^2 of the reference's summed last hidden states over "
+               "chosen (H+) and rejected (H-) tokens (Razin et al. 2024); model-specific scale, higher: "
+               "a DPO step pushes the chosen log-prob further down"),
     MetricSpec("share_positive_ches",
                "share of pairs whose length-normalised CHES (H+/|y+|, H-/|y-|) is above zero: by the paper's "
                "first-order analysis a DPO step on such a pair lowers the chosen log-probability (likelihood "
@@ -219,10 +219,12 @@ def _score(pairs: pd.DataFrame, reference_model: Any, *, cache_dir: str | Path |
 def _aligned_scores(scores: pd.DataFrame, pair_ids: pd.Index) -> pd.DataFrame:
     missing_cols = [c for c in REQUIRED_SCORE_COLUMNS if c not in scores.columns]
     if missing_cols:
-        raise ConfigError(f"margins: scores lack column(s) {missing_cols}; need {list(REQUIRED_SCORE_COLUMNS)}")
+        raise ConfigError(f"margins: scores lack column(s) {missing_cols}; "
+                          f"need {list(REQUIRED_SCORE_COLUMNS)}")
     absent = pair_ids.difference(scores.index)
     if len(absent):
-        raise ConfigError(f"margins: scores have no row for {len(absent)} pair(s), e.g. pair_id {absent[0]!r}")
+        raise ConfigError(f"margins: scores have no row for {len(absent)} pair(s), "
+                          f"e.g. pair_id {absent[0]!r}")
     return scores.loc[pair_ids]
 
 
@@ -378,7 +380,8 @@ def _flags(data: pd.DataFrame, s: pd.DataFrame, near_zero: float, ood_z: float,
          for v, zz in zip(data["chosen_logp_per_token"][ood], z[ood], strict=True)]))
     near = m.abs() < near_zero
     frames.append(make_flags(data.index[near], "near_zero_margin", near_zero - m[near].abs(),
-                             [f"margin {a:+.3f} nats: the reference cannot tell the two apart" for a in m[near]]))
+                             [f"margin {a:+.3f} nats: the reference cannot tell the two apart"
+                              for a in m[near]]))
     if "ches" in data.columns:
         ches = data["ches"]
         top = _ranked(ches)[len(ches) - int(np.floor(ches_quantile * len(ches))):]

@@ -116,7 +116,8 @@ class LogprobCache:
         for key, values in entries:
             vals = tuple(float(v) for v in values)
             if len(vals) != len(VALUES):
-                raise ValueError(f"a cache entry holds {len(VALUES)} values ({', '.join(VALUES)}), got {len(vals)}")
+                raise ValueError(f"a cache entry holds {len(VALUES)} values ({', '.join(VALUES)}), "
+                                 f"got {len(vals)}")
             self._data[key] = vals
             lines.append(json.dumps({"k": key, "v": list(vals)}) + "\n")
         if self.path is None or not lines:

@@ -274,9 +274,10 @@ def score_pairs(pairs: pd.DataFrame, model: Any, tokenizer: Any, *, max_length: 
                            separator=separator, add_eos=add_eos)
     with tempfile.TemporaryDirectory() as tmp:
         if as_engine(engine).kind == "ray":
-            cache_dir = cache_dir if cache_dir is not None else tmp  # the driver reads the results back from it
-            fill_logprob_cache(as_engine(engine), model, tokenizer, encoded, cache_dir, token_budget=token_budget,
-                               load=load, on_batch=on_batch)
+            # the driver reads the results back from it
+            cache_dir = cache_dir if cache_dir is not None else tmp
+            fill_logprob_cache(as_engine(engine), model, tokenizer, encoded, cache_dir,
+                               token_budget=token_budget, load=load, on_batch=on_batch)
         scored = score_encoded(model, tokenizer, encoded, token_budget=token_budget, cache_dir=cache_dir,
                                progress=progress, on_batch=on_batch)
     v = scored.values

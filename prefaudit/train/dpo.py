@@ -80,7 +80,8 @@ def preference_metrics(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.Dat
             "mean_margin": float((beta * h).mean()), "n_pairs": int(len(h))}
 
 
-def train_own(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, config: TrainConfig) -> list[dict]:
+def train_own(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame,
+              config: TrainConfig) -> list[dict]:
     """Train ``model`` in place with :func:`~prefaudit.train.losses.preference_loss`; return the step log.
 
     Batches are drawn from seeded permutations of ``pairs`` (epoch after epoch); AdamW at a
@@ -103,7 +104,8 @@ def train_own(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
             lc, lr, nc, nr = _pair_logps(model, tokenizer, pairs.iloc[idx], config.max_length)
         loss_per_pair = preference_loss(
             config.loss, logp_chosen=lc, logp_rejected=lr,
-            ref_chosen=None if ref is None else ref[0][idx], ref_rejected=None if ref is None else ref[1][idx],
+            ref_chosen=None if ref is None else ref[0][idx],
+            ref_rejected=None if ref is None else ref[1][idx],
             len_chosen=nc, len_rejected=nr, beta=config.beta, eps=config.eps, alpha=config.alpha,
             nll_weight=config.nll_weight)
         loss = loss_per_pair.mean()
@@ -120,7 +122,8 @@ def train_own(model: Any, ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, c
 
 
 @torch.no_grad()
-def _reference_logps(ref_model: Any, tokenizer: Any, pairs: pd.DataFrame, config: TrainConfig) -> tuple[torch.Tensor, ...]:
+def _reference_logps(ref_model: Any, tokenizer: Any, pairs: pd.DataFrame,
+                     config: TrainConfig) -> tuple[torch.Tensor, ...]:
     parts = [_pair_logps(ref_model, tokenizer, pairs.iloc[s:s + config.batch_size], config.max_length)[:2]
              for s in range(0, len(pairs), config.batch_size)]
     device = next(ref_model.parameters()).device
