@@ -13,8 +13,8 @@ This script repeats the comparison at the scale a CPU allows:
    bottom quartile (equal sizes, at least 32 pairs each);
 3. train the same DPO on each quartile from the same starting model: sigmoid loss, the
    package's default beta and learning rate, ``--epochs`` passes (``--quick``: one) at
-   ``--batch-size`` pairs per step, seed 0 (the bundled own loop, :func:`prefaudit.train.dpo.train_own`, which computes
-   TRL's loss on TRL's encoding);
+   ``--batch-size`` pairs per step, seed 0 (the bundled own loop,
+   :func:`prefaudit.train.dpo.train_own`, which computes TRL's loss on TRL's encoding);
 4. score the trained model on its own training pairs and print, per quartile, the mean change
    per token of the chosen log-prob (policy - reference), of the rejected log-prob, and the
    share of pairs whose chosen log-prob fell.
@@ -51,11 +51,13 @@ SAMPLE = REPO / "sample_data" / "hh_rlhf_harmless_test_300.jsonl"
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="the 136 shortest pairs (>= 32 per quartile), one epoch")
+    ap.add_argument("--quick", action="store_true",
+                    help="the 136 shortest pairs (>= 32 per quartile), one epoch")
     ap.add_argument("--pairs", type=int, default=None, help="pairs to rank (default 300, --quick 136)")
     ap.add_argument("--model", default="smollm2", help="reference model spec (default smollm2)")
     ap.add_argument("--max-length", type=int, default=256, help="tokens per prompt+response (default 256)")
-    ap.add_argument("--epochs", type=float, default=None, help="passes over each quartile (default 2, --quick 1)")
+    ap.add_argument("--epochs", type=float, default=None,
+                    help="passes over each quartile (default 2, --quick 1)")
     ap.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
     ap.add_argument("--normalized", action="store_true", help="rank by the length-normalised CHES")
     args = ap.parse_args(argv)
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (1.0 if args.quick else 2.0)
     ref, tok = load_reference(args.model)
     t0 = time.perf_counter()
-    before = score_pairs(pairs, ref, tok, max_length=args.max_length, progress=False, cache_dir=default_cache_dir())
+    before = score_pairs(pairs, ref, tok, max_length=args.max_length, progress=False,
+                         cache_dir=default_cache_dir())
     t_score = time.perf_counter() - t0
     usable = (before["chosen_tokens"] > 1) & (before["rejected_tokens"] > 1)
     key = "ches_normalized" if args.normalized else "ches"
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(loss="sigmoid", beta=defaults.beta, learning_rate=defaults.learning_rate,
                          max_steps=math.ceil(epochs * q / args.batch_size), batch_size=args.batch_size,
                          max_length=args.max_length, seed=0, backend="own")
-    print(f"model {args.model}, {len(pairs)} {'shortest ' if args.quick else ''}HH-RLHF pairs from {SAMPLE.name}, "
+    print(f"model {args.model}, {len(pairs)} {'shortest ' if args.quick else ''}HH-RLHF pairs "
+          f"from {SAMPLE.name}, "
           f"{int(usable.sum())} usable at "
           f"max_length {args.max_length} (scored in {t_score:.0f} s); ranked by {key}")
     print(f"DPO (sigmoid, beta {config.beta}, lr {config.learning_rate:g}, {config.max_steps} steps of "
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         ref_s = before.loc[idx].reset_index(drop=True)
         d_chosen = (after["chosen_logp"] - ref_s["chosen_logp"]) / ref_s["chosen_tokens"]
         d_rejected = (after["rejected_logp"] - ref_s["rejected_logp"]) / ref_s["rejected_tokens"]
-        margin_up = ((after["chosen_logp"] - ref_s["chosen_logp"]) - (after["rejected_logp"] - ref_s["rejected_logp"]))
+        margin_up = ((after["chosen_logp"] - ref_s["chosen_logp"])
+                     - (after["rejected_logp"] - ref_s["rejected_logp"]))
         rows.append((name, q, float(ref_s["ches"].mean()), float(ref_s["ches_normalized"].mean()),
                      float(d_chosen.mean()), float(d_rejected.mean()), float((d_chosen < 0).mean()),
                      float((margin_up > 0).mean()), time.perf_counter() - t0))

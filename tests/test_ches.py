@@ -75,12 +75,14 @@ def test_ches_equals_direct_computation(tiny, hh, arch):
     model, tok = tiny
     model = model if arch == "llama" else build_arch(arch, tok)
     long_prompt = hh.iloc[[3]].assign(chosen=hh["chosen"].iloc[3][:100])   # 793 prompt tokens
-    empty_prompt = pd.DataFrame([{"pair_id": "empty", "prompt": "", "chosen": "Hello there.", "rejected": "Go away."}])
+    empty_prompt = pd.DataFrame([{"pair_id": "empty", "prompt": "", "chosen": "Hello there.",
+                                  "rejected": "Go away."}])
     pairs = pd.concat([clipped(hh.head(3)), long_prompt, empty_prompt], ignore_index=True)
     scores = assert_ches_matches_direct(model, tok, pairs, max_length=256, token_budget=1024)
     empty = scores["chosen_tokens"] == 0     # a prompt of 256 tokens or more leaves nothing to score
     assert empty.tolist() == [False, False, False, True, False] and (scores["ches"][empty] == 0).all()
-    assert scores["ches_normalized"][empty].isna().all() and np.isfinite(scores["ches_normalized"][~empty]).all()
+    assert (scores["ches_normalized"][empty].isna().all()
+            and np.isfinite(scores["ches_normalized"][~empty]).all())
     assert (scores["ches"][~empty].abs() > 0).all()
 
 
@@ -103,7 +105,8 @@ def test_analyzer_ches_metrics_flags_and_selection(tiny, hh_table):
     res = analyze_margins(table, reference_model=(model, tok), ches_quantile=0.1, progress=False)
     data = res.pair_data
     assert res.metrics["ches_median"].value == pytest.approx(float(np.median(data["ches"])))
-    assert res.metrics["share_positive_ches"].value == pytest.approx(float((data["ches_normalized"] > 0).mean()))
+    assert (res.metrics["share_positive_ches"].value
+            == pytest.approx(float((data["ches_normalized"] > 0).mean())))
     flags = res.pair_flags[res.pair_flags["reason"] == "high_ches"]
     top = data["ches"].sort_values(ascending=False).index[:4]
     assert set(flags["pair_id"]) == set(top) and len(flags) == 4

@@ -128,7 +128,8 @@ def encode_trl(tokenizer: Any, prompt: str, chosen: str, rejected: str) -> tuple
 def encode_trl_chat(tokenizer: Any, prompt: list[dict[str, str]], chosen: list[dict[str, str]],
                     rejected: list[dict[str, str]]) -> tuple[list[int], ...]:
     """``(prompt, chosen, rejected)`` ids of a conversational pair as TRL's DPOTrainer makes them."""
-    return _split_trl(_template_ids(tokenizer, prompt, True), _template_ids(tokenizer, prompt + chosen, False),
+    return _split_trl(_template_ids(tokenizer, prompt, True),
+                      _template_ids(tokenizer, prompt + chosen, False),
                       _template_ids(tokenizer, prompt + rejected, False))
 
 
@@ -165,7 +166,8 @@ def _truncate_keep_start(p: list[int], c: list[int], r: list[int], max_length: i
                        len(p) - keep_p, max(0, len(c) - room), max(0, len(r) - room))
 
 
-def _truncate_keep_prompt_end(p: list[int], c: list[int], r: list[int], max_length: int | None) -> EncodedPair:
+def _truncate_keep_prompt_end(p: list[int], c: list[int], r: list[int],
+                              max_length: int | None) -> EncodedPair:
     longer = max(len(c), len(r))
     if max_length is None or len(p) + longer <= max_length:
         return EncodedPair(tuple(p), tuple(c), tuple(r))
@@ -180,8 +182,9 @@ def encode_pairs(tokenizer: Any, pairs: pd.DataFrame, *, max_length: int | None 
     """Token ids of each row of ``pairs`` under ``encoding`` (module docstring for the rules).
 
     ``pairs`` needs ``prompt``, ``chosen``, ``rejected``; rows whose :data:`MESSAGE_COLUMNS`
-    all hold message lists are conversational (under ``"trl"`` only when all rows are). ``separator`` and ``add_eos`` apply to the
-    ``"natural"`` encoding only (TRL always appends EOS and joins without a separator).
+    all hold message lists are conversational (under ``"trl"`` only when all rows are).
+    ``separator`` and ``add_eos`` apply to the ``"natural"`` encoding only (TRL always appends
+    EOS and joins without a separator).
     """
     if encoding not in ENCODINGS:
         raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")

@@ -65,7 +65,8 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
               policy: Policy | str | Path | None = None, force: bool = False, strict: bool = False,
               config: TrainConfig | None = None, label_noise: float | str | None = None,
               drop_flags: tuple[str, ...] | list[str] = (), length_balance: bool = False,
-              margin_drop: tuple[float, float] | None = None, ches_drop: float | None = None, holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
+              margin_drop: tuple[float, float] | None = None, ches_drop: float | None = None,
+              holdout: float = 0.0, lora: bool = False, analyzers: list[str] | None = None,
               audit_options: dict[str, dict[str, Any]] | None = None, audit_result: AuditResult | None = None,
               cache_dir: str | Path | None = None, target: list[str] | None = None) -> TrainRun:
     """Audit ``table``, gate it, and train ``model`` with DPO on what passes.
@@ -158,8 +159,9 @@ def train_dpo(table: pd.DataFrame, model: str | Any, output_dir: str | Path, *, 
 
     from prefaudit.posttrain.evaluate import evaluate_after_training
 
-    evaluation = evaluate_after_training(policy_model, ref_model, tok, held_out, out / "evaluation", audit=result,
-                                         target=target, gate=policy, max_length=config.max_length, seed=config.seed)
+    evaluation = evaluate_after_training(policy_model, ref_model, tok, held_out, out / "evaluation",
+                                         audit=result, target=target, gate=policy,
+                                         max_length=config.max_length, seed=config.seed)
     policy_model.save_pretrained(out)
     tok.save_pretrained(out)
     result.verdict = verdict.to_dict()
@@ -195,8 +197,8 @@ def _noise_rate(loss: str, label_noise: float | str | None, result: AuditResult)
     if label_noise is None or label_noise == "audit":
         rate = result.metrics.get("agreement.flip_rate")
         if rate is None:
-            raise ConfigError(f"loss {loss!r} with the audit's flip rate: agreement.flip_rate was not measured "
-                              "(it needs several annotators per pair); give --label-noise RATE")
+            raise ConfigError(f"loss {loss!r} with the audit's flip rate: agreement.flip_rate was not "
+                              "measured (it needs several annotators per pair); give --label-noise RATE")
     else:
         rate = float(label_noise)
     if not 0.0 <= rate < 0.5:  # at 0.5 or above both losses would train toward the rejected answer
@@ -225,7 +227,8 @@ def _split(pairs: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame
             pairs.iloc[np.sort(order[:n_out])].reset_index(drop=True))
 
 
-def _evaluate(model: Any, ref: Any, tok: Any, pairs: pd.DataFrame, config: TrainConfig) -> dict[str, float] | None:
+def _evaluate(model: Any, ref: Any, tok: Any, pairs: pd.DataFrame,
+              config: TrainConfig) -> dict[str, float] | None:
     if len(pairs) == 0:
         return None
     return preference_metrics(model, ref, tok, pairs, beta=config.beta, max_length=config.max_length,
