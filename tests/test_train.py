@@ -100,7 +100,8 @@ def test_bf16_training_hands_back_a_plain_model(clean_pairs, tmp_path):
     assert run.metadata["options"]["precision"] == "bf16"
     from transformers import AutoModelForCausalLM
 
-    _assert_plain_and_equal(model, AutoModelForCausalLM.from_pretrained(tmp_path / "out"), tok, to_pairs(clean_pairs))
+    _assert_plain_and_equal(model, AutoModelForCausalLM.from_pretrained(tmp_path / "out"), tok,
+                            to_pairs(clean_pairs))
 
 
 @pytest.mark.parametrize("loss", ["cdpo", "length_reg", "cpo", "ipo"])
@@ -111,11 +112,13 @@ def test_own_loop_losses_train(loss, clean_pairs):
     from prefaudit.train.dpo import train_own
 
     pairs = to_pairs(clean_pairs).iloc[:8]
-    log = train_own(model, ref, tok, pairs, TrainConfig(loss=loss, eps=0.1, alpha=0.01, learning_rate=1e-3,
-                                                        max_steps=5, batch_size=8, max_length=64, backend="own"))
+    log = train_own(model, ref, tok, pairs,
+                    TrainConfig(loss=loss, eps=0.1, alpha=0.01, learning_rate=1e-3, max_steps=5,
+                                batch_size=8, max_length=64, backend="own"))
     assert len(log) == 5 and all(np.isfinite(e["loss"]) for e in log)
     assert log[-1]["loss"] < log[0]["loss"]
-    if loss != "cpo":  # CPO has no reference term; its implicit reward against the reference is not its target
+    # CPO has no reference term; its implicit reward against the reference is not its target
+    if loss != "cpo":
         assert preference_metrics(model, ref, tok, pairs, max_length=64)["reward_accuracy"] > 0.5
 
 
@@ -171,8 +174,10 @@ def test_label_noise_from_audit_and_its_errors(clean_pairs, tmp_path):
         TrainConfig(loss="cpo", backend="trl").resolved_backend()
 
 
-def planted_flips(n_train: int = 400, n_test: int = 48, accuracy: float = 0.6, n_annotators: int = 5, seed: int = 0):
-    """Five annotators per pair, each right with ``accuracy`` (majority flipped ~30 %), and clean test pairs."""
+def planted_flips(n_train: int = 400, n_test: int = 48, accuracy: float = 0.6, n_annotators: int = 5,
+                  seed: int = 0):
+    """Five annotators per pair, each right with ``accuracy`` (majority flipped ~30 %), and clean
+    test pairs."""
     rng = np.random.default_rng(seed)
     good = ["Sure, here is a clear and correct answer.", "Happy to help: the answer, step by step.",
             "Here is a careful, accurate reply."]
@@ -217,8 +222,10 @@ def test_audit_flip_estimate_feeds_robust_dpo(tmp_path):
     for loss in ("sigmoid", "robust"):
         model, tok = tiny_for(corpus)
         ref = copy.deepcopy(model)
-        config = TrainConfig(loss=loss, learning_rate=1e-3, max_steps=6, batch_size=16, max_length=64, backend="own")
-        run = train_dpo(table, model, tmp_path / loss, tokenizer=tok, audit_result=result, force=True, config=config)
+        config = TrainConfig(loss=loss, learning_rate=1e-3, max_steps=6, batch_size=16, max_length=64,
+                             backend="own")
+        run = train_dpo(table, model, tmp_path / loss, tokenizer=tok, audit_result=result, force=True,
+                        config=config)
         out[loss] = (run, preference_metrics(model, ref, tok, test, max_length=64))
     assert out["robust"][0].metadata["options"]["eps"] == pytest.approx(estimate)
     assert out["sigmoid"][0].metadata["options"]["eps"] == 0.0
@@ -252,8 +259,8 @@ def test_cli_train_refuses_planted_defects_then_forces(sample_dir, tiny_model_di
 def test_margin_selection_drops_the_lowest_reference_margins(clean_pairs, tmp_path):
     model, tok = tiny_for(clean_pairs)
     config = TrainConfig(max_steps=1, batch_size=4, max_length=64, backend="own")
-    run = train_dpo(clean_pairs, model, tmp_path / "m", tokenizer=tok, policy=_policy(tmp_path), config=config,
-                    analyzers=["hygiene"], margin_drop=(0.25, 0.0))
+    run = train_dpo(clean_pairs, model, tmp_path / "m", tokenizer=tok, policy=_policy(tmp_path),
+                    config=config, analyzers=["hygiene"], margin_drop=(0.25, 0.0))
     assert run.metadata["pairs"]["dropped"]["margin"] == 4 and run.metadata["pairs"]["trained"] == 12
     from prefaudit.audit import read_audit
 
@@ -264,7 +271,8 @@ def test_margin_selection_drops_the_lowest_reference_margins(clean_pairs, tmp_pa
 def test_lora_trains_and_saves_only_the_adapter(clean_pairs, tmp_path):
     model, tok = tiny_for(clean_pairs)
     config = TrainConfig(max_steps=2, batch_size=4, max_length=64, learning_rate=1e-2, backend="own")
-    run = train_dpo(clean_pairs, model, tmp_path / "lora", tokenizer=tok, policy=_policy(tmp_path), config=config,
-                    analyzers=["hygiene"], lora=True)
+    run = train_dpo(clean_pairs, model, tmp_path / "lora", tokenizer=tok, policy=_policy(tmp_path),
+                    config=config, analyzers=["hygiene"], lora=True)
     assert (tmp_path / "lora" / "adapter_config.json").is_file()
-    assert run.metadata["options"]["lora"] is True and run.log_history[-1]["loss"] != run.log_history[0]["loss"]
+    assert (run.metadata["options"]["lora"] is True
+            and run.log_history[-1]["loss"] != run.log_history[0]["loss"])
