@@ -75,9 +75,10 @@ def analyzers_arg(text: str) -> list[str]:
 
 
 def _add_data_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
-    p.add_argument("data", nargs="+", help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok; "
-                                          "a datasets save_to_disk folder, an .arrow file, or hf:ORG/NAME[:CONFIG] "
-                                          "from the local Hugging Face cache")
+    p.add_argument("data", nargs="+",
+                   help="data file(s) or folder(s): .jsonl/.json/.csv/.parquet, .gz ok; "
+                        "a datasets save_to_disk folder, an .arrow file, or hf:ORG/NAME[:CONFIG] "
+                        "from the local Hugging Face cache")
     p.add_argument(format_flag, dest="format", default="auto",
                    help="input format (default: detect); see `prefaudit formats`")
     p.add_argument("--pairs", choices=["best_worst", "all"], default=None,
@@ -117,7 +118,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"pairs:       {info['n_pairs']}")
     print(f"annotators:  {info['n_annotators']}" + (" (multi-annotator)" if info["multi_annotator"] else ""))
     print(f"ties:        {info['n_ties']}")
-    print(f"prompts:     {info['n_unique_prompts']} unique" + (", conversational" if info["conversational"] else ""))
+    print(f"prompts:     {info['n_unique_prompts']} unique"
+          + (", conversational" if info["conversational"] else ""))
     lines = report.summary_lines()
     print("load report: " + ("nothing dropped, repaired or coerced" if not lines else ""))
     for line in lines:
@@ -128,9 +130,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
     opts: dict[str, dict[str, Any]] = {
-        "length": {k: v for k, v in (("tokenizer", args.tokenizer), ("max_length", args.max_length)) if v is not None},
-        "coverage": {**cache, **{k: v for k, v in (("embedding_model", args.embedding_model),) if v is not None}},
-        "margins": {**cache, **{k: v for k, v in (("reference_model", args.reference_model), ("beta", args.beta),
+        "length": {k: v for k, v in (("tokenizer", args.tokenizer), ("max_length", args.max_length))
+                   if v is not None},
+        "coverage": {**cache, **{k: v for k, v in (("embedding_model", args.embedding_model),)
+                                 if v is not None}},
+        "margins": {**cache, **{k: v for k, v in (("reference_model", args.reference_model),
+                                                    ("beta", args.beta),
                                                     ("max_length", args.max_length)) if v is not None}},
     }
     if args.target:
@@ -190,10 +195,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_gate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default=None, help="gate policy TOML (default: the bundled default policy)")
     p.add_argument("--strict", action="store_true", help="exit 1 on WARN as well as on FAIL")
-    p.add_argument("--junit", default=None, metavar="PATH", help="also write the verdict as JUnit XML to PATH")
+    p.add_argument("--junit", default=None, metavar="PATH",
+                   help="also write the verdict as JUnit XML to PATH")
 
 
-def _run_gate(audit_or_metrics: Any, policy: Any, args: argparse.Namespace, out_dir: str | Path):  # -> Verdict
+def _run_gate(audit_or_metrics: Any, policy: Any, args: argparse.Namespace,
+              out_dir: str | Path):  # -> Verdict
     """Evaluate the policy; write ``verdict.json`` into ``out_dir`` (and JUnit XML if asked)."""
     from prefaudit.gate import apply_policy
 
@@ -209,8 +216,8 @@ def _run_gate(audit_or_metrics: Any, policy: Any, args: argparse.Namespace, out_
 
 def _print_verdict(verdict: Any) -> None:
     counts = verdict.to_dict()["counts"]
-    print(f"gate: {verdict.status.upper()} (policy {verdict.policy}: {counts['pass']} pass, {counts['warn']} warn, "
-          f"{counts['fail']} fail, {counts['not_measured']} not measured)")
+    print(f"gate: {verdict.status.upper()} (policy {verdict.policy}: {counts['pass']} pass, "
+          f"{counts['warn']} warn, {counts['fail']} fail, {counts['not_measured']} not measured)")
     for line in verdict.reasons:
         print("  " + line)
 
@@ -255,12 +262,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     _print_verdict(run.verdict)
     if run.forced:
-        print("prefaudit: training FORCED despite the gate (recorded in prefaudit_train.json)", file=sys.stderr)
+        print("prefaudit: training FORCED despite the gate (recorded in prefaudit_train.json)",
+              file=sys.stderr)
     after = run.metadata["held_out_after"]
     tail = f", held-out reward accuracy {after['reward_accuracy']:.3f}" if after else ""
     if run.metadata["evaluation"]:
-        tail += f"; post-training gate {run.metadata['evaluation']['verdict']['status'].upper()} (evaluation/)"
-    print(f"trained {run.metadata['pairs']['trained']} pairs, final loss {run.metadata['final_train_loss']:.4f}"
+        tail += (f"; post-training gate {run.metadata['evaluation']['verdict']['status'].upper()} "
+                 f"(evaluation/)")
+    print(f"trained {run.metadata['pairs']['trained']} pairs, "
+          f"final loss {run.metadata['final_train_loss']:.4f}"
           f"{tail}; saved to {run.output_dir}")
     return EXIT_PASS
 
@@ -285,7 +295,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.analyzers:
             raise PrefauditError("--analyzers applies when export audits the data; not with --from-audit")
         result = read_audit(args.from_audit)
-        check_audit(result, loaded.table, _flag_list(args.drop_flags), where=str(Path(args.from_audit) / "audit.json"))
+        check_audit(result, loaded.table, _flag_list(args.drop_flags),
+                    where=str(Path(args.from_audit) / "audit.json"))
         if margins is not None:  # log-probs come from the cache when the audit scored them
             from prefaudit.analyzers.margins import analyze_margins
 
@@ -304,12 +315,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                          margin_drop=_fractions(args.margin_drop), ches_drop=args.ches_drop, seed=args.seed,
                          format=args.export_format)
     options = {"data": [str(p) for p in args.data], "from_audit": args.from_audit, "drop_flags": list(drop),
-               "length_balance": args.length_balance, "margin_drop": args.margin_drop, "ches_drop": args.ches_drop,
+               "length_balance": args.length_balance, "margin_drop": args.margin_drop,
+               "ches_drop": args.ches_drop,
                "reference_model": args.reference_model, "seed": args.seed}
     paths = write_export(frame, args.out, result, format=args.export_format, options=options)
     dropped = ", ".join(f"{k} {v}" for k, v in frame.attrs["dropped"].items())
-    print(f"exported {len(frame)} pairs to {paths['data']} (dropped: {dropped}); verdict of the audited data: "
-          f"{result.verdict['status'].upper()}; sidecar {paths['sidecar']}")
+    print(f"exported {len(frame)} pairs to {paths['data']} (dropped: {dropped}); "
+          f"verdict of the audited data: {result.verdict['status'].upper()}; sidecar {paths['sidecar']}")
     return EXIT_PASS
 
 
@@ -330,8 +342,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.no_clusters:
         from prefaudit.posttrain.clusters import pair_clusters
 
-        clusters = pair_clusters(loaded.table.drop_duplicates("pair_id"), embedding_model=args.embedding_model,
-                                 cache_dir=args.cache_dir, seed=args.seed)
+        clusters = pair_clusters(loaded.table.drop_duplicates("pair_id"),
+                                 embedding_model=args.embedding_model, cache_dir=args.cache_dir,
+                                 seed=args.seed)
     result = evaluate_model(loaded.table, model, reference, tok, target=target, max_length=args.max_length,
                             max_new_tokens=args.max_new_tokens, seed=args.seed, cache_dir=args.cache_dir,
                             clusters=clusters, chat=not args.plain_prompts, load_report=loaded.report,
@@ -361,7 +374,8 @@ def _fractions(text: str | None) -> tuple[float, float] | None:
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise PrefauditError(f"--margin-drop: expected LOW,HIGH fractions such as 0.1,0.05, got {text!r}") from None
+        raise PrefauditError(f"--margin-drop: expected LOW,HIGH fractions such as 0.1,0.05, "
+                             f"got {text!r}") from None
     return low, high
 
 
@@ -417,22 +431,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs (it is cheap, and the default policy requires it)")
     p.add_argument("--seed", type=seed_arg, default=0,
                    help=f"seed for every random step, 0..{MAX_SEED} (default 0)")
-    p.add_argument("--tokenizer", default=None, help="length: a local tokenizer path or hub id for token counts")
+    p.add_argument("--tokenizer", default=None,
+                   help="length: a local tokenizer path or hub id for token counts")
     p.add_argument("--max-length", type=positive_int_arg, default=None,
                    help="token budget per sequence (truncation share)")
-    p.add_argument("--embedding-model", default=None, help="coverage: sentence-transformers model (path or id)")
-    p.add_argument("--target", default=None, help="coverage: target prompts (any loader format or a .txt list)")
+    p.add_argument("--embedding-model", default=None,
+                   help="coverage: sentence-transformers model (path or id)")
+    p.add_argument("--target", default=None,
+                   help="coverage: target prompts (any loader format or a .txt list)")
     p.add_argument("--reference-model", default=None,
                    help="margins: reference (SFT) model: local dir, hub id, .gguf file, or 'smollm2'")
     p.add_argument("--beta", type=float, default=None, help="margins: DPO beta (default 0.1)")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
     _add_gate_args(p)
-    p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
+    p.add_argument("--no-gate", action="store_true",
+                   help="skip the policy gate (exit 0 whatever the metrics)")
     p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="where the embedding and log-prob passes run (default local; ray: pip install 'prefaudit[ray]')")
-    p.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local Ray instance)")
-    p.add_argument("--workers", type=int, default=1, help="ray: actors, each loading the model once (default 1)")
+                   help="where the embedding and log-prob passes run "
+                        "(default local; ray: pip install 'prefaudit[ray]')")
+    p.add_argument("--ray-address", default=None,
+                   help="ray: cluster address (default: start a local Ray instance)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="ray: actors, each loading the model once (default 1)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor (default 0: CPU)")
     p.set_defaults(func=cmd_audit)
 
@@ -471,23 +492,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "risk (runs the margins analyzer with --model as the reference)")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
     p.add_argument("--target", default=None,
-                   help="target prompts: after training, `evaluate` generates on them (any loader format or .txt)")
+                   help="target prompts: after training, `evaluate` generates on them "
+                        "(any loader format or .txt)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of all weights")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and converted models")
     _add_train_config_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="write the pairs training would use as a TRL-ready dataset (+ sidecar JSON)")
+    p = sub.add_parser("export", help="write the pairs training would use as a TRL-ready dataset "
+                                      "(+ sidecar JSON)")
     _add_data_args(p, format_flag="--input-format")
     p.add_argument("--out", required=True, help="output file: .parquet (trl, trl-conversational) or .jsonl")
-    p.add_argument("--format", dest="export_format", default="trl", choices=["trl", "trl-conversational", "jsonl"],
+    p.add_argument("--format", dest="export_format", default="trl",
+                   choices=["trl", "trl-conversational", "jsonl"],
                    help="trl (default): prompt/chosen/rejected, message lists kept for conversational data; "
                         "trl-conversational: always message lists; jsonl: the trl columns as JSON lines")
     p.add_argument("--from-audit", default=None, metavar="DIR",
                    help="use a saved audit (DIR/audit.json + pair_flags.csv) instead of auditing again; "
                         "refused when it audited other data")
     p.add_argument("--drop-flags", default=None,
-                   help="comma-separated flag reasons whose pairs are dropped; 'all' drops every flagged pair")
+                   help="comma-separated flag reasons whose pairs are dropped; "
+                        "'all' drops every flagged pair")
     p.add_argument("--length-balance", action="store_true", help="export a length-balanced subsample")
     p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
                    help="drop these fractions of pairs with the lowest / highest reference margins "
@@ -496,9 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop this fraction of pairs with the highest CHES (needs --reference-model)")
     p.add_argument("--analyzers", default=None, help="analyzers the audit runs (default as `audit`)")
     p.add_argument("--reference-model", default=None,
-                   help="margins: reference model; its log-probs are exported as ref_chosen_logps/ref_rejected_logps")
+                   help="margins: reference model; its log-probs are exported as "
+                        "ref_chosen_logps/ref_rejected_logps")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
-    p.add_argument("--policy", default=None, help="policy whose verdict the sidecar records (default: bundled)")
+    p.add_argument("--policy", default=None,
+                   help="policy whose verdict the sidecar records (default: bundled)")
     p.add_argument("--seed", type=int, default=0, help="seed for the audit and the length balance")
     p.set_defaults(func=cmd_export)
 
@@ -507,22 +534,30 @@ def build_parser() -> argparse.ArgumentParser:
                                         "writes evaluation.json")
     _add_data_args(p)
     p.add_argument("--policy-model", required=True,
-                   help="the trained model: a model folder, a LoRA adapter folder, or what `prefaudit train` wrote")
+                   help="the trained model: a model folder, a LoRA adapter folder, "
+                        "or what `prefaudit train` wrote")
     p.add_argument("--reference-model", default=None,
-                   help="its reference: local dir, .gguf file or 'smollm2' (default: the model prefaudit_train.json "
-                        "in the policy folder names)")
-    p.add_argument("--target", default=None, help="target prompts to generate on (any loader format or a .txt list)")
+                   help="its reference: local dir, .gguf file or 'smollm2' "
+                        "(default: the model prefaudit_train.json in the policy folder names)")
+    p.add_argument("--target", default=None,
+                   help="target prompts to generate on (any loader format or a .txt list)")
     p.add_argument("--out", default="prefaudit_eval", help="output folder (default: prefaudit_eval)")
-    p.add_argument("--max-length", type=int, default=None, help="token budget per prompt + response when scoring")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per target prompt (default 64)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="token budget per prompt + response when scoring")
+    p.add_argument("--max-new-tokens", type=int, default=64,
+                   help="tokens generated per target prompt (default 64)")
     p.add_argument("--plain-prompts", action="store_true",
-                   help="give target prompts as plain text (default: one chat turn when the tokenizer has a template)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the clusters and the policy's samples (default 0)")
-    p.add_argument("--embedding-model", default=None, help="sentence-transformers model for the prompt clusters")
+                   help="give target prompts as plain text "
+                        "(default: one chat turn when the tokenizer has a template)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the clusters and the policy's samples (default 0)")
+    p.add_argument("--embedding-model", default=None,
+                   help="sentence-transformers model for the prompt clusters")
     p.add_argument("--no-clusters", action="store_true", help="skip the by-prompt-cluster table")
     p.add_argument("--cache-dir", default=None, help="cache for embeddings and log-probs")
     _add_gate_args(p)
-    p.add_argument("--no-gate", action="store_true", help="skip the policy gate (exit 0 whatever the metrics)")
+    p.add_argument("--no-gate", action="store_true",
+                   help="skip the policy gate (exit 0 whatever the metrics)")
     p.add_argument("--no-pdf", action="store_true", help="write report.html only (no report.pdf)")
     p.set_defaults(func=cmd_evaluate)
 
