@@ -528,6 +528,7 @@ def test_truncated_embedding_shard_is_discarded_and_recomputed(tmp_path, monkeyp
     again = E.embed(prompts, model, cache_dir=tmp_path)
     assert E.texts_encoded() - before == 12
     assert E._store(tmp_path, E.resolve_model(model)[0]).discarded == [shards[1]]
+    assert E.shards_discarded() == 1  # what coverage reports in its notes
     np.testing.assert_array_equal(again, full)
     E._STORES.clear()
     assert len(EmbeddingStore(folder)) == 24  # the recompute was cached again
@@ -557,6 +558,7 @@ def test_truncated_embedding_shard_gives_a_clean_runs_coverage_numbers(tmp_path,
     again = analyze_coverage(table, cache_dir=cache)
     assert E.texts_encoded() - before == n_second > 0
     assert E._store(cache, E.resolve_model(None)[0]).discarded == [shards[1]]
+    assert any("1 damaged shard(s) of the embedding cache were" in n for n in again.notes)
     assert again.flat_metrics() == clean.flat_metrics()
     pd.testing.assert_frame_equal(again.tables["clusters"], clean.tables["clusters"])
     E._STORES.clear()

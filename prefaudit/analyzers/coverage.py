@@ -139,9 +139,15 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
                   "max_map_points": max_map_points}
     if embedder is None:
         def embedder(texts: list[str]) -> np.ndarray:
-            from prefaudit.scoring.embed import embed
+            from prefaudit.scoring.embed import embed, shards_discarded
 
-            return embed(texts, embedding_model, cache_dir=cache_dir, engine=engine)
+            before = shards_discarded()
+            vectors = embed(texts, embedding_model, cache_dir=cache_dir, engine=engine)
+            if shards_discarded() > before:
+                res.notes.append(f"{shards_discarded() - before} damaged shard(s) of the embedding cache "
+                                 "were discarded and their texts embedded again (the numbers are a clean "
+                                 "run's).")
+            return vectors
 
     pairs = to_pairs(table)
     target_list = _check_target(target)

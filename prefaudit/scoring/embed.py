@@ -39,6 +39,11 @@ def texts_encoded() -> int:
     return _ENCODED[0]
 
 
+def shards_discarded() -> int:
+    """How many damaged cache shards this process has discarded (their texts are embedded again)."""
+    return sum(len(store.discarded) for store in _STORES.values())
+
+
 def default_device() -> str:
     """``"cuda"`` when a CUDA GPU is visible, else ``"cpu"``."""
     import torch
