@@ -275,6 +275,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _add_selection_args(p: argparse.ArgumentParser, reference: str) -> None:
+    """The options of :func:`prefaudit.selection.select_pairs`, shared by ``train`` and ``export``;
+    ``reference`` says where the margins they need come from."""
+    p.add_argument("--drop-flags", default=None,
+                   help="comma-separated flag reasons whose pairs are dropped, e.g. "
+                        "contradictory_duplicate,empty_response; 'all' drops every flagged pair")
+    p.add_argument("--length-balance", action="store_true", help="keep a seeded length-balanced subsample")
+    p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
+                   help="drop these fractions of pairs with the lowest / highest reference margins "
+                        f"({reference})")
+    p.add_argument("--ches-drop", type=fraction_arg, default=None, metavar="Q",
+                   help="drop this fraction of pairs with the highest CHES, the likelihood-displacement risk "
+                        f"({reference})")
+
+
 def _flag_list(text: str | None) -> tuple[str, ...]:
     """``--drop-flags R1,R2`` as a tuple of flag reasons (empty when not given)."""
     return tuple(r.strip() for r in text.split(",") if r.strip()) if text else ()
@@ -480,16 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analyzers", default=None, help="analyzers the gating audit runs (default as `audit`)")
     p.add_argument("--label-noise", default=None,
                    help="flip rate for robust/cdpo: a number or 'audit' (agreement.flip_rate; the default)")
-    p.add_argument("--drop-flags", default=None,
-                   help="comma-separated flag reasons whose pairs are dropped, e.g. "
-                        "contradictory_duplicate,empty_response; 'all' drops every flagged pair")
-    p.add_argument("--length-balance", action="store_true", help="train on a length-balanced subsample")
-    p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
-                   help="drop these fractions of pairs with the lowest / highest reference margins "
-                        "(runs the margins analyzer with --model as the reference)")
-    p.add_argument("--ches-drop", type=fraction_arg, default=None, metavar="Q",
-                   help="drop this fraction of pairs with the highest CHES, the likelihood-displacement "
-                        "risk (runs the margins analyzer with --model as the reference)")
+    _add_selection_args(p, "runs the margins analyzer with --model as the reference")
     p.add_argument("--holdout", type=float, default=0.0, help="fraction of pairs held out for evaluation")
     p.add_argument("--target", default=None,
                    help="target prompts: after training, `evaluate` generates on them "
@@ -510,15 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-audit", default=None, metavar="DIR",
                    help="use a saved audit (DIR/audit.json + pair_flags.csv) instead of auditing again; "
                         "refused when it audited other data")
-    p.add_argument("--drop-flags", default=None,
-                   help="comma-separated flag reasons whose pairs are dropped; "
-                        "'all' drops every flagged pair")
-    p.add_argument("--length-balance", action="store_true", help="export a length-balanced subsample")
-    p.add_argument("--margin-drop", default=None, metavar="LOW,HIGH",
-                   help="drop these fractions of pairs with the lowest / highest reference margins "
-                        "(needs --reference-model)")
-    p.add_argument("--ches-drop", type=fraction_arg, default=None, metavar="Q",
-                   help="drop this fraction of pairs with the highest CHES (needs --reference-model)")
+    _add_selection_args(p, "needs --reference-model")
     p.add_argument("--analyzers", default=None, help="analyzers the audit runs (default as `audit`)")
     p.add_argument("--reference-model", default=None,
                    help="margins: reference model; its log-probs are exported as "
