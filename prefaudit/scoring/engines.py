@@ -178,8 +178,7 @@ def fill_logprob_cache(engine: Engine, model: Any, tokenizer: Any, encoded: list
                        on_batch: Callable[[int, int], None] | None = None) -> int:
     """Score on the Ray engine the encoded pairs that the log-prob cache of ``model`` in
     ``cache_dir`` lacks, writing each returned batch into that cache; returns how many pairs
-    were sent. Batches are planned on the driver with the token budget of the local engine.
-    ``load`` builds ``(model, tokenizer)`` in an actor; None sends the driver's own objects.
+    were sent. ``load`` builds ``(model, tokenizer)`` in an actor; None sends the driver's own objects.
     ``on_batch(pairs_done, pairs_to_do)`` runs after each batch is cached (raising stops the
     run; the next run resumes from the cache). The batches are the local engine's
     (:func:`~prefaudit.scoring.logprobs.plan_batches` over all pairs, a batch sent only when one
