@@ -155,17 +155,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                    options=_analyzer_options(args),
                    config={"data": [str(p) for p in args.data], "format": args.format},
                    engine=_engine(args))
-    verdict = None if policy is None else _run_gate(result, policy, args, args.out)
-    if verdict is not None:
-        result.verdict = verdict.to_dict()
-    paths = result.write(args.out)
-    print(f"wrote {paths['audit']} and {paths['pair_flags']}", file=sys.stderr)
-    _write_reports(result, args.out, pdf=not args.no_pdf)
-    _print_metrics(result.metrics)
-    if verdict is None:
-        return EXIT_PASS
-    _print_verdict(verdict)
-    return verdict.exit_code(args.strict)
+    return _gate_and_publish(result, policy, args,
+                             lambda: "{audit} and {pair_flags}".format_map(result.write(args.out)))
 
 
 def _engine(args: argparse.Namespace):  # -> Engine | None
@@ -176,6 +167,22 @@ def _engine(args: argparse.Namespace):  # -> Engine | None
         return None
     require_ray()
     return Engine("ray", address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+
+
+def _gate_and_publish(result: Any, policy: Any, args: argparse.Namespace, save: Callable[[], str]) -> int:
+    """What ``audit`` and ``evaluate`` do with a result: gate it (unless ``--no-gate``), save it
+    (``save`` returns what it wrote), render the reports, print the metrics and the verdict;
+    returns the exit code."""
+    verdict = None if policy is None else _run_gate(result, policy, args, args.out)
+    if verdict is not None:
+        result.verdict = verdict.to_dict()
+    print(f"wrote {save()}", file=sys.stderr)
+    _write_reports(result, args.out, pdf=not args.no_pdf)
+    _print_metrics(result.metrics)
+    if verdict is None:
+        return EXIT_PASS
+    _print_verdict(verdict)
+    return verdict.exit_code(args.strict)
 
 
 def _write_reports(result: Any, out_dir: str | Path, *, pdf: bool) -> None:
@@ -365,16 +372,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             clusters=clusters, chat=not args.plain_prompts, load_report=loaded.report,
                             config={"data": [str(p) for p in args.data], "policy_model": args.policy_model,
                                     "reference_model": args.reference_model, "target": args.target})
-    verdict = None if policy is None else _run_gate(result, policy, args, args.out)
-    if verdict is not None:
-        result.verdict = verdict.to_dict()
-    print(f"wrote {write_evaluation(result, args.out)}", file=sys.stderr)
-    _write_reports(result, args.out, pdf=not args.no_pdf)
-    _print_metrics(result.metrics)
-    if verdict is None:
-        return EXIT_PASS
-    _print_verdict(verdict)
-    return verdict.exit_code(args.strict)
+    return _gate_and_publish(result, policy, args, lambda: str(write_evaluation(result, args.out)))
 
 
 def _target_prompts(path: str | None) -> list[str] | None:
