@@ -1,13 +1,17 @@
-"""Tiny models built in code, for tests and examples that must not download anything.
+"""Test support: tiny models built in code, and the ``prefaudit`` command run from a test.
 
 :func:`tiny_causal_lm` returns a randomly initialised Llama (about 120 k parameters) with a
 byte-level BPE tokenizer trained in-process, which round-trips any UTF-8 text and carries a
 ChatML-style chat template, so the whole log-prob and DPO path runs in milliseconds.
+:func:`run_cli` runs the command in a subprocess, :func:`cli_in_process` in this one.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 #: A minimal ChatML template (the format of SmolLM2-Instruct), for conversational tests.
@@ -50,3 +54,20 @@ def tiny_causal_lm(corpus: Iterable[str] = ("The assistant answers the user help
     model.eval()
     model.requires_grad_(False)
     return model, tok
+
+
+def run_cli(*args: object, cwd: str | Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m prefaudit.cli ARGS`` in a subprocess, text output captured."""
+    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cli_in_process(capsys: Any, *args: object) -> tuple[int, str, str]:
+    """``prefaudit ARGS`` in this process (``capsys`` is pytest's fixture): exit code, stdout, stderr."""
+    from prefaudit.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+

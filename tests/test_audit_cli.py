@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from prefaudit import testing
 from prefaudit.analyzers.hygiene import analyze_hygiene
 from prefaudit.loaders import load
 
@@ -21,8 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return testing.run_cli(*args, cwd=REPO, timeout=300)
 
 
 def audit_cli(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from prefaudit import load
-from prefaudit.cli import main
+from prefaudit import load, testing
 from prefaudit.errors import ConfigError, DataFormatError, UnknownFormatError
 from prefaudit.loaders import column_map
 from prefaudit.schema import label_matrix
+from prefaudit.testing import cli_in_process as cli
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRWISE_COLUMNS = "prompt=prompt,response_a=response 1,response_b=response 2,label=label"
@@ -25,15 +24,7 @@ TO_PAIRWISE = {1: 0, 2: 1, 0: 2}
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """``prefaudit ARGS`` in this process: (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return testing.run_cli(*args, cwd=REPO)
 
 
 def pandalm_records(sample_dir: Path, n: int = 150) -> list[dict]:

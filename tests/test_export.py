@@ -5,16 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from prefaudit import audit, load
-from prefaudit.cli import main
+from prefaudit import audit, load, testing
 from prefaudit.export import REF_COLUMNS, export_pairs, write_export
+from prefaudit.testing import cli_in_process as cli
 from prefaudit.testing import tiny_causal_lm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,15 +21,7 @@ DROP = ("contradictory_duplicate", "empty_response", "identical_responses")
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """``prefaudit ARGS`` in this process: (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return testing.run_cli(*args, cwd=REPO)
 
 
 def dpo_config(out: Path, **kw):

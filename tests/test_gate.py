@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
+from prefaudit import testing
 from prefaudit.audit import AuditResult
 from prefaudit.errors import PolicyError
 from prefaudit.gate import (
@@ -37,8 +37,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return testing.run_cli(*args, cwd=cwd, timeout=120)
 
 
 # --- rule semantics -----------------------------------------------------------------------------

@@ -10,20 +10,13 @@ import datasets
 import pytest
 
 from prefaudit import audit, load
-from prefaudit.cli import main
 from prefaudit.errors import ConfigError, DataFormatError
 from prefaudit.loaders import hf
+from prefaudit.testing import cli_in_process as cli
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYZERS = ["hygiene", "agreement", "length"]
 HUB_ID = "anthropic-sample/hh-rlhf-harmless"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """``prefaudit ARGS`` in this process: (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import copy
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from prefaudit import testing
 from prefaudit.audit import audit
 from prefaudit.errors import ConfigError
 from prefaudit.loaders import load
@@ -234,8 +234,7 @@ def test_audit_flip_estimate_feeds_robust_dpo(tmp_path):
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefaudit.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return testing.run_cli(*args, cwd=cwd, timeout=300)
 
 
 def test_cli_train_refuses_planted_defects_then_forces(sample_dir, tiny_model_dir, tmp_path):
