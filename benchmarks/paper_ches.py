@@ -40,10 +40,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from prefaudit.env import default_cache_dir  # noqa: E402
 from prefaudit.loaders import load  # noqa: E402
 from prefaudit.schema import to_pairs  # noqa: E402
 from prefaudit.scoring.logprobs import score_pairs  # noqa: E402
-from prefaudit.scoring.models import default_cache_dir, load_reference  # noqa: E402
+from prefaudit.scoring.models import load_reference  # noqa: E402
 from prefaudit.train.dpo import TrainConfig, train_own  # noqa: E402
 
 SAMPLE = REPO / "sample_data" / "hh_rlhf_harmless_test_300.jsonl"
