@@ -16,6 +16,8 @@ ones). The blocked search is kept here only, as the baseline.
 
     python benchmarks/bench_neighbors.py                 # 50k both, 200k both, 1M FAISS
     python benchmarks/bench_neighbors.py --quick         # 20k both, 50k FAISS (exact and IVF)
+    python benchmarks/bench_neighbors.py --save-base base.npy   # then, on a machine without the model:
+    python benchmarks/bench_neighbors.py --base base.npy --plan "200000:blocked,faiss,ivf;1000000:ivf"
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ if method == "blocked":
     i, j, _ = B.blocked_pairs_above(x, B.THRESHOLD)
     info = {}
 else:
-    i, j, _ = neighbors.pairs_above(x, B.THRESHOLD, exact_max=0 if method == "ivf" else None)
+    exact_max = {"ivf": 0, "exact": n}.get(method)  # "faiss": the package default
+    i, j, _ = neighbors.pairs_above(x, B.THRESHOLD, exact_max=exact_max)
     info = vars(neighbors.LAST)
 dt = time.perf_counter() - t0
 found = set(zip(i.tolist(), j.tolist()))
@@ -147,16 +150,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cache-dir", default=None, help="embedding cache (default: prefaudit's)")
     ap.add_argument("--plan", default=None, help="e.g. '50000:blocked,faiss,ivf;1000000:faiss'")
+    ap.add_argument("--base", type=Path, default=None,
+                    help="the real embeddings as a .npy (from --save-base), for a machine without the model")
+    ap.add_argument("--save-base", type=Path, default=None, help="write the real embeddings here and stop")
     args = ap.parse_args()
     import tempfile
 
-    from prefaudit.scoring.embed import embed
-
     plan = args.plan or ("20000:blocked,faiss;50000:faiss,ivf" if args.quick
                          else "50000:blocked,faiss,ivf;200000:blocked,faiss;1000000:faiss")
-    texts = real_texts()
-    base = embed(texts, cache_dir=args.cache_dir, progress=False)
-    print(f"{len(texts):,} real texts embedded (MiniLM), resampled; pairs with cosine >= {THRESHOLD}")
+    if args.base is None:
+        from prefaudit.scoring.embed import embed
+
+        base = embed(real_texts(), cache_dir=args.cache_dir, progress=False)
+    else:
+        base = np.load(args.base)
+    if args.save_base:
+        np.save(args.save_base, base)
+        return
+    print(f"{len(base):,} real texts embedded (MiniLM), resampled; pairs with cosine >= {THRESHOLD}")
     with tempfile.TemporaryDirectory() as tmp:
         base_path = Path(tmp) / "base.npy"
         np.save(base_path, base)
