@@ -67,10 +67,11 @@ METRICS = declare(
     MetricSpec("mean_log_length_ratio",
                "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, "
                "+1 = chosen twice as long on average (geometric)"),
-    MetricSpec("share_longer_chosen", SHARE_LONGER, interval=True),
+    MetricSpec("share_longer_chosen", SHARE_LONGER,
+               low="share_longer_chosen_low", high="share_longer_chosen_high"),
     MetricSpec("share_longer_chosen_unequal",
                "share of non-tied pairs of unequal length whose chosen response is the longer; 95% Wilson "
-               "interval", interval=True),
+               "interval", low="share_longer_chosen_unequal_low", high="share_longer_chosen_unequal_high"),
     MetricSpec("share_longer_chosen_tokens",
                "share of non-tied pairs whose chosen response has strictly more tokens"),
     MetricSpec("share_identical_after_truncation",
@@ -84,7 +85,7 @@ METRICS = declare(
                "share above 0.5), else 0"),
     MetricSpec("length_accuracy", LENGTH_ACCURACY),
     MetricSpec("length_auc", LENGTH_AUC),
-    MetricSpec("logit_slope", LOGIT_SLOPE, interval=True),
+    MetricSpec("logit_slope", LOGIT_SLOPE, low="logit_slope_low", high="logit_slope_high"),
     MetricSpec("strength_spearman",
                "Spearman correlation of log2(chosen/rejected chars) with the source's preference strength; "
                "> 0 means longer chosen answers win by more"),
@@ -93,10 +94,12 @@ METRICS = declare(
                "non-tied pairs that length-balanced resampling drops so the longer response wins exactly "
                "half the time in every length-ratio bin"),
     MetricSpec("balanced_share_dropped", "share of the non-tied pairs that length-balanced resampling drops"),
-    MetricSpec("balanced_share_longer_chosen", BALANCED + SHARE_LONGER, interval=True),
+    MetricSpec("balanced_share_longer_chosen", BALANCED + SHARE_LONGER,
+               low="balanced_share_longer_chosen_low", high="balanced_share_longer_chosen_high"),
     MetricSpec("balanced_length_accuracy", BALANCED + LENGTH_ACCURACY),
     MetricSpec("balanced_length_auc", BALANCED + LENGTH_AUC),
-    MetricSpec("balanced_logit_slope", BALANCED + LOGIT_SLOPE, interval=True),
+    MetricSpec("balanced_logit_slope", BALANCED + LOGIT_SLOPE,
+               low="balanced_logit_slope_low", high="balanced_logit_slope_high"),
     MetricSpec("n_clusters_biased",
                "prompt clusters where the longer response wins significantly more than half the time "
                "(binomial test, Bonferroni over the clusters, at alpha)"),
