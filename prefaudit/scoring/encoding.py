@@ -13,7 +13,8 @@ Two encodings (``encoding=`` of :func:`encode_pairs`):
   ``tokenizer(prompt + rejected)`` are tokenised with the tokenizer's own special tokens (a
   BOS if it adds one) and no separator between prompt and response;
 - conversational rows: ``apply_chat_template(prompt, add_generation_prompt=True)`` and
-  ``apply_chat_template(prompt + response)``, tokenised by the template call;
+  ``apply_chat_template(prompt + response)``, tokenised without added special tokens (what
+  the template call with ``tokenize=True`` does);
 - the prompt is the longest token prefix the prompt shares with *both* prompt+response
   sequences, each response the rest of its sequence;
 - truncation (``max_length``) keeps the start: each ``prompt + response`` keeps its first
