@@ -254,6 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     label_noise = args.label_noise if args.label_noise in (None, "audit") else _rate(args.label_noise)
     drop = _flag_list(args.drop_flags)
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
+    saved = _saved_audit(args, loaded.table, drop, "train")
     try:
         run = train_dpo(loaded.table, args.model, args.output_dir, policy=args.policy, force=args.force,
                         strict=args.strict, config=config, label_noise=label_noise, drop_flags=drop,
@@ -261,6 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         ches_drop=args.ches_drop,
                         holdout=args.holdout, lora=args.lora,
                         analyzers=analyzers, audit_options={"coverage": cache} if cache else None,
+                        audit_result=saved,
                         cache_dir=args.cache_dir, target=_target_prompts(args.target))
     except GateRefused as refused:
         _print_verdict(refused.verdict)
@@ -282,6 +284,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _saved_audit(args: argparse.Namespace, table: Any, drop: tuple[str, ...], command: str) -> Any:
+    """The audit ``--from-audit DIR`` names, checked to be of ``table`` (None without the option)."""
+    if not args.from_audit:
+        return None
+    if args.analyzers:
+        raise PrefauditError(f"--analyzers applies when {command} audits the data; not with --from-audit")
+    from prefaudit.audit import read_audit
+    from prefaudit.selection import check_audit
+
+    result = read_audit(args.from_audit)
+    check_audit(result, table, drop, where=str(Path(args.from_audit) / "audit.json"))
+    return result
+
+
 def _add_selection_args(p: argparse.ArgumentParser, reference: str) -> None:
     """The options of :func:`prefaudit.selection.select_pairs`, shared by ``train`` and ``export``;
     ``reference`` says where the margins they need come from."""
@@ -297,28 +313,30 @@ def _add_selection_args(p: argparse.ArgumentParser, reference: str) -> None:
                         f"({reference})")
 
 
+def _add_from_audit_arg(p: argparse.ArgumentParser) -> None:
+    """``--from-audit DIR``, shared by ``train`` and ``export`` (see :func:`_saved_audit`)."""
+    p.add_argument("--from-audit", default=None, metavar="DIR",
+                   help="use a saved audit (DIR/audit.json + pair_flags.csv) instead of auditing again; "
+                        "refused when it audited other data")
+
+
 def _flag_list(text: str | None) -> tuple[str, ...]:
     """``--drop-flags R1,R2`` as a tuple of flag reasons (empty when not given)."""
     return tuple(r.strip() for r in text.split(",") if r.strip()) if text else ()
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from prefaudit.audit import audit, read_audit
+    from prefaudit.audit import audit
     from prefaudit.export import export_pairs, output_path, write_export
     from prefaudit.gate import apply_policy, load_policy
-    from prefaudit.selection import check_audit
 
     output_path(args.out, args.export_format)  # a wrong suffix fails before the work
     policy = load_policy(args.policy)
     loaded = _load(args)
     cache = {"cache_dir": args.cache_dir} if args.cache_dir else {}
     margins = {**cache, "reference_model": args.reference_model} if args.reference_model else None
-    if args.from_audit:
-        if args.analyzers:
-            raise PrefauditError("--analyzers applies when export audits the data; not with --from-audit")
-        result = read_audit(args.from_audit)
-        check_audit(result, loaded.table, _flag_list(args.drop_flags),
-                    where=str(Path(args.from_audit) / "audit.json"))
+    result = _saved_audit(args, loaded.table, _flag_list(args.drop_flags), "export")
+    if result is not None:
         if margins is not None:  # log-probs come from the cache when the audit scored them
             from prefaudit.analyzers.margins import analyze_margins
 
@@ -491,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="train even if the gate fails (recorded in the metadata)")
     p.add_argument("--analyzers", default=None, help="analyzers the gating audit runs (default as `audit`)")
+    _add_from_audit_arg(p)
     p.add_argument("--label-noise", default=None,
                    help="flip rate for robust/cdpo: a number or 'audit' (agreement.flip_rate; the default)")
     _add_selection_args(p, "runs the margins analyzer with --model as the reference")
@@ -511,9 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["trl", "trl-conversational", "jsonl"],
                    help="trl (default): prompt/chosen/rejected, message lists kept for conversational data; "
                         "trl-conversational: always message lists; jsonl: the trl columns as JSON lines")
-    p.add_argument("--from-audit", default=None, metavar="DIR",
-                   help="use a saved audit (DIR/audit.json + pair_flags.csv) instead of auditing again; "
-                        "refused when it audited other data")
+    _add_from_audit_arg(p)
     _add_selection_args(p, "needs --reference-model")
     p.add_argument("--analyzers", default=None, help="analyzers the audit runs (default as `audit`)")
     p.add_argument("--reference-model", default=None,

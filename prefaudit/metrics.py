@@ -5,14 +5,16 @@ Each analyzer module starts with one block, the way cleanlab's issue managers de
     METRICS = declare(
         "length", "Length bias",
         MetricSpec("share_longer_chosen", "share of non-tied pairs whose chosen response ...",
-                   interval=True),
+                   low="share_longer_chosen_low", high="share_longer_chosen_high"),
         ...
     )
 
 :meth:`prefaudit.results.AnalyzerResult.add_metric` takes a metric's meaning from its
 declaration and refuses a name that is not declared. The gate's known metric names
 (:func:`prefaudit.gate.known_metric_names`), the report's section titles and README's metric
-table (``scripts/metrics_table.py``) are derived from these declarations.
+table (``scripts/metrics_table.py``) are derived from these declarations. The keys of an
+interval's two ends are spelled out in the declaration (``low=`` / ``high=``), so every key of
+an ``audit.json`` metrics map is a literal in the package source.
 
 A meaning is static text: the values of the parameters an analyzer ran with are in its
 result's ``params``. This module imports nothing heavy, so the gate stays light; the analyzer
@@ -28,8 +30,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-#: Suffixes the flat metrics map gives the two ends of a metric's interval.
-INTERVAL_ENDS: tuple[str, str] = ("low", "high")
 
 
 class UndeclaredMetricError(LookupError):
@@ -38,12 +38,19 @@ class UndeclaredMetricError(LookupError):
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: its name (without the analyzer prefix), what the number means, and whether
-    it carries an interval (``<name>_low`` / ``<name>_high`` in the flat metrics map)."""
+    """One metric: its name (without the analyzer prefix), what the number means, and, for a
+    metric with an interval, the names of its two ends in the flat metrics map (``low`` must be
+    ``<name>_low`` and ``high`` ``<name>_high``, written out so that grep finds them)."""
 
     name: str
     meaning: str
-    interval: bool = False
+    low: str | None = None
+    high: str | None = None
+
+    @property
+    def interval(self) -> bool:
+        """Whether the metric carries an interval."""
+        return self.low is not None
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class AnalyzerMetrics:
     def flat_names(self) -> tuple[str, ...]:
         """``<analyzer>.<metric>`` for every metric, then the interval ends of those that have one."""
         names = [f"{self.analyzer}.{s.name}" for s in self]
-        ends = [f"{self.analyzer}.{s.name}_{end}" for s in self if s.interval for end in INTERVAL_ENDS]
+        ends = [f"{self.analyzer}.{end}" for s in self if s.interval for end in (s.low, s.high)]
         return tuple(names + ends)
 
 
@@ -85,8 +92,9 @@ def declare(analyzer: str, title: str, *specs: MetricSpec) -> AnalyzerMetrics:
     """Declare the metrics of ``analyzer`` (call once, at the top of its module).
 
     ``title`` heads the analyzer's section in the report. Raises ``ValueError`` for a bad or
-    repeated name, an empty or multi-line meaning, or a second, different declaration of the
-    same analyzer.
+    repeated name, an empty or multi-line meaning, interval ends not named ``<name>_low`` and
+    ``<name>_high`` (or only one of them), or a second, different declaration of the same
+    analyzer.
     """
     if not _NAME.match(analyzer):
         raise ValueError(f"analyzer name {analyzer!r} must be lower-case letters, digits and '_'")
@@ -99,11 +107,14 @@ def declare(analyzer: str, title: str, *specs: MetricSpec) -> AnalyzerMetrics:
             raise ValueError(f"{where}: declared twice")
         if not s.meaning.strip() or "\n" in s.meaning:
             raise ValueError(f"{where}: the meaning must be one non-empty line")
+        if (s.low, s.high) != ((s.name + "_low", s.name + "_high") if s.interval else (None, None)):
+            raise ValueError(f"{where}: an interval's ends must be named low='{s.name}_low', "
+                             f"high='{s.name}_high', got low={s.low!r}, high={s.high!r}")
         by_name[s.name] = s
     for s in specs:
-        for end in INTERVAL_ENDS:
-            if s.interval and f"{s.name}_{end}" in by_name:
-                raise ValueError(f"{analyzer}.{s.name}_{end}: clashes with an end of {s.name}'s interval")
+        for end in (s.low, s.high) if s.interval else ():
+            if end in by_name:
+                raise ValueError(f"{analyzer}.{end}: clashes with an end of {s.name}'s interval")
     decl = AnalyzerMetrics(analyzer, title, MappingProxyType(by_name))
     if analyzer in _REGISTRY and _REGISTRY[analyzer] != decl:
         raise ValueError(f"{analyzer}: metrics declared twice, differently")

@@ -29,7 +29,8 @@ class Metric:
 
     ``value`` is None when the metric could not be measured on this data (the reason is in
     the analyzer's notes). ``low``/``high`` bound its interval when it has one; the flat
-    metrics map of an audit then also carries ``<name>_low`` and ``<name>_high``.
+    metrics map of an audit then also carries the two ends under their declared names
+    (:class:`~prefaudit.metrics.MetricSpec`).
     """
 
     name: str
@@ -97,14 +98,15 @@ class AnalyzerResult:
         self.figures[name] = figure_to_dict(figure)
 
     def flat_metrics(self) -> dict[str, float | None]:
-        """``{"<analyzer>.<metric>": value}``, with ``_low``/``_high`` keys for intervals."""
+        """``{"<analyzer>.<metric>": value}``, with the declared ``low``/``high`` keys for intervals."""
         out: dict[str, float | None] = {}
+        decl = declaration(self.analyzer)
         for name, m in self.metrics.items():
-            key = f"{self.analyzer}.{name}"
-            out[key] = m.value
+            out[f"{self.analyzer}.{name}"] = m.value
+            spec = decl[name]
             if m.low is not None or m.high is not None:
-                out[f"{key}_low"] = m.low
-                out[f"{key}_high"] = m.high
+                out[f"{self.analyzer}.{spec.low}"] = m.low
+                out[f"{self.analyzer}.{spec.high}"] = m.high
         return out
 
 

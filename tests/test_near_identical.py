@@ -9,7 +9,7 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from prefaudit.analyzers.hygiene import analyze_hygiene, near_identical_similarity
-from prefaudit.analyzers.length import analyze_length, truncated_sequences_equal
+from prefaudit.analyzers.length import analyze_length
 from prefaudit.loaders import load
 from prefaudit.schema import to_pairs
 from prefaudit.testing import byte_level_tokenizer
@@ -141,10 +141,12 @@ def test_identical_after_truncation_planted_on_real_pairs(hh, tok):
     assert roomy.metrics["share_identical_after_truncation"].value == 0.0
 
 
-def test_truncated_sequences_equal_edge_cases(tok):
+def test_identical_after_truncation_edge_cases(tok):
     long = "word " * 200
-    same = truncated_sequences_equal(tok, ["Q: ", "Q: ", long], [long + "yes", "yes", "a"],
-                                     [long + "no", "no", "b"], 32)
-    # short responses differ; a prompt filling the budget is dropped
-    assert same.tolist() == [True, False, False]
-    assert not truncated_sequences_equal(tok, ["Q"], [long], [long], 32)[0]  # identical: hygiene's business
+    table = pd.DataFrame({"pair_id": ["cut", "short", "prompt_fills", "same"],
+                          "prompt": ["Q: ", "Q: ", long, "Q"], "chosen": [long + "yes", "yes", "a", long],
+                          "rejected": [long + "no", "no", "b", long], "annotator": pd.NA, "tie": False,
+                          "strength": np.nan, "source": "edge"})
+    d = analyze_length(table, tokenizer=tok, max_length=32).pair_data
+    # short responses differ; a prompt filling the budget is dropped by TRL; identical: hygiene's business
+    assert d["identical_after_truncation"].tolist() == [True, False, False, False]

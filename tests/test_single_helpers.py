@@ -1,4 +1,5 @@
-"""One of each helper: the Wilson interval, the cache folder, offline mode, model loading."""
+"""One of each helper: the Wilson interval, the cache folder, offline mode, model loading, batched
+tokenisation."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_wilson_interval_equals_scipy(k, n):
     (r"def default_cache_dir|PREFAUDIT_CACHE\"", "env.py"),
     (r"environ\.setdefault\(\"(HF_HUB|TRANSFORMERS)_OFFLINE", "env.py"),
     (r"AutoModelForCausalLM\.from_pretrained", "scoring/models.py"),
+    (r"encode_batch|backend_tokenizer|def common_prefix_length", "scoring/encoding.py"),  # pair -> ids
 ])
 def test_each_helper_is_defined_in_one_module(pattern, home):
     found = {name for name, text in _sources().items() if re.search(pattern, text)}

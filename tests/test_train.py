@@ -255,6 +255,44 @@ def test_cli_train_refuses_planted_defects_then_forces(sample_dir, tiny_model_di
     assert "Traceback" not in r.stderr
 
 
+def test_cli_train_from_a_saved_audit(sample_dir, tiny_model_dir, tmp_path, capsys):
+    """`train --from-audit DIR` gates and selects with the saved audit (no analyzer runs again) and
+    refuses an audit of other data with exit 2 and one line, before any model loads."""
+    cli = testing.cli_in_process
+    data = sample_dir / "planted_defects.jsonl"
+    code, _, err = cli(capsys, "audit", data, "--analyzers", "hygiene", "--no-gate", "--no-pdf",
+                       "--out", tmp_path / "audit")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    flags = pd.read_csv(tmp_path / "audit" / "pair_flags.csv")
+    drop = ("contradictory_duplicate", "identical_responses")
+    common = ["--model", tiny_model_dir, "--from-audit", tmp_path / "audit", "--drop-flags", ",".join(drop),
+              "--steps", "1", "--batch-size", "4", "--max-length", "64", "--backend", "own"]
+
+    code, out, _ = cli(capsys, "train", data, "--output-dir", tmp_path / "refused", *common)
+    assert code == 1 and "FAIL: hygiene.contradiction_share" in out and not (tmp_path / "refused").exists()
+    code, _, err = cli(capsys, "train", data, "--output-dir", tmp_path / "m", "--force", *common)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "m" / "prefaudit_train.json").read_text())
+    retrained = json.loads((tmp_path / "m" / "audit" / "audit.json").read_text())
+    assert set(retrained["metrics"]) == set(saved["metrics"])  # hygiene only: the default audit was not run
+    assert meta["data_sha256"] == saved["summary"]["content_sha256"]
+    pairs = to_pairs(load(data).table)
+    live = pairs.loc[~pairs["tie"], "pair_id"].astype(str)
+    hit = live.isin(set(flags.loc[flags["reason"].isin(drop), "pair_id"].astype(str)))
+    assert sum(meta["pairs"]["dropped"][r] for r in drop) == hit.sum() > 0
+    assert meta["pairs"]["trained"] == (~hit).sum()
+
+    other = sample_dir / "llmbar_natural.json"
+    code, _, err = cli(capsys, "train", other, "--output-dir", tmp_path / "other", *common)
+    assert code == 2 and not (tmp_path / "other").exists()
+    line = err.strip()
+    assert "\n" not in line and "audit was computed on other data" in line and "audit.json" in line
+    code, _, err = cli(capsys, "train", data, "--output-dir", tmp_path / "other", *common,
+                       "--analyzers", "length")
+    assert code == 2 and "--analyzers applies when train audits the data; not with --from-audit" in err
+
+
 def test_margin_selection_drops_the_lowest_reference_margins(clean_pairs, tmp_path):
     model, tok = tiny_for(clean_pairs)
     config = TrainConfig(max_steps=1, batch_size=4, max_length=64, backend="own")

@@ -72,12 +72,12 @@ METRICS = declare(
                "orientations, so it depends neither on which response is A nor on which was shown first): "
                "1 perfect, 0 "
                f"chance-level agreement; {CHANCE_CAVEAT}; bootstrap percentile interval over comparisons",
-               interval=True),
+               low="krippendorff_alpha_low", high="krippendorff_alpha_high"),
     MetricSpec("krippendorff_alpha_as_presented",
                "Krippendorff's alpha (nominal) on the labels as shown to the annotators (A = the response "
                "shown first); far below krippendorff_alpha when one position wins most comparisons; "
                "bootstrap interval",
-               interval=True),
+               low="krippendorff_alpha_as_presented_low", high="krippendorff_alpha_as_presented_high"),
     MetricSpec("fleiss_kappa",
                f"Fleiss' kappa, orientation-free (needs the same number of labels on every pair); "
                f"{CHANCE_CAVEAT}"),
@@ -97,7 +97,7 @@ METRICS = declare(
                "(a true tie counts half; single-label data: the mean of the supplied noise proxy, named in "
                "the notes); use as the rDPO noise rate or cDPO label smoothing; bootstrap percentile "
                "interval",
-               interval=True),
+               low="flip_rate_low", high="flip_rate_high"),
     MetricSpec("contested_share",
                "share of pairs whose consensus is uncertain (Dawid-Skene posterior below "
                "contested_threshold, or an even split)"),

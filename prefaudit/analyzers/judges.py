@@ -37,13 +37,15 @@ METRICS = declare(
     "judges", "Judges and presentation order",
     MetricSpec("first_position_share",
                "share of non-tie judgements (all judges pooled, repeats included) won by the response shown "
-               "first; 0.5 = no position effect; Wilson interval", interval=True),
+               "first; 0.5 = no position effect; Wilson interval",
+               low="first_position_share_low", high="first_position_share_high"),
     MetricSpec("max_position_bias",
                "largest |first-position share - 0.5| among judges with at least min_judgements non-tie "
                "judgements of known order"),
     MetricSpec("swap_consistency",
                "share of comparisons judged by the same judge in both orders that got the same verdict both "
-               "times (1 = order never changes the verdict); Wilson interval", interval=True),
+               "times (1 = order never changes the verdict); Wilson interval",
+               low="swap_consistency_low", high="swap_consistency_high"),
     MetricSpec("top_generator_chosen_share",
                "share of non-tie judgements whose chosen response was written by the most often chosen model "
                "(near 1: the data teaches that model's style; the model is named in the notes)"),

@@ -3,7 +3,9 @@
 Works on pairs (multi-annotator tables are collapsed by majority with
 :func:`prefaudit.schema.to_pairs`); tied pairs are excluded from every bias measure and
 counted. Lengths are in characters (the bias measures), words, and — given a tokenizer —
-tokens, whose statistics show how much of the data a DPO ``max_length`` budget would truncate.
+tokens exactly as TRL's ``DPOTrainer`` encodes the pair (:mod:`prefaudit.scoring.encoding`,
+the encoding the margins pass and the bundled training use), whose statistics show how much of
+the data a DPO ``max_length`` budget would truncate.
 
 Bias measures over the non-tied pairs:
 
@@ -35,8 +37,9 @@ from prefaudit.errors import ConfigError
 from prefaudit.figures import Bars, Histogram, Lines
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
-from prefaudit.schema import is_conversational, to_pairs, validate
-from prefaudit.scoring.tokens import count_tokens, has_chat_template, load_tokenizer, render_chat
+from prefaudit.schema import is_conversational as schema_conversational
+from prefaudit.schema import to_pairs, validate
+from prefaudit.scoring.encoding import BATCH_SIZE, is_conversational, load_tokenizer, split_trl, trl_sequences
 from prefaudit.stats.length_balance import RATIO_EDGES, balanced_keep, log_length_ratio, ratio_bin
 from prefaudit.stats.length_stats import binomial_p, logistic_fit, rank_auc, wilson_interval
 
@@ -64,15 +67,16 @@ METRICS = declare(
     MetricSpec("mean_log_length_ratio",
                "mean log2(chosen chars / rejected chars) over non-tied pairs; 0 = no length lean, "
                "+1 = chosen twice as long on average (geometric)"),
-    MetricSpec("share_longer_chosen", SHARE_LONGER, interval=True),
+    MetricSpec("share_longer_chosen", SHARE_LONGER,
+               low="share_longer_chosen_low", high="share_longer_chosen_high"),
     MetricSpec("share_longer_chosen_unequal",
                "share of non-tied pairs of unequal length whose chosen response is the longer; 95% Wilson "
-               "interval", interval=True),
+               "interval", low="share_longer_chosen_unequal_low", high="share_longer_chosen_unequal_high"),
     MetricSpec("share_longer_chosen_tokens",
                "share of non-tied pairs whose chosen response has strictly more tokens"),
     MetricSpec("share_identical_after_truncation",
                "share of pairs whose different chosen and rejected become the same token sequence once "
-               "prompt + response is cut to max_length as TRL does (keep_start): they give DPO no gradient"),
+               "TRL's prompt + completion ids are cut to max_length (keep_start): they give DPO no gradient"),
     MetricSpec("binomial_p",
                "two-sided exact binomial (sign) test that the longer response is chosen half the time, over "
                "non-tied pairs of unequal length"),
@@ -81,7 +85,7 @@ METRICS = declare(
                "share above 0.5), else 0"),
     MetricSpec("length_accuracy", LENGTH_ACCURACY),
     MetricSpec("length_auc", LENGTH_AUC),
-    MetricSpec("logit_slope", LOGIT_SLOPE, interval=True),
+    MetricSpec("logit_slope", LOGIT_SLOPE, low="logit_slope_low", high="logit_slope_high"),
     MetricSpec("strength_spearman",
                "Spearman correlation of log2(chosen/rejected chars) with the source's preference strength; "
                "> 0 means longer chosen answers win by more"),
@@ -90,10 +94,12 @@ METRICS = declare(
                "non-tied pairs that length-balanced resampling drops so the longer response wins exactly "
                "half the time in every length-ratio bin"),
     MetricSpec("balanced_share_dropped", "share of the non-tied pairs that length-balanced resampling drops"),
-    MetricSpec("balanced_share_longer_chosen", BALANCED + SHARE_LONGER, interval=True),
+    MetricSpec("balanced_share_longer_chosen", BALANCED + SHARE_LONGER,
+               low="balanced_share_longer_chosen_low", high="balanced_share_longer_chosen_high"),
     MetricSpec("balanced_length_accuracy", BALANCED + LENGTH_ACCURACY),
     MetricSpec("balanced_length_auc", BALANCED + LENGTH_AUC),
-    MetricSpec("balanced_logit_slope", BALANCED + LOGIT_SLOPE, interval=True),
+    MetricSpec("balanced_logit_slope", BALANCED + LOGIT_SLOPE,
+               low="balanced_logit_slope_low", high="balanced_logit_slope_high"),
     MetricSpec("n_clusters_biased",
                "prompt clusters where the longer response wins significantly more than half the time "
                "(binomial test, Bonferroni over the clusters, at alpha)"),
@@ -106,20 +112,24 @@ METRICS = declare(
                "supported (support below low_support, or strength percentile at most low_strength_quantile; "
                "the source is in params)"),
     MetricSpec("share_over_budget",
-               "share of pairs whose prompt + longer response (+ EOS unless chat-templated) exceeds "
-               "max_length tokens, so DPO training would truncate it"),
+               "share of pairs whose prompt + longer completion, as TRL encodes them, exceeds max_length "
+               "tokens, so DPO training would truncate it"),
     MetricSpec("share_prompt_over_budget",
                "share of pairs whose prompt alone fills max_length tokens (TRL drops them: no response token "
                "would be trained on)"),
-    MetricSpec("prompt_tokens_mean", "mean number of prompt tokens (no special tokens)"),
+    MetricSpec("prompt_tokens_mean",
+               "mean number of prompt tokens as TRL encodes them (the tokenizer's special tokens or the chat "
+               "template's generation prompt included)"),
     MetricSpec("prompt_tokens_p50", "median number of prompt tokens"),
     MetricSpec("prompt_tokens_p95", "95th percentile of prompt tokens"),
     MetricSpec("prompt_tokens_max", "largest number of prompt tokens"),
-    MetricSpec("chosen_tokens_mean", "mean number of chosen tokens (no special tokens)"),
+    MetricSpec("chosen_tokens_mean",
+               "mean number of chosen completion tokens as TRL encodes them (EOS included for text data)"),
     MetricSpec("chosen_tokens_p50", "median number of chosen tokens"),
     MetricSpec("chosen_tokens_p95", "95th percentile of chosen tokens"),
     MetricSpec("chosen_tokens_max", "largest number of chosen tokens"),
-    MetricSpec("rejected_tokens_mean", "mean number of rejected tokens (no special tokens)"),
+    MetricSpec("rejected_tokens_mean",
+               "mean number of rejected completion tokens as TRL encodes them (EOS included for text data)"),
     MetricSpec("rejected_tokens_p50", "median number of rejected tokens"),
     MetricSpec("rejected_tokens_p95", "95th percentile of rejected tokens"),
     MetricSpec("rejected_tokens_max", "largest number of rejected tokens"),
@@ -135,7 +145,7 @@ _TOKEN_METRICS: dict[str, tuple[str, str, str, str]] = {
 def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, max_length: int = 512,
                    support: pd.Series | None = None, clusters: pd.Series | None = None, seed: int = 0,
                    alpha: float = 0.05, much_longer: float = 2.0, low_support: float = 0.75,
-                   low_strength_quantile: float = 0.25, batch_size: int = 2048) -> AnalyzerResult:
+                   low_strength_quantile: float = 0.25, batch_size: int = BATCH_SIZE) -> AnalyzerResult:
     """Measure length bias in a canonical pair table.
 
     Parameters
@@ -144,9 +154,10 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
         A canonical pair table.
     tokenizer:
         A local tokenizer path or a loaded ``transformers`` tokenizer; adds token statistics
-        (chat-templated for conversational data). None: characters and words only.
+        of TRL's encoding (chat-templated for conversational data). None: characters and
+        words only.
     max_length:
-        Token budget of one DPO sequence (prompt + response + EOS).
+        Token budget of one DPO sequence (TRL's ``max_length``: prompt + completion ids).
     support:
         Per ``pair_id``, the probability that the final label is right (the agreement
         analyzer's consensus posterior). Without it: the vote share of multi-annotator pairs,
@@ -164,7 +175,7 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
     low_strength_quantile:
         With strength as support: pairs in this lowest share of strengths count as weak.
     batch_size:
-        Texts per tokenizer call.
+        Pairs per tokenizer call.
     """
     if max_length <= 0:
         raise ConfigError(f"length: max_length must be a positive number of tokens, got {max_length}")
@@ -206,7 +217,7 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
     if clusters is not None:
         _clusters(res, lr[live], clusters.reindex(pair_data.index[live]), alpha)
     _flags(res, pairs, pair_data, support, much_longer, low_support, low_strength_quantile)
-    if "identical_after_truncation" in pair_data:
+    if tokenizer is not None:
         same = pair_data.index[pair_data["identical_after_truncation"].to_numpy(dtype=bool)]
         res.pair_flags = concat_flags([res.pair_flags, make_flags(
             same, "identical_after_truncation", 1.0,
@@ -430,10 +441,9 @@ def _flags(res: AnalyzerResult, pairs: pd.DataFrame, d: pd.DataFrame, support: p
 
 def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_length: int, batch_size: int,
                    d: pd.DataFrame) -> None:
-    texts = _token_texts(res, pairs, tok)
     n = len(pairs)
-    counts = count_tokens(tok, texts[0] + texts[1] + texts[2], batch_size=batch_size)
-    sides = {"prompt": counts[:n], "chosen": counts[n:2 * n], "rejected": counts[2 * n:]}
+    counts, same = _trl_counts(res, pairs, tok, max_length, batch_size)
+    sides = {"prompt": counts[:, 0], "chosen": counts[:, 1], "rejected": counts[:, 2]}
     for side, v in sides.items():
         d[f"{side}_tokens"] = v
         mean, p50, p95, most = _TOKEN_METRICS[side]
@@ -441,18 +451,18 @@ def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_lengt
         res.add_metric(p50, float(np.quantile(v, 0.5)) if n else None)
         res.add_metric(p95, float(np.quantile(v, 0.95)) if n else None)
         res.add_metric(most, int(v.max()) if n else None)
-    eos = 1 if (not texts[3] and getattr(tok, "eos_token", None)) else 0
-    seq = sides["prompt"] + np.maximum(sides["chosen"], sides["rejected"]) + eos
+    seq = sides["prompt"] + np.maximum(sides["chosen"], sides["rejected"])
     d["sequence_tokens"] = seq
     d["over_budget"] = seq > max_length
+    d["identical_after_truncation"] = same
     res.add_metric("share_over_budget", float(d["over_budget"].mean()) if n else None)
     res.add_metric("share_prompt_over_budget", float((sides["prompt"] >= max_length).mean()) if n else None)
+    res.add_metric("share_identical_after_truncation", float(same.mean()) if n else None)
     live = ~pairs["tie"].to_numpy(dtype=bool)
     if live.any():
         res.add_metric("share_longer_chosen_tokens",
                        float((sides["chosen"][live] > sides["rejected"][live]).mean()))
-    _identical_after_truncation(res, texts, tok, max_length, d)
-    top = int(max(counts.max() if len(counts) else 1, 1))
+    top = int(max(counts.max() if counts.size else 1, 1))
     edges = np.unique(np.linspace(0, top, 31).round())
     res.add_figure("token_hist", Histogram(edges=edges, counts={s: np.histogram(v, bins=edges)[0]
                                                                 for s, v in sides.items()},
@@ -462,83 +472,36 @@ def _token_metrics(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_lengt
          for s, v in sides.items()}).T if n else pd.DataFrame()
 
 
-def truncated_sequences_equal(tok: Any, prompts: list[str], chosen: list[str], rejected: list[str],
-                              max_length: int, *, add_eos: bool = True) -> np.ndarray:
-    """Per pair, whether chosen and rejected become the same training sequence once truncated.
+def _trl_counts(res: AnalyzerResult, pairs: pd.DataFrame, tok: Any, max_length: int,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, TRL's (prompt, chosen, rejected) token counts (an ``(n, 3)`` int64 array) and
+    whether different chosen and rejected texts become the same ``max_length`` tokens.
 
-    Follows TRL's ``DPOTrainer`` (1.16, text data): each sequence is ``tokenize(prompt + response
-    + EOS)`` (EOS only when ``add_eos``; the tokenizer's special tokens included) and is cut to its
-    first ``max_length`` tokens (``truncation_mode="keep_start"``); pairs whose prompt alone fills
-    ``max_length`` are dropped by TRL and count as False here, and so do identical responses
-    (hygiene's ``identical_responses``). Different responses whose sequences agree on the first
-    ``max_length`` tokens give DPO no gradient at all.
+    The ids are :func:`prefaudit.scoring.encoding.trl_sequences` split by
+    :func:`~prefaudit.scoring.encoding.split_trl`: what DPO trains on. Each sequence is cut to
+    its first ``max_length`` tokens (``keep_start``); a pair counts as identical when both
+    sequences reach the budget, agree on it, and the prompt is shorter than the budget (TRL
+    drops the others).
     """
-    eos = (getattr(tok, "eos_token", None) or "") if add_eos else ""
-    idx = [i for i, (c, r) in enumerate(zip(chosen, rejected, strict=True)) if c != r]
-    out = np.zeros(len(prompts), dtype=bool)
-    if not idx:
-        return out
-    seq_c = _token_ids(tok, [prompts[i] + chosen[i] + eos for i in idx])
-    seq_r = _token_ids(tok, [prompts[i] + rejected[i] + eos for i in idx])
-    n_prompt = [len(ids) for ids in _token_ids(tok, [prompts[i] for i in idx])]
-    for j, i in enumerate(idx):
-        out[i] = (n_prompt[j] < max_length and len(seq_c[j]) >= max_length and len(seq_r[j]) >= max_length
-                  and seq_c[j][:max_length] == seq_r[j][:max_length])
-    return out
-
-
-def _token_ids(tok: Any, texts: list[str]) -> list[list[int]]:
-    """Token ids with the tokenizer's special tokens and no truncation, leaving a fast tokenizer's
-    own truncation/padding settings as they were (calling it would switch them off for good)."""
-    backend = getattr(tok, "backend_tokenizer", None) if getattr(tok, "is_fast", False) else None
-    if backend is None:
-        return [list(ids) for ids in tok(texts, add_special_tokens=True)["input_ids"]]
-    truncation, padding = backend.truncation, backend.padding
-    backend.no_truncation()
-    backend.no_padding()
-    try:
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
-    finally:
-        if truncation:
-            backend.enable_truncation(**truncation)
-        if padding:
-            backend.enable_padding(**padding)
-
-
-#: Tokens by which ``tokenize(prompt + response)`` may fall short of the two counted apart
-#: (merges across the boundary); pairs further below the budget are not re-tokenized.
-_BOUNDARY_SLACK = 8
-
-
-def _identical_after_truncation(res: AnalyzerResult, texts: tuple[list[str], list[str], list[str], bool],
-                                tok: Any, max_length: int, d: pd.DataFrame) -> None:
-    prompts, chosen, rejected, chat = texts
-    shorter = np.minimum(d["chosen_tokens"].to_numpy(), d["rejected_tokens"].to_numpy())
-    near = np.flatnonzero(d["prompt_tokens"].to_numpy() + shorter + _BOUNDARY_SLACK >= max_length)
-    same = np.zeros(len(d), dtype=bool)
-    same[near] = truncated_sequences_equal(tok, [prompts[i] for i in near], [chosen[i] for i in near],
-                                           [rejected[i] for i in near], max_length, add_eos=not chat)
-    d["identical_after_truncation"] = same
-    res.add_metric("share_identical_after_truncation", float(same.mean()) if len(same) else None)
-
-
-def _token_texts(res: AnalyzerResult, pairs: pd.DataFrame,
-                 tok: Any) -> tuple[list[str], list[str], list[str], bool]:
-    """Prompt, chosen, rejected texts to tokenize, and whether they were chat-templated."""
-    prompts, chosen, rejected = (pairs[c].tolist() for c in ("prompt", "chosen", "rejected"))
-    if not is_conversational(pairs):
-        return prompts, chosen, rejected, False
-    if not has_chat_template(tok):
-        res.notes.append("length: the data is conversational but the tokenizer has no chat template; "
-                         "token counts are of the plain text.")
-        return prompts, chosen, rejected, False
-    has = (pairs["prompt_messages"].map(lambda m: isinstance(m, list))
-           & pairs["chosen_messages"].map(lambda m: isinstance(m, list))
-           & pairs["rejected_messages"].map(lambda m: isinstance(m, list))).to_numpy(dtype=bool)
-    idx = np.flatnonzero(has)
-    p, c, r = render_chat(tok, pairs["prompt_messages"].iloc[idx], pairs["chosen_messages"].iloc[idx],
-                          pairs["rejected_messages"].iloc[idx])
-    for j, i in enumerate(idx):
-        prompts[i], chosen[i], rejected[i] = p[j], c[j], r[j]
-    res.params["chat_template"] = True
-    return prompts, chosen, rejected, True
+    if is_conversational(pairs):
+        if getattr(tok, "chat_template", None):
+            res.params["chat_template"] = True
+        else:
+            res.notes.append("length: the data is conversational but the tokenizer has no chat template; "
+                             "token counts are of the plain text.")
+            pairs = pairs[["prompt", "chosen", "rejected"]]
+    elif schema_conversational(pairs):
+        res.notes.append("length: only some rows hold message lists, so every row is tokenized as text, "
+                         "as TRL would.")
+    differ = (pairs["chosen"] != pairs["rejected"]).to_numpy(dtype=bool)
+    counts = np.zeros((len(pairs), 3), dtype=np.int64)
+    same = np.zeros(len(pairs), dtype=bool)
+    i = 0
+    for batch in trl_sequences(tok, pairs, batch_size=batch_size):
+        for with_p, with_c, with_r in zip(*batch, strict=True):
+            p, c, r = split_trl(with_p, with_c, with_r)
+            counts[i] = len(p), len(c), len(r)
+            same[i] = (differ[i] and len(p) < max_length and min(len(with_c), len(with_r)) >= max_length
+                       and with_c[:max_length] == with_r[:max_length])
+            i += 1
+    return counts, same

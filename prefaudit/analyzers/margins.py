@@ -44,13 +44,14 @@ METRICS = declare(
     MetricSpec("n_ties_skipped", "tied pairs, not scored (no chosen side)"),
     MetricSpec("reference_accuracy",
                "share of pairs where the reference gives chosen a higher log-prob than rejected (low: DPO "
-               "must overturn the reference on many pairs); 95% Wilson interval", interval=True),
+               "must overturn the reference on many pairs); 95% Wilson interval",
+               low="reference_accuracy_low", high="reference_accuracy_high"),
     MetricSpec("median_margin",
                "median of log p_ref(chosen) - log p_ref(rejected), nats summed over tokens; 95% "
-               "order-statistic interval", interval=True),
+               "order-statistic interval", low="median_margin_low", high="median_margin_high"),
     MetricSpec("share_reference_prefers_rejected",
                "share of pairs the reference ranks the other way (margin < 0); 95% Wilson interval",
-               interval=True),
+               low="share_reference_prefers_rejected_low", high="share_reference_prefers_rejected_high"),
     MetricSpec("median_rejected_preference",
                "among the pairs the reference ranks the other way, median of how much more likely rejected "
                "is (nats)"),
@@ -78,7 +79,8 @@ METRICS = declare(
     MetricSpec("share_positive_ches",
                "share of pairs whose length-normalised CHES (H+/|y+|, H-/|y-|) is above zero: by the paper's "
                "first-order analysis a DPO step on such a pair lowers the chosen log-probability (likelihood "
-               "displacement); Wilson interval", interval=True),
+               "displacement); Wilson interval",
+               low="share_positive_ches_low", high="share_positive_ches_high"),
 )
 
 #: Columns ``scores`` must have (indexed by pair_id); ``*_truncated`` columns are optional.

@@ -15,7 +15,7 @@ import pandas as pd
 from prefaudit.errors import DataFormatError, UnknownFormatError
 from prefaudit.loaders import column_map, hf
 from prefaudit.loaders.common import Context
-from prefaudit.loaders.io import Record, find_data_files, iter_records
+from prefaudit.loaders.io import CSV_DEFAULT_FIELD_LIMIT, Record, find_data_files, iter_records
 from prefaudit.loaders.report import LoadReport
 from prefaudit.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
 
@@ -170,10 +170,15 @@ def _source_name(path: Path) -> str:
 
 
 def _load_file(path: Path, format: str, source: str | None, options: dict[str, Any]) -> Loaded:
-    records = iter_records(path)
+    long_cells: list[int] = []
+    records = iter_records(path, long_cells)
     head = _take(records, SNIFF_RECORDS)
     name = detect_format([r for _, _, r in head], str(path)) if format == "auto" else format
-    return _convert(name, _chain(head, records), str(path), source or _source_name(path), options)
+    loaded = _convert(name, _chain(head, records), str(path), source or _source_name(path), options)
+    for record in long_cells:
+        loaded.report.note("long_csv_cell", record, "kept", "a CSV cell longer than the csv module's "
+                           f"default limit of {CSV_DEFAULT_FIELD_LIMIT} characters; read whole")
+    return loaded
 
 
 def _load_frame(frame: pd.DataFrame, format: str, source: str, options: dict[str, Any]) -> Loaded:

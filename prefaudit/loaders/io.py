@@ -30,6 +30,8 @@ BOM = b"\xef\xbb\xbf"
 _BARE_CR = re.compile(r"(?<=\r)(?!\n)")
 #: The csv module's field limit is raised to this (its default, 128 KiB, rejects long responses).
 CSV_FIELD_LIMIT = 2**31 - 1
+#: The csv module's default field limit, in characters: longer cells are read whole and counted.
+CSV_DEFAULT_FIELD_LIMIT = 131_072
 #: What reading a damaged gzip stream raises: bad header/CRC (OSError), cut short (EOFError),
 #: corrupt deflate data (zlib.error).
 _STREAM_ERRORS = (OSError, EOFError, zlib.error)
@@ -100,15 +102,16 @@ def _walk(folder: Path, entries: list[os.DirEntry[str]], found: list[Path], repo
             found.append(path)
 
 
-def iter_records(path: Path) -> Iterator[Record]:
-    """Yield the records of ``path`` one at a time."""
+def iter_records(path: Path, long_cells: list[int] | None = None) -> Iterator[Record]:
+    """Yield the records of ``path`` one at a time; the record number of each CSV row with a cell
+    over :data:`CSV_DEFAULT_FIELD_LIMIT` characters is appended to ``long_cells`` when given."""
     kind = file_kind(path)
     if kind == "jsonl":
         yield from _iter_jsonl(path)
     elif kind == "json":
         yield from _iter_json(path)
     elif kind == "csv":
-        yield from _iter_csv(path)
+        yield from _iter_csv(path, long_cells)
     else:
         yield from _iter_parquet(path)
 
@@ -242,7 +245,7 @@ def _iter_json(path: Path) -> Iterator[Record]:
         yield None, i, rec
 
 
-def _iter_csv(path: Path) -> Iterator[Record]:
+def _iter_csv(path: Path, long_cells: list[int] | None = None) -> Iterator[Record]:
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(text for _, text in text_lines(path))
@@ -264,6 +267,8 @@ def _iter_csv(path: Path) -> Iterator[Record]:
                 raise DataFormatError(f"row has {len(cells)} fields, header has {n}",
                                       path=str(path), line=reader.line_num)
             record_no += 1
+            if long_cells is not None and any(len(c) > CSV_DEFAULT_FIELD_LIMIT for c in cells):
+                long_cells.append(record_no)
             yield reader.line_num, record_no, {k: _csv_value(k, cells[j] if j < len(cells) else None)
                                                for j, k in enumerate(header)}
     except csv.Error as exc:

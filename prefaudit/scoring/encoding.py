@@ -13,12 +13,17 @@ Two encodings (``encoding=`` of :func:`encode_pairs`):
   ``tokenizer(prompt + rejected)`` are tokenised with the tokenizer's own special tokens (a
   BOS if it adds one) and no separator between prompt and response;
 - conversational rows: ``apply_chat_template(prompt, add_generation_prompt=True)`` and
-  ``apply_chat_template(prompt + response)``, tokenised by the template call;
+  ``apply_chat_template(prompt + response)``, tokenised without added special tokens (what
+  the template call with ``tokenize=True`` does);
 - the prompt is the longest token prefix the prompt shares with *both* prompt+response
   sequences, each response the rest of its sequence;
 - truncation (``max_length``) keeps the start: each ``prompt + response`` keeps its first
   ``max_length`` tokens. A prompt of ``max_length`` tokens or more leaves the responses empty
   (TRL drops such pairs from training; here they are scored as empty and counted).
+
+:func:`trl_sequences` makes those ids for batches of rows at once (a fast tokenizer's Rust
+``encode_batch``, its own truncation and padding switched off for the call and restored after);
+``encoding="trl"`` and the length analyzer's token statistics both read them.
 
 ``"natural"`` reads prompt and response as one text: the prompt with the tokenizer's
 special tokens, the response tokenised on its own after ``separator`` (put in only when the
@@ -31,7 +36,10 @@ BOS (or EOS) token. Truncation keeps the end of the prompt
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -42,6 +50,8 @@ from prefaudit.errors import ConfigError
 ENCODINGS: tuple[str, ...] = ("trl", "natural")
 #: Columns that make a row conversational (all three must hold message lists).
 MESSAGE_COLUMNS: tuple[str, ...] = ("prompt_messages", "chosen_messages", "rejected_messages")
+#: Rows per tokenizer call of :func:`trl_sequences`.
+BATCH_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,18 @@ class EncodedPair:
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
-    """Number of leading ids ``a`` and ``b`` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    """Number of leading ids ``a`` and ``b`` share (a bisection over list-slice compares)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _is_messages(value: Any) -> bool:
@@ -97,10 +112,81 @@ def _ids(tokenizer: Any, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def _template_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        add_generation_prompt=generation_prompt)
-    return list(out["input_ids"])
+def load_tokenizer(tokenizer: str | Path | Any) -> Any:
+    """A loaded tokenizer: ``tokenizer`` itself if it is one, else ``AutoTokenizer`` on a local path.
+
+    Raises :class:`~prefaudit.errors.ConfigError` when the path does not hold a tokenizer (the
+    hub is never contacted: ``HF_HUB_OFFLINE`` is set).
+    """
+    if not isinstance(tokenizer, (str, Path)):
+        if not callable(tokenizer):
+            raise ConfigError(f"tokenizer must be a path or a tokenizer object, "
+                              f"got {type(tokenizer).__name__}")
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(tokenizer))
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot load a tokenizer from {str(tokenizer)!r} ({first:.200})") from None
+
+
+@contextmanager
+def _untruncated(backend: Any) -> Iterator[None]:
+    """A fast tokenizer's Rust backend without truncation or padding for the block, its own
+    settings restored after (calling the ``transformers`` tokenizer would drop them for good)."""
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        yield
+    finally:
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**padding)
+
+
+def _encode_batch(tokenizer: Any, texts: Sequence[str], special: bool) -> list[list[int]]:
+    """``tokenizer(text, add_special_tokens=special)["input_ids"]`` of each text, in one call."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    with _untruncated(backend):
+        return [e.ids for e in encode(list(texts), add_special_tokens=special)]
+
+
+def trl_sequences(tokenizer: Any, pairs: pd.DataFrame, *,
+                  batch_size: int = BATCH_SIZE) -> Iterator[tuple[list[list[int]], ...]]:
+    """TRL's untruncated ``(prompt, prompt + chosen, prompt + rejected)`` ids, one batch of rows at a time.
+
+    Exactly the three tokenisations of TRL 1.16 ``DPOTrainer``'s ``tokenize_fn`` (module
+    docstring): text rows get EOS appended to each response that lacks it and are tokenised
+    with the tokenizer's special tokens; a conversational table (:func:`is_conversational`)
+    is rendered by the chat template (the prompt with the generation prompt) and tokenised
+    without added special tokens, as ``apply_chat_template(tokenize=True)`` does. Split each
+    row with :func:`split_trl`.
+    """
+    chat = is_conversational(pairs)
+    if chat and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("the data is conversational but the tokenizer has no chat template")
+    eos = tokenizer.eos_token or ""
+    cols = MESSAGE_COLUMNS if chat else ("prompt", "chosen", "rejected")
+
+    def render(prompts: list[Any], responses: list[Any] | None) -> list[str]:
+        if not chat:
+            return prompts if responses is None else [
+                p + (r if r.endswith(eos) else r + eos) for p, r in zip(prompts, responses, strict=True)]
+        if responses is None:
+            return tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template([p + r for p, r in zip(prompts, responses, strict=True)],
+                                             tokenize=False)
+
+    for start in range(0, len(pairs), batch_size):
+        p, c, r = (pairs[col].iloc[start:start + batch_size].tolist() for col in cols)
+        yield tuple(_encode_batch(tokenizer, render(p, x), special=not chat) for x in (None, c, r))
 
 
 def context_token(tokenizer: Any) -> int:
@@ -111,26 +197,11 @@ def context_token(tokenizer: Any) -> int:
     raise ConfigError("the tokenizer has neither a BOS nor an EOS token to stand for an empty prompt")
 
 
-def _split_trl(prompt: list[int], with_c: list[int], with_r: list[int]) -> tuple[list[int], ...]:
+def split_trl(prompt: list[int], with_c: list[int], with_r: list[int]) -> tuple[list[int], ...]:
+    """``(prompt, chosen, rejected)`` ids as TRL splits them: the prompt is the longest prefix of
+    its own ids that both prompt + response sequences share, each response the rest."""
     n = min(common_prefix_length(prompt, with_c), common_prefix_length(prompt, with_r))
     return prompt[:n], with_c[n:], with_r[n:]
-
-
-def encode_trl(tokenizer: Any, prompt: str, chosen: str, rejected: str) -> tuple[list[int], ...]:
-    """``(prompt, chosen, rejected)`` ids of a text pair exactly as TRL's DPOTrainer makes them."""
-    eos = tokenizer.eos_token or ""
-    chosen = chosen if chosen.endswith(eos) else chosen + eos
-    rejected = rejected if rejected.endswith(eos) else rejected + eos
-    return _split_trl(_ids(tokenizer, prompt, True), _ids(tokenizer, prompt + chosen, True),
-                      _ids(tokenizer, prompt + rejected, True))
-
-
-def encode_trl_chat(tokenizer: Any, prompt: list[dict[str, str]], chosen: list[dict[str, str]],
-                    rejected: list[dict[str, str]]) -> tuple[list[int], ...]:
-    """``(prompt, chosen, rejected)`` ids of a conversational pair as TRL's DPOTrainer makes them."""
-    return _split_trl(_template_ids(tokenizer, prompt, True),
-                      _template_ids(tokenizer, prompt + chosen, False),
-                      _template_ids(tokenizer, prompt + rejected, False))
 
 
 def _natural_chat(tokenizer: Any, prompt_msgs: list[dict[str, str]], response_msgs: list[dict[str, str]],
@@ -190,21 +261,14 @@ def encode_pairs(tokenizer: Any, pairs: pd.DataFrame, *, max_length: int | None 
         raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if max_length is not None and max_length < 2:
         raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
-    chat_rows = _chat_rows(pairs)
     if encoding == "trl":
-        chat_rows[:] = is_conversational(pairs)
+        return [_truncate_keep_start(*split_trl(p, c, r), max_length)
+                for batch in trl_sequences(tokenizer, pairs) for p, c, r in zip(*batch, strict=True)]
+    chat_rows = _chat_rows(pairs)
     if chat_rows.any() and not getattr(tokenizer, "chat_template", None):
         raise ConfigError("the data is conversational but the reference tokenizer has no chat template")
     out = []
     for i, (rec, chat) in enumerate(zip(pairs.to_dict("records"), chat_rows, strict=True)):
-        if encoding == "trl":
-            if chat:
-                p, c, r = encode_trl_chat(tokenizer, rec["prompt_messages"], rec["chosen_messages"],
-                                          rec["rejected_messages"])
-            else:
-                p, c, r = encode_trl(tokenizer, rec["prompt"], rec["chosen"], rec["rejected"])
-            out.append(_truncate_keep_start(p, c, r, max_length))
-            continue
         if chat:
             where = f"pair {rec.get('pair_id', i)}"
             p, c = _natural_chat(tokenizer, rec["prompt_messages"], rec["chosen_messages"], where)
