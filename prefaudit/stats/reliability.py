@@ -35,6 +35,13 @@ def both_orientations(labels: np.ndarray) -> np.ndarray:
     return np.vstack([labels, swap_ab(labels)])
 
 
+def triple_counts(rows: np.ndarray, labels: np.ndarray, n_rows: int,
+                  n_categories: int = N_CATEGORIES) -> np.ndarray:
+    """:func:`category_counts` of labels given as (row, label code) pairs, one per label."""
+    rows, labels = np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    return np.bincount(rows * n_categories + labels, minlength=n_rows * n_categories).reshape(n_rows, -1)
+
+
 def category_counts(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> np.ndarray:
     """Per-pair counts of each category: ``(n_pairs, n_categories)`` integers.
 
@@ -142,24 +149,42 @@ def cohen_kappa_matrix(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> 
     """
     labels = np.asarray(labels, dtype="float64")
     category_counts(labels, n_categories)  # validates the codes
-    n_ann = labels.shape[1]
-    seen = ~np.isnan(labels)
-    overlap = seen.T.astype(np.int64) @ seen.astype(np.int64)
-    shared = seen.sum(axis=1) >= 2  # only pairs with two labels can be shared by two annotators
-    labels, seen = labels[shared], seen[shared]
-    kappa = np.full((n_ann, n_ann), np.nan)
-    for j in range(n_ann):
-        kappa[j, j] = 1.0 if overlap[j, j] else np.nan
-        for k in range(j + 1, n_ann):
-            both = seen[:, j] & seen[:, k]
-            if not both.any():
-                continue
-            a, b = labels[both, j].astype(np.int64), labels[both, k].astype(np.int64)
-            table = np.bincount(a * n_categories + b, minlength=n_categories**2).reshape(n_categories, -1)
-            total = table.sum()
-            p_o = np.trace(table) / total
-            p_e = float(table.sum(axis=1) @ table.sum(axis=0)) / total**2
-            kappa[j, k] = kappa[k, j] = (p_o - p_e) / (1.0 - p_e) if p_e < 1.0 else np.nan
+    rows, annotators = np.nonzero(~np.isnan(labels))
+    return cohen_kappa_triples(rows, annotators, labels[rows, annotators].astype(np.int64),
+                               labels.shape[1], n_categories)
+
+
+def cohen_kappa_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, n_annotators: int,
+                        n_categories: int = N_CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cohen_kappa_matrix` of the labels given as (row, annotator, label code) triples,
+    one per label (at most one per row and annotator).
+
+    The contingency tables of all annotator pairs come from one matrix product per pair of
+    categories over the rows with two or more labels, so the cost grows with those rows x
+    annotators, not with the number of annotator pairs times rows.
+    """
+    rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
+    overlap = np.zeros((n_annotators, n_annotators), dtype=np.int64)
+    m = np.bincount(rows)
+    shared = m[rows] >= 2  # only rows with two labels can be shared by two annotators
+    _, row = np.unique(rows[shared], return_inverse=True)
+    onehot = []
+    for c in range(n_categories):
+        given = labels[shared] == c
+        x = np.zeros((int(row.max(initial=-1)) + 1, n_annotators))
+        x[row[given], annotators[shared][given]] = 1.0
+        onehot.append(x)
+    # table[j, k, a, b]: rows where annotator j said a and annotator k said b (exact: integer sums)
+    table = np.stack([np.stack([np.rint(onehot[a].T @ onehot[b]) for b in range(n_categories)], axis=-1)
+                      for a in range(n_categories)], axis=-2).astype(np.int64)
+    overlap[...] = table.sum(axis=(2, 3))
+    np.fill_diagonal(overlap, np.bincount(annotators, minlength=n_annotators))
+    total = table.sum(axis=(2, 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_o = np.trace(table, axis1=2, axis2=3) / total
+        p_e = np.einsum("jka,jka->jk", table.sum(axis=3), table.sum(axis=2)).astype("float64") / total**2
+        kappa = np.where((total > 0) & (p_e < 1.0), (p_o - p_e) / (1.0 - p_e), np.nan)
+    np.fill_diagonal(kappa, np.where(np.diagonal(overlap) > 0, 1.0, np.nan))
     return kappa, overlap
 
 
@@ -173,18 +198,23 @@ def leave_one_out_agreement(labels: np.ndarray,
     """
     labels = np.asarray(labels, dtype="float64")
     counts = category_counts(labels, n_categories)
-    agreement = np.full(labels.shape[1], np.nan)
-    n_compared = np.zeros(labels.shape[1], dtype=np.int64)
-    for j in range(labels.shape[1]):
-        own = labels[:, j]
-        rows = np.flatnonzero(~np.isnan(own))
-        code = own[rows].astype(np.int64)
-        others = counts[rows].copy()
-        others[np.arange(len(rows)), code] -= 1
-        top = others.max(axis=1)
-        unique_top = (others == top[:, None]).sum(axis=1) == 1
-        usable = unique_top & (top > 0)
-        n_compared[j] = int(usable.sum())
-        if n_compared[j]:
-            agreement[j] = float((others[usable].argmax(axis=1) == code[usable]).mean())
+    rows, annotators = np.nonzero(~np.isnan(labels))
+    return leave_one_out_triples(rows, annotators, labels[rows, annotators].astype(np.int64), counts,
+                                 labels.shape[1])
+
+
+def leave_one_out_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, counts: np.ndarray,
+                          n_annotators: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`leave_one_out_agreement` of labels given as (row, annotator, label code)
+    triples, one per label, with ``counts`` the rows' category counts (:func:`triple_counts`)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    others = counts[rows]
+    others[np.arange(len(rows)), labels] -= 1
+    top = others.max(axis=1, initial=0)
+    usable = ((others == top[:, None]).sum(axis=1) == 1) & (top > 0)
+    who = annotators[usable]
+    n_compared = np.bincount(who, minlength=n_annotators).astype(np.int64)
+    hits = np.bincount(who, weights=others[usable].argmax(axis=1) == labels[usable], minlength=n_annotators)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agreement = np.where(n_compared > 0, hits / n_compared, np.nan)
     return agreement, n_compared
