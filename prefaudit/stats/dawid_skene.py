@@ -72,16 +72,26 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
     max_iter:
         Upper bound on EM iterations.
     """
-    if smoothing < 0 or tol <= 0 or max_iter < 1:
-        raise ConfigError(f"Dawid–Skene needs smoothing >= 0, tol > 0, max_iter >= 1 "
-                          f"(got {smoothing}, {tol}, {max_iter})")
+    _check_parameters(smoothing, tol, max_iter)
     labels = np.asarray(labels, dtype="float64")
-    counts = category_counts(labels, n_classes)
-    if len(labels) == 0 or (counts.sum(axis=1) == 0).any():
+    category_counts(labels, n_classes)  # validates the codes
+    rows, annotators = np.nonzero(~np.isnan(labels))
+    return fit_dawid_skene_triples(rows, annotators, labels[rows, annotators].astype(np.int64),
+                                   labels.shape, n_classes, smoothing=smoothing, tol=tol, max_iter=max_iter)
+
+
+def fit_dawid_skene_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
+                            shape: tuple[int, int], n_classes: int = N_CATEGORIES, *, smoothing: float = 1.0,
+                            tol: float = 1e-6, max_iter: int = 500) -> DawidSkeneFit:
+    """:func:`fit_dawid_skene` of the labels given as (row, annotator, label code) triples, one
+    per label, of a ``shape = (n_pairs, n_annotators)`` label matrix that is never built."""
+    _check_parameters(smoothing, tol, max_iter)
+    rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
+    n_pairs, n_ann = shape
+    if n_pairs == 0 or (np.bincount(rows, minlength=n_pairs) == 0).any():
         raise ConfigError("Dawid–Skene needs at least one label on every pair")
-    codes = np.where(np.isnan(labels), -1, labels).astype(np.int64)
-    patterns, inverse, weights = _unique_rows(codes)
-    used = np.flatnonzero(counts.sum(axis=0) > 0)
+    patterns, inverse, weights = _unique_patterns(rows, annotators, labels, shape)
+    used = np.flatnonzero(np.bincount(labels, minlength=n_classes) > 0)
     onehot = (patterns[:, :, None] == used[None, None, :]).astype("float64")  # K x m x C
     weights = weights.astype("float64")
     obs = _Observed(*np.nonzero(onehot), shape=onehot.shape)  # the labels given: few per pattern
@@ -101,7 +111,6 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
             break
     post, log_norm = _e_step(obs, prior, confusion)
 
-    n_ann = labels.shape[1]
     full_post = np.zeros((len(patterns), n_classes))
     full_post[:, used] = post
     full_prior = np.zeros(n_classes)
@@ -113,16 +122,43 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
                          log_likelihood=float(weights @ log_norm))
 
 
-def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` for codes in -1..2:
-    each row packed into one int64 (base 4, first column most significant, so the order is
-    the same), which sorts a million rows in a fraction of the time a row-wise sort takes."""
-    if codes.shape[1] > 31 or len(codes) == 0 or codes.min() < -1 or codes.max() > 2:
-        patterns, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-        return patterns, inverse.ravel(), counts
-    keys = (codes + 1) @ (4 ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64))
-    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
-    return codes[first], inverse.ravel(), counts
+def _check_parameters(smoothing: float, tol: float, max_iter: int) -> None:
+    if smoothing < 0 or tol <= 0 or max_iter < 1:
+        raise ConfigError(f"Dawid–Skene needs smoothing >= 0, tol > 0, max_iter >= 1 "
+                          f"(got {smoothing}, {tol}, {max_iter})")
+
+
+#: Annotators per packed key: a label pattern is packed base 4 (codes -1..2) into int64 keys.
+KEY_COLUMNS = 31
+
+
+def _unique_patterns(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
+                     shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` of the pairs x
+    annotators code matrix (-1 = not judged) without building it: each row is packed into
+    int64 keys of :data:`KEY_COLUMNS` annotators (base 4, first column most significant, so
+    sorting the keys sorts the rows in the same order), the rows are sorted by their keys, and
+    only one row per distinct pattern is made dense."""
+    n_pairs, n_ann = shape
+    chunk = annotators // KEY_COLUMNS
+    width = np.minimum(KEY_COLUMNS, n_ann - chunk * KEY_COLUMNS)
+    digit = (labels + 1) * 4 ** (width - 1 - annotators % KEY_COLUMNS)
+    keys = np.zeros((max(1, -(-n_ann // KEY_COLUMNS)), n_pairs), dtype=np.int64)
+    np.add.at(keys, (chunk, rows), digit)
+    order = np.lexsort(keys[::-1])
+    sorted_keys = keys[:, order]
+    new = np.ones(n_pairs, dtype=bool)
+    new[1:] = (sorted_keys[:, 1:] != sorted_keys[:, :-1]).any(axis=0)
+    group = np.cumsum(new) - 1
+    inverse = np.empty(n_pairs, dtype=np.int64)
+    inverse[order] = group
+    first = order[new]
+    is_first = np.zeros(n_pairs, dtype=bool)
+    is_first[first] = True
+    sel = is_first[rows]
+    patterns = np.full((len(first), n_ann), -1, dtype=np.int64)
+    patterns[inverse[rows[sel]], annotators[sel]] = labels[sel]
+    return patterns, inverse, np.bincount(group)
 
 
 class _Observed(NamedTuple):
