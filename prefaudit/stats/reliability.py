@@ -159,33 +159,60 @@ def cohen_kappa_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.nda
     """:func:`cohen_kappa_matrix` of the labels given as (row, annotator, label code) triples,
     one per label (at most one per row and annotator).
 
-    The contingency tables of all annotator pairs come from one matrix product per pair of
-    categories over the rows with two or more labels, so the cost grows with those rows x
-    annotators, not with the number of annotator pairs times rows.
+    All annotator pairs' contingency tables are counted at once (:func:`contingency_tables`),
+    so the cost grows with the labels, not with the number of annotator pairs times rows.
     """
     rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
-    overlap = np.zeros((n_annotators, n_annotators), dtype=np.int64)
-    m = np.bincount(rows)
-    shared = m[rows] >= 2  # only rows with two labels can be shared by two annotators
-    _, row = np.unique(rows[shared], return_inverse=True)
-    onehot = []
-    for c in range(n_categories):
-        given = labels[shared] == c
-        x = np.zeros((int(row.max(initial=-1)) + 1, n_annotators))
-        x[row[given], annotators[shared][given]] = 1.0
-        onehot.append(x)
-    # table[j, k, a, b]: rows where annotator j said a and annotator k said b (exact: integer sums)
-    table = np.stack([np.stack([np.rint(onehot[a].T @ onehot[b]) for b in range(n_categories)], axis=-1)
-                      for a in range(n_categories)], axis=-2).astype(np.int64)
-    overlap[...] = table.sum(axis=(2, 3))
+    table = contingency_tables(rows, annotators, labels, n_annotators, n_categories)
+    overlap = table.sum(axis=(2, 3))
     np.fill_diagonal(overlap, np.bincount(annotators, minlength=n_annotators))
-    total = table.sum(axis=(2, 3))
+    total = overlap
     with np.errstate(divide="ignore", invalid="ignore"):
         p_o = np.trace(table, axis1=2, axis2=3) / total
         p_e = np.einsum("jka,jka->jk", table.sum(axis=3), table.sum(axis=2)).astype("float64") / total**2
         kappa = np.where((total > 0) & (p_e < 1.0), (p_o - p_e) / (1.0 - p_e), np.nan)
     np.fill_diagonal(kappa, np.where(np.diagonal(overlap) > 0, 1.0, np.nan))
     return kappa, overlap
+
+
+def contingency_tables(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, n_annotators: int,
+                       n_categories: int = N_CATEGORIES) -> np.ndarray:
+    """``table[j, k, a, b]``: rows on which annotator ``j`` gave label ``a`` and annotator
+    ``k != j`` gave label ``b`` (the diagonal ``j == k`` is not counted and is zero).
+
+    Labels are (row, annotator, label code) triples, one per label. Only rows with two or
+    more labels count. Where rows hold few labels each, every ordered pair of labels within a
+    row is counted with one ``bincount`` (cost: the sum over rows of squared label counts);
+    where rows hold many, with one 0/1 matrix product per pair of categories (cost: rows x
+    annotators squared; integer counts, exact in float64).
+    """
+    per_row = np.bincount(rows)
+    shared = per_row[rows] >= 2
+    order = np.argsort(rows[shared], kind="stable")
+    rows, annotators, labels = rows[shared][order], annotators[shared][order], labels[shared][order]
+    _, start, m = np.unique(rows, return_index=True, return_counts=True)
+    n_cells = n_annotators * n_annotators * n_categories * n_categories
+    if (m * m).sum() <= n_categories * len(m) * n_annotators:  # no more pairs than one-hot cells
+        size = np.repeat(m, m)  # per label: the labels in its row, itself included
+        label_i = np.repeat(np.arange(len(rows)), size)
+        label_k = np.repeat(np.repeat(start, m), size) + np.arange(len(label_i)) - np.repeat(
+            np.cumsum(size) - size, size)
+        other = label_i != label_k
+        label_i, label_k = label_i[other], label_k[other]
+        key = ((annotators[label_i] * n_annotators + annotators[label_k]) * n_categories
+               + labels[label_i]) * n_categories + labels[label_k]
+        table = np.bincount(key, minlength=n_cells)
+        return table.reshape(n_annotators, n_annotators, n_categories, n_categories)
+    row = np.repeat(np.arange(len(m)), m)
+    onehot = []
+    for c in range(n_categories):
+        x = np.zeros((len(m), n_annotators))
+        x[row[labels == c], annotators[labels == c]] = 1.0
+        onehot.append(x)
+    table = np.stack([np.stack([np.rint(onehot[a].T @ onehot[b]) for b in range(n_categories)], axis=-1)
+                      for a in range(n_categories)], axis=-2).astype(np.int64)
+    table[np.arange(n_annotators), np.arange(n_annotators)] = 0
+    return table
 
 
 def leave_one_out_agreement(labels: np.ndarray,
