@@ -19,16 +19,26 @@ MAX_CHUNK_CELLS = 2_000_000
 
 
 def group_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of ``values`` (pairs x features) and how many pairs share each.
+    """Distinct rows of ``values`` (pairs x features, no NaN) and how many pairs share each.
 
-    Returns ``(group_values, group_sizes)``. Groups are in sorted row order, so they do not
-    depend on the order of the pairs.
+    Returns ``(group_values, group_sizes)``. Groups are in sorted row order (first column
+    most significant), so they do not depend on the order of the pairs; the result is
+    ``np.unique(values, axis=0, return_counts=True)``, found by sorting the columns as keys
+    (no structured copy of the whole matrix).
     """
     values = np.asarray(values, dtype="float64")
     if values.ndim == 1:
         values = values[:, None]
-    distinct, sizes = np.unique(values, axis=0, return_counts=True)
-    return distinct, sizes
+    if not values.size:
+        return np.unique(values, axis=0, return_counts=True)
+    order = np.lexsort(values.T[::-1])
+    new = np.zeros(len(order), dtype=bool)
+    new[0] = True
+    for column in values.T:
+        ranked = column[order]
+        new[1:] |= ranked[1:] != ranked[:-1]
+    starts = np.flatnonzero(new)
+    return values[order[starts]], np.diff(np.append(starts, len(order)))
 
 
 def resampled_counts(group_sizes: np.ndarray, n_bootstrap: int,
