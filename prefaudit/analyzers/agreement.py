@@ -195,12 +195,13 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
         result.notes.append("noise_proxy was ignored: with several labels per pair the flip rate comes "
                             "from the Dawid-Skene posteriors.")
 
-    both = _both_orientations(labels)
-    fit = fit_dawid_skene_triples(*both, (2 * n_pairs, n_annotators), smoothing=ds_smoothing, tol=ds_tol,
-                                  max_iter=ds_max_iter)
-    posterior = fit.posterior[:n_pairs]
+    triples = (labels.pair, labels.annotator, labels.label)
+    # every comparison in both orientations (reliability.both_orientations), never built
+    fit = fit_dawid_skene_triples(*triples, (n_pairs, n_annotators), smoothing=ds_smoothing, tol=ds_tol,
+                                  max_iter=ds_max_iter, swap_ab=True)
+    posterior = fit.posterior
     flip = flip_probability(posterior, labels.final)
-    kappa, overlap = reliability.cohen_kappa_triples(*both, n_annotators)
+    kappa, overlap = reliability.cohen_kappa_triples(*triples, n_annotators, both_orientations=True)
     overlap = overlap // 2
     presented = label_triples(table, as_presented=True) if has_order(table) else None
     _add_reliability(result, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
@@ -239,15 +240,6 @@ def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Se
     result.add_metric("flip_rate", float(values.mean()), low=low, high=high)
     result.notes.append(f"flip_rate is the mean of {source} over {len(values)} pairs (not a Dawid-Skene "
                         "estimate: there is only one label per pair).")
-
-
-def _both_orientations(labels: LabelTriples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, annotator, label) triples of :func:`reliability.both_orientations` of the label
-    matrix: pair ``i`` as row ``i`` and, with A and B swapped, as row ``n_pairs + i``."""
-    swapped = np.where(labels.label == 0, 1, np.where(labels.label == 1, 0, labels.label))
-    return (np.concatenate([labels.pair, labels.pair + len(labels.pair_ids)]),
-            np.concatenate([labels.annotator, labels.annotator]),
-            np.concatenate([labels.label, swapped]).astype(np.int64))
 
 
 def _package_alpha(counts: np.ndarray) -> float:

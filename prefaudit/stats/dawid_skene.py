@@ -82,16 +82,24 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
 
 def fit_dawid_skene_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
                             shape: tuple[int, int], n_classes: int = N_CATEGORIES, *, smoothing: float = 1.0,
-                            tol: float = 1e-6, max_iter: int = 500) -> DawidSkeneFit:
+                            tol: float = 1e-6, max_iter: int = 500, swap_ab: bool = False) -> DawidSkeneFit:
     """:func:`fit_dawid_skene` of the labels given as (row, annotator, label code) triples, one
-    per label, of a ``shape = (n_pairs, n_annotators)`` label matrix that is never built."""
+    per label, of a ``shape = (n_pairs, n_annotators)`` label matrix that is never built.
+
+    With ``swap_ab`` the model is fitted to every pair twice, as given and with labels A (0)
+    and B (1) exchanged (the matrix :func:`prefaudit.stats.reliability.both_orientations`
+    makes), and ``posterior`` covers the given pairs: equal to fitting that matrix and
+    keeping its first ``n_pairs`` rows, without building the second copy.
+    """
     _check_parameters(smoothing, tol, max_iter)
     rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
     n_pairs, n_ann = shape
     if n_pairs == 0 or (np.bincount(rows, minlength=n_pairs) == 0).any():
         raise ConfigError("Dawid–Skene needs at least one label on every pair")
     patterns, inverse, weights = _unique_patterns(rows, annotators, labels, shape)
-    used = np.flatnonzero(np.bincount(labels, minlength=n_classes) > 0)
+    if swap_ab:
+        patterns, inverse, weights = _with_swapped(patterns, inverse, weights)
+    used = np.flatnonzero(np.bincount(patterns[patterns >= 0], minlength=n_classes) > 0)
     onehot = (patterns[:, :, None] == used[None, None, :]).astype("float64")  # K x m x C
     weights = weights.astype("float64")
     obs = _Observed(*np.nonzero(onehot), shape=onehot.shape)  # the labels given: few per pattern
@@ -135,30 +143,55 @@ KEY_COLUMNS = 31
 def _unique_patterns(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
                      shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` of the pairs x
-    annotators code matrix (-1 = not judged) without building it: each row is packed into
-    int64 keys of :data:`KEY_COLUMNS` annotators (base 4, first column most significant, so
-    sorting the keys sorts the rows in the same order), the rows are sorted by their keys, and
-    only one row per distinct pattern is made dense."""
+    annotators code matrix (-1 = not judged) without building it: the rows are grouped by
+    their :func:`_pattern_keys` and only one row per distinct pattern is made dense."""
     n_pairs, n_ann = shape
-    chunk = annotators // KEY_COLUMNS
-    width = np.minimum(KEY_COLUMNS, n_ann - chunk * KEY_COLUMNS)
-    digit = (labels + 1) * 4 ** (width - 1 - annotators % KEY_COLUMNS)
-    keys = np.zeros((max(1, -(-n_ann // KEY_COLUMNS)), n_pairs), dtype=np.int64)
-    np.add.at(keys, (chunk, rows), digit)
-    order = np.lexsort(keys[::-1])
-    sorted_keys = keys[:, order]
-    new = np.ones(n_pairs, dtype=bool)
-    new[1:] = (sorted_keys[:, 1:] != sorted_keys[:, :-1]).any(axis=0)
-    group = np.cumsum(new) - 1
-    inverse = np.empty(n_pairs, dtype=np.int64)
-    inverse[order] = group
-    first = order[new]
+    first, inverse, counts = _group(_pattern_keys(rows, annotators, labels, shape))
     is_first = np.zeros(n_pairs, dtype=bool)
     is_first[first] = True
     sel = is_first[rows]
     patterns = np.full((len(first), n_ann), -1, dtype=np.int64)
     patterns[inverse[rows[sel]], annotators[sel]] = labels[sel]
-    return patterns, inverse, np.bincount(group)
+    return patterns, inverse, counts
+
+
+def _with_swapped(patterns: np.ndarray, inverse: np.ndarray,
+                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_unique_patterns` of the pairs followed by the same pairs with A and B swapped,
+    from the patterns of the pairs alone; ``inverse`` covers the original pairs."""
+    both = np.vstack([patterns, np.where(patterns == 0, 1, np.where(patterns == 1, 0, patterns))])
+    rows, annotators = np.nonzero(both >= 0)
+    first, both_inverse, _ = _group(_pattern_keys(rows, annotators, both[rows, annotators], both.shape))
+    both_weights = np.bincount(both_inverse, weights=np.concatenate([weights, weights]))
+    return both[first], both_inverse[:len(patterns)][inverse], both_weights.astype(np.int64)
+
+
+def _pattern_keys(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Each row of the code matrix packed into int64 keys of :data:`KEY_COLUMNS` annotators,
+    ``(n_keys, n_rows)``: base 4, first column most significant, so that sorting rows by their
+    keys (first key first) sorts them as ``np.unique(axis=0)`` does."""
+    n_rows, n_ann = shape
+    chunk = annotators // KEY_COLUMNS
+    width = np.minimum(KEY_COLUMNS, n_ann - chunk * KEY_COLUMNS)
+    keys = np.zeros((max(1, -(-n_ann // KEY_COLUMNS)), n_rows), dtype=np.int64)
+    np.add.at(keys, (chunk, rows), (labels + 1) * 4 ** (width - 1 - annotators % KEY_COLUMNS))
+    return keys
+
+
+def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of equal columns of ``keys`` in sorted order: each group's first column index,
+    each column's group, and the group sizes."""
+    order = np.lexsort(keys[::-1])
+    new = np.zeros(keys.shape[1], dtype=bool)
+    new[:1] = True
+    for key in keys:
+        ranked = key[order]
+        new[1:] |= ranked[1:] != ranked[:-1]
+    group = np.cumsum(new) - 1
+    inverse = np.empty(keys.shape[1], dtype=np.int64)
+    inverse[order] = group
+    return order[new], inverse, np.bincount(group)
 
 
 class _Observed(NamedTuple):

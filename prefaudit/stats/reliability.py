@@ -155,17 +155,25 @@ def cohen_kappa_matrix(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> 
 
 
 def cohen_kappa_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, n_annotators: int,
-                        n_categories: int = N_CATEGORIES) -> tuple[np.ndarray, np.ndarray]:
+                        n_categories: int = N_CATEGORIES, *,
+                        both_orientations: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """:func:`cohen_kappa_matrix` of the labels given as (row, annotator, label code) triples,
-    one per label (at most one per row and annotator).
+    one per label (at most one per row and annotator); with ``both_orientations``, of the
+    matrix :func:`both_orientations` makes of them (every count doubles, A and B swapped in
+    the copy).
 
     All annotator pairs' contingency tables are counted at once (:func:`contingency_tables`),
     so the cost grows with the labels, not with the number of annotator pairs times rows.
     """
     rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
     table = contingency_tables(rows, annotators, labels, n_annotators, n_categories)
+    per_annotator = np.bincount(annotators, minlength=n_annotators)
+    if both_orientations:
+        swap = [1, 0, *range(2, n_categories)]
+        table = table + table[:, :, swap][:, :, :, swap]
+        per_annotator = 2 * per_annotator
     overlap = table.sum(axis=(2, 3))
-    np.fill_diagonal(overlap, np.bincount(annotators, minlength=n_annotators))
+    np.fill_diagonal(overlap, per_annotator)
     total = overlap
     with np.errstate(divide="ignore", invalid="ignore"):
         p_o = np.trace(table, axis1=2, axis2=3) / total
