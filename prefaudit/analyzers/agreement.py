@@ -242,6 +242,26 @@ def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Se
                         "estimate: there is only one label per pair).")
 
 
+def _distinct_rows(counts: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One pair per distinct (category counts, flip probability), as an index into the pairs,
+    and how many pairs share it."""
+    base = int(counts.max(initial=0)) + 1
+    count_code = (counts[:, 0] * base + counts[:, 1]) * base + counts[:, 2]
+    flip_code, flips = pd.factorize(flip)  # NaN (a final tie) gets its own code, -1
+    _, first, n_same = np.unique(count_code * (len(flips) + 1) + flip_code + 1, return_index=True,
+                                 return_counts=True)
+    return first, n_same
+
+
+def _fleiss_both_orientations(counts: np.ndarray) -> float:
+    """Fleiss' kappa of the pairs in both orientations; NaN (not built) unless every pair has
+    the same number, two or more, of labels."""
+    n_labels = counts.sum(axis=1)
+    if not len(counts) or n_labels.min() < 2 or n_labels.min() != n_labels.max():
+        return float("nan")
+    return reliability.fleiss_kappa(np.vstack([counts, counts[:, [1, 0, LABEL_TIE]]]))
+
+
 def _package_alpha(counts: np.ndarray) -> float:
     """The ``krippendorff`` package's nominal alpha of per-unit category counts, equal to its
     value on the label matrix they come from: units with fewer than two labels add exact
@@ -264,19 +284,21 @@ def _add_reliability(result: AnalyzerResult, counts: np.ndarray, kappa: np.ndarr
     """
     result.add_metric("raw_agreement", reliability.raw_agreement(counts))
     result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]))
-    parts = reliability.symmetric_alpha_parts(counts)
-    defined = np.isfinite(reliability.alpha_from_totals(parts.sum(axis=0)))
-    both_counts = np.vstack([counts, counts[:, [1, 0, LABEL_TIE]]])
-    alpha = _package_alpha(both_counts) if defined else float("nan")
     non_tie = np.isfinite(flip)
-    per_pair = np.column_stack([parts, np.where(non_tie, flip, 0.0), non_tie])
-    sums = bootstrap.bootstrap_sums(per_pair, n_bootstrap, seed)
+    # pairs with the same counts and flip probability have the same per-pair values: one row each
+    first, n_same = _distinct_rows(counts, flip)
+    parts = reliability.symmetric_alpha_parts(counts[first])
+    defined = np.isfinite(reliability.alpha_from_totals(n_same @ parts))
+    multi = counts[counts.sum(axis=1) >= 2]
+    alpha = _package_alpha(np.vstack([multi, multi[:, [1, 0, LABEL_TIE]]])) if defined else float("nan")
+    per_pair = np.column_stack([parts, np.where(non_tie[first], flip[first], 0.0), non_tie[first]])
+    sums = bootstrap.bootstrap_sums(per_pair, n_bootstrap, seed, sizes=n_same)
     boot_alpha = reliability.alpha_from_totals(sums[:, :-2])
     with np.errstate(divide="ignore", invalid="ignore"):
         boot_flip = sums[:, -2] / sums[:, -1]
     low, high = bootstrap.percentile_interval(boot_alpha, ci)
     result.add_metric("krippendorff_alpha", alpha, low=low, high=high)
-    fleiss = reliability.fleiss_kappa(both_counts[both_counts.sum(axis=1) > 0])
+    fleiss = _fleiss_both_orientations(counts)
     result.add_metric("fleiss_kappa", fleiss)
     if not np.isfinite(fleiss):
         result.notes.append("fleiss_kappa is not reported: pairs have different numbers of labels "
@@ -315,12 +337,12 @@ def _add_as_presented(result: AnalyzerResult, labels: LabelTriples, presented: L
     if n_unknown:
         result.notes.append(f"The as-presented coefficients leave out {n_unknown} judgement(s) whose "
                             "presentation order is not recorded.")
-    parts = reliability.alpha_parts(counts)
+    parts = reliability.alpha_parts(counts[known])
     alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
     if np.isfinite(alpha):
         alpha = _package_alpha(counts[known])
     low, high = bootstrap.percentile_interval(
-        reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts[known], n_bootstrap, seed)), ci)
+        reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts, n_bootstrap, seed)), ci)
     result.add_metric("krippendorff_alpha_as_presented", alpha, low=low, high=high)
     result.add_metric("fleiss_kappa_as_presented", reliability.fleiss_kappa(counts[known]))
     annotators = presented.annotators
