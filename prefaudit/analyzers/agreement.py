@@ -183,13 +183,12 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
                             "consistency.")
     labels = label_triples(table)
     n_pairs, n_annotators = len(labels.pair_ids), len(labels.annotators)
-    pair_ids = pd.Index(labels.pair_ids, name="pair_id")
     counts = reliability.triple_counts(labels.pair, labels.label, n_pairs)
     n_labels = counts.sum(axis=1)
     multi = (n_labels >= 2).any() and n_annotators >= 2
     _add_counts(result, labels.annotators, n_labels, multi)
     if not multi:
-        _single_label(result, pair_ids, noise_proxy, seed, n_bootstrap, ci)
+        _single_label(result, labels.pair_ids, noise_proxy, seed, n_bootstrap, ci)
         return result
     if noise_proxy is not None:
         result.notes.append("noise_proxy was ignored: with several labels per pair the flip rate comes "
@@ -203,10 +202,10 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
     flip = flip_probability(posterior, labels.final)
     kappa, overlap = reliability.cohen_kappa_triples(*triples, n_annotators, both_orientations=True)
     overlap = overlap // 2
-    presented = label_triples(table, as_presented=True) if has_order(table) else None
     _add_reliability(result, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
-    _add_as_presented(result, labels, presented, seed, n_bootstrap, ci)
-    pair_data = _pair_data(pair_ids, counts, posterior, labels.final, flip, contested_threshold)
+    _add_as_presented(result, labels, label_triples(table, as_presented=True) if has_order(table) else None,
+                      seed, n_bootstrap, ci)
+    pair_data = _pair_data(labels.pair_ids, counts, posterior, labels.final, flip, contested_threshold)
     result.pair_data = pair_data
     _add_consensus(result, pair_data, fit, contested_threshold)
     _add_annotators(result, labels, counts, fit, kappa)
@@ -220,7 +219,7 @@ def _add_counts(result: AnalyzerResult, annotators: list[str], n_labels: np.ndar
     result.add_metric("mean_labels_per_pair", float(n_labels.mean()) if len(n_labels) else None)
 
 
-def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Series | None,
+def _single_label(result: AnalyzerResult, pair_ids: np.ndarray, noise_proxy: pd.Series | None,
                   seed: int, n_bootstrap: int, ci: float) -> None:
     """Metrics with value None and the reason; flip_rate from an external proxy if one is given."""
     for name in NEEDS_TWO_LABELS:
@@ -365,7 +364,7 @@ def _add_as_presented(result: AnalyzerResult, labels: LabelTriples, presented: L
             "paradox); the orientation-free alpha does not depend on the order.")
 
 
-def _pair_data(pair_ids: pd.Index, counts: np.ndarray, posterior: np.ndarray, final: np.ndarray,
+def _pair_data(pair_ids: np.ndarray, counts: np.ndarray, posterior: np.ndarray, final: np.ndarray,
                flip: np.ndarray, threshold: float) -> pd.DataFrame:
     n_labels = counts.sum(axis=1)
     top = counts.max(axis=1)
@@ -431,7 +430,8 @@ def _add_annotators(result: AnalyzerResult, labels: LabelTriples, counts: np.nda
 def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Contested pairs and pairs whose consensus differs from the final label; score = 1 - posterior."""
     names = np.array(LABEL_NAMES, dtype=object)
-    contested = pair_data[pair_data["contested"]]
+    # numpy masks: a boolean Series would make pandas build the str index's hash engine
+    contested = pair_data[pair_data["contested"].to_numpy()]
     best = contested[["p_a", "p_b", "p_tie"]].max(axis=1).to_numpy()
     detail = [f"{'even split; ' if split else ''}consensus {names[c]} at posterior {p:.2f} "
               f"(threshold {threshold}); majority share {s:.2f} of {n} labels"
@@ -439,7 +439,7 @@ def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
                                            contested["majority_share"], contested["n_labels"], strict=True)]
     flags = [make_flags(contested.index, "contested", 1.0 - contested["consensus_posterior"].to_numpy(),
                         detail)]
-    off = pair_data[pair_data["consensus_label"] != pair_data["final_label"]]
+    off = pair_data[pair_data["consensus_label"].to_numpy() != pair_data["final_label"].to_numpy()]
     detail = [f"final label {names[f]} has posterior {p:.2f}; Dawid-Skene consensus is {names[c]}"
               for f, p, c in zip(off["final_label"], off["consensus_posterior"], off["consensus_label"],
                                  strict=True)]
