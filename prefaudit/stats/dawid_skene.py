@@ -98,13 +98,15 @@ def fit_dawid_skene_triples(rows: np.ndarray, annotators: np.ndarray, labels: np
         raise ConfigError("Dawid–Skene needs at least one label on every pair")
     patterns, inverse, weights = _unique_patterns(rows, annotators, labels, shape)
     if swap_ab:
-        patterns, inverse, weights = _with_swapped(patterns, inverse, weights)
-    used = np.flatnonzero(np.bincount(patterns[patterns >= 0], minlength=n_classes) > 0)
-    onehot = (patterns[:, :, None] == used[None, None, :]).astype("float64")  # K x m x C
+        patterns, inverse, weights = _with_swapped(patterns, inverse, weights, n_ann)
+    used = np.flatnonzero(np.bincount(patterns.label, minlength=n_classes) > 0)
+    obs = _Observed(patterns.k, patterns.j, np.searchsorted(used, patterns.label),
+                    shape=(patterns.n, n_ann, len(used)))
     weights = weights.astype("float64")
-    obs = _Observed(*np.nonzero(onehot), shape=onehot.shape)  # the labels given: few per pattern
 
-    post = onehot.sum(axis=1)
+    # start from each pattern's vote shares
+    post = np.bincount(obs.k * len(used) + obs.label, minlength=patterns.n * len(used))
+    post = post.reshape(patterns.n, len(used)).astype("float64")
     post /= post.sum(axis=1, keepdims=True)
     prior, confusion = _m_step(obs, weights, post, smoothing)
     converged, n_iter = False, 0
@@ -119,7 +121,7 @@ def fit_dawid_skene_triples(rows: np.ndarray, annotators: np.ndarray, labels: np
             break
     post, log_norm = _e_step(obs, prior, confusion)
 
-    full_post = np.zeros((len(patterns), n_classes))
+    full_post = np.zeros((patterns.n, n_classes))
     full_post[:, used] = post
     full_prior = np.zeros(n_classes)
     full_prior[used] = prior
@@ -140,30 +142,50 @@ def _check_parameters(smoothing: float, tol: float, max_iter: int) -> None:
 KEY_COLUMNS = 31
 
 
+class _Patterns(NamedTuple):
+    """Distinct label patterns as (pattern, annotator, label) triples, sorted by pattern and
+    annotator: the labelled cells of ``np.unique``'s dense pattern matrix in row-major order."""
+
+    k: np.ndarray
+    j: np.ndarray
+    label: np.ndarray
+    n: int
+
+
 def _unique_patterns(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
-                     shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     shape: tuple[int, int]) -> tuple[_Patterns, np.ndarray, np.ndarray]:
     """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` of the pairs x
-    annotators code matrix (-1 = not judged) without building it: the rows are grouped by
-    their :func:`_pattern_keys` and only one row per distinct pattern is made dense."""
-    n_pairs, n_ann = shape
+    annotators code matrix (-1 = not judged) without building it or the patterns densely:
+    the rows are grouped by their :func:`_pattern_keys` and the labels of one row per
+    pattern kept as :class:`_Patterns`."""
     first, inverse, counts = _group(_pattern_keys(rows, annotators, labels, shape))
-    is_first = np.zeros(n_pairs, dtype=bool)
+    return _pattern_labels(first, inverse, rows, annotators, labels, shape[0]), inverse, counts
+
+
+def _pattern_labels(first: np.ndarray, inverse: np.ndarray, rows: np.ndarray, annotators: np.ndarray,
+                    labels: np.ndarray, n_rows: int) -> _Patterns:
+    """The labels of the rows ``first`` (one per pattern), renumbered to their pattern."""
+    is_first = np.zeros(n_rows, dtype=bool)
     is_first[first] = True
     sel = is_first[rows]
-    patterns = np.full((len(first), n_ann), -1, dtype=np.int64)
-    patterns[inverse[rows[sel]], annotators[sel]] = labels[sel]
-    return patterns, inverse, counts
+    k, j, label = inverse[rows[sel]], annotators[sel], labels[sel]
+    order = np.lexsort((j, k))
+    return _Patterns(k[order], j[order], label[order], len(first))
 
 
-def _with_swapped(patterns: np.ndarray, inverse: np.ndarray,
-                  weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _with_swapped(patterns: _Patterns, inverse: np.ndarray, weights: np.ndarray,
+                  n_ann: int) -> tuple[_Patterns, np.ndarray, np.ndarray]:
     """:func:`_unique_patterns` of the pairs followed by the same pairs with A and B swapped,
     from the patterns of the pairs alone; ``inverse`` covers the original pairs."""
-    both = np.vstack([patterns, np.where(patterns == 0, 1, np.where(patterns == 1, 0, patterns))])
-    rows, annotators = np.nonzero(both >= 0)
-    first, both_inverse, _ = _group(_pattern_keys(rows, annotators, both[rows, annotators], both.shape))
-    both_weights = np.bincount(both_inverse, weights=np.concatenate([weights, weights]))
-    return both[first], both_inverse[:len(patterns)][inverse], both_weights.astype(np.int64)
+    swapped = np.where(patterns.label == 0, 1, np.where(patterns.label == 1, 0, patterns.label))
+    rows = np.concatenate([patterns.k, patterns.k + patterns.n])
+    annotators = np.concatenate([patterns.j, patterns.j])
+    labels = np.concatenate([patterns.label, swapped])
+    shape = (2 * patterns.n, n_ann)
+    first, both_inverse, _ = _group(_pattern_keys(rows, annotators, labels, shape))
+    both_weights = np.bincount(both_inverse, weights=np.concatenate([weights, weights])).astype(np.int64)
+    both = _pattern_labels(first, both_inverse, rows, annotators, labels, shape[0])
+    return both, both_inverse[:patterns.n][inverse], both_weights
 
 
 def _pattern_keys(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
