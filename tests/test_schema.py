@@ -168,8 +168,8 @@ def test_label_triples_are_the_label_matrix_without_empty_cells_and_carry_the_to
     np.testing.assert_array_equal(triples.dense(), matrix.to_numpy())
     assert list(triples.pair_ids) == list(matrix.index) and triples.annotators == list(matrix.columns)
     pairs = to_pairs(table).set_index("pair_id").loc[list(triples.pair_ids)]
-    text_a = matrix.index.map(
-        lambda pid: min(table.loc[table["pair_id"] == pid, ["chosen", "rejected"]].iloc[0]))
+    first = table[~table["repeat"]].groupby("pair_id", sort=False).head(1).set_index("pair_id")
+    text_a = [min(first.loc[pid, "chosen"], first.loc[pid, "rejected"]) for pid in matrix.index]
     want = np.where(pairs["tie"], LABEL_TIE, np.where(pairs["chosen"].to_numpy() == np.asarray(text_a),
                                                        LABEL_A, LABEL_B))
     np.testing.assert_array_equal(triples.final, want)

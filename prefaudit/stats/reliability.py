@@ -167,17 +167,19 @@ def cohen_kappa_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.nda
     """
     rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
     table = contingency_tables(rows, annotators, labels, n_annotators, n_categories)
-    per_annotator = np.bincount(annotators, minlength=n_annotators)
-    if both_orientations:
-        swap = [1, 0, *range(2, n_categories)]
-        table = table + table[:, :, swap][:, :, :, swap]
-        per_annotator = 2 * per_annotator
+    given_j, given_k = table.sum(axis=3), table.sum(axis=2)  # each annotator's labels on shared rows
+    agreed = np.trace(table, axis1=2, axis2=3)
     overlap = table.sum(axis=(2, 3))
+    per_annotator = np.bincount(annotators, minlength=n_annotators)
+    if both_orientations:  # the swapped copy swaps the categories of the margins; agreement stays
+        swap = [1, 0, *range(2, n_categories)]
+        given_j, given_k = given_j + given_j[..., swap], given_k + given_k[..., swap]
+        agreed, overlap, per_annotator = 2 * agreed, 2 * overlap, 2 * per_annotator
     np.fill_diagonal(overlap, per_annotator)
     total = overlap
     with np.errstate(divide="ignore", invalid="ignore"):
-        p_o = np.trace(table, axis1=2, axis2=3) / total
-        p_e = np.einsum("jka,jka->jk", table.sum(axis=3), table.sum(axis=2)).astype("float64") / total**2
+        p_o = agreed / total
+        p_e = np.einsum("jka,jka->jk", given_j, given_k).astype("float64") / total**2
         kappa = np.where((total > 0) & (p_e < 1.0), (p_o - p_e) / (1.0 - p_e), np.nan)
     np.fill_diagonal(kappa, np.where(np.diagonal(overlap) > 0, 1.0, np.nan))
     return kappa, overlap
