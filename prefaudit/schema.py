@@ -46,6 +46,7 @@ annotator once per comparison: its first judgement (rows with ``repeat`` set are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -109,6 +110,8 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
             f"table is missing required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}"
         )
     for col in ("pair_id", "prompt", "chosen", "rejected", "source"):
+        if _all_text(table[col]):
+            continue
         bad = ~table[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -125,7 +128,7 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
         raise SchemaError(f"column 'strength': expected numbers or missing values ({exc})") from None
     for col, ok in ((ORDER_COLUMN, _is_bool_or_missing), (REPEAT_COLUMN, _is_bool_or_missing),
                     *((c, _is_text_or_missing) for c in MODEL_COLUMNS)):
-        if col in table.columns:
+        if col in table.columns and not _typed_as(table[col], ok):
             bad = ~table[col].map(ok).to_numpy(dtype=bool)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -140,6 +143,22 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
                     f"column '{col}', row {i}: expected a list of {{'role', 'content'}} dicts"
                 )
     return normalize_dtypes(table)
+
+
+def _all_text(column: pd.Series) -> bool:
+    """Whether every value is a ``str``, by a C scan; the per-value check that names the first
+    bad row runs only when this says no."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return not column.isna().any()
+    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
+
+
+def _typed_as(column: pd.Series, ok: Callable[[object], bool]) -> bool:
+    """Whether the column's dtype already guarantees ``ok`` for every value (booleans or
+    missing in a boolean dtype, text or missing in a string dtype)."""
+    if ok is _is_bool_or_missing:
+        return pd.api.types.is_bool_dtype(column.dtype)
+    return isinstance(column.dtype, pd.StringDtype)
 
 
 def _is_missing(value: object) -> bool:

@@ -59,6 +59,23 @@ def test_validate_names_column_and_row(column, value, needle):
         validate(table)
 
 
+@pytest.mark.parametrize(("column", "dtype", "value", "needle"), [
+    ("prompt", "str", None, "column 'prompt', row 2: expected text, got float"),  # NA in a str column
+    ("chosen_shown_first", object, "yes", "column 'chosen_shown_first', row 2: expected True, False or"),
+    ("chosen_model", object, 7, "column 'chosen_model', row 2: expected text or missing"),
+])
+def test_validate_checks_typed_and_object_columns_alike(column, dtype, value, needle):
+    table = judgements()
+    if column not in table:
+        table[column] = True if column == "chosen_shown_first" else "model"
+    table[column] = table[column].astype(dtype)
+    table.loc[2, column] = value
+    with pytest.raises(SchemaError, match=needle):
+        validate(table)
+    table.loc[2, column] = table.loc[1, column]
+    assert len(validate(table)) == len(table)
+
+
 def test_validate_names_missing_columns():
     with pytest.raises(SchemaError, match=r"missing required column\(s\) \['tie'\]"):
         validate(judgements().drop(columns="tie"))
