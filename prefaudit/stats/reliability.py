@@ -244,7 +244,9 @@ def leave_one_out_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.n
                           n_annotators: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`leave_one_out_agreement` of labels given as (row, annotator, label code)
     triples, one per label, with ``counts`` the rows' category counts (:func:`triple_counts`)."""
-    labels = np.asarray(labels, dtype=np.int64)
+    rows, annotators = np.asarray(rows), np.asarray(annotators)
+    shared = counts.sum(axis=1)[rows] >= 2  # alone on its row, a label has no others to agree with
+    rows, annotators, labels = rows[shared], annotators[shared], np.asarray(labels, dtype=np.int64)[shared]
     others = counts[rows]
     others[np.arange(len(rows)), labels] -= 1
     top = others.max(axis=1, initial=0)
