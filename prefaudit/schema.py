@@ -42,6 +42,9 @@ Several rows share a ``pair_id`` when several annotators judged the same compari
 :func:`label_matrix` turns them into a pairs x annotators matrix of labels A / B / tie, and
 :func:`to_pairs` collapses them into one training pair per comparison. Both count each
 annotator once per comparison: its first judgement (rows with ``repeat`` set are left out).
+:func:`label_triples` holds the label matrix's labels as integer (pair, annotator, label)
+codes without its empty cells: what the agreement analyzer works on, so that a million pairs
+or a crowd of annotators never needs the dense matrix.
 """
 
 from __future__ import annotations

@@ -262,9 +262,11 @@ def _fleiss_both_orientations(counts: np.ndarray) -> float:
 
 
 def _package_alpha(counts: np.ndarray) -> float:
-    """The ``krippendorff`` package's nominal alpha of per-unit category counts, equal to its
-    value on the label matrix they come from: units with fewer than two labels add exact
-    zeros there and are left out, as are categories that never occur."""
+    """The ``krippendorff`` package's nominal alpha of per-unit category counts (its value on
+    the label matrix they come from). Units with fewer than two labels add exact zeros to the
+    package's sums and are left out (which only changes the order of its float summation: the
+    value can differ from the full matrix's in the last digits, ~1e-16), as are categories
+    that never occur."""
     counts = counts[counts.sum(axis=1) >= 2]
     present = np.flatnonzero(counts.sum(axis=0) > 0)
     return float(krippendorff.alpha(value_counts=counts[:, present], value_domain=present.astype("float64"),
@@ -277,7 +279,8 @@ def _add_reliability(result: AnalyzerResult, counts: np.ndarray, kappa: np.ndarr
 
     All coefficients here are orientation-free (``kappa`` is the Cohen's kappa matrix of
     :func:`reliability.both_orientations`). Alpha's point value comes from the
-    ``krippendorff`` package on the two-orientation matrix; the resamples use the same
+    ``krippendorff`` package on the two-orientation counts (:func:`_package_alpha`); the
+    resamples use the same
     coefficient written as per-pair sums (:func:`reliability.symmetric_alpha_parts`, equal to
     the package's value to rounding), resampling each comparison with both its copies.
     """
