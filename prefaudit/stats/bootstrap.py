@@ -40,7 +40,7 @@ def group_rows(values: np.ndarray, sizes: np.ndarray | None = None) -> tuple[np.
         ranked = column[order]
         new[1:] |= ranked[1:] != ranked[:-1]
     starts = np.flatnonzero(new)
-    return values[order[starts]], np.add.reduceat(sizes[order], starts) if len(starts) else sizes[:0]
+    return values[order[starts]], np.add.reduceat(sizes[order], starts)
 
 
 def resampled_counts(group_sizes: np.ndarray, n_bootstrap: int,
