@@ -42,9 +42,15 @@ Several rows share a ``pair_id`` when several annotators judged the same compari
 :func:`label_matrix` turns them into a pairs x annotators matrix of labels A / B / tie, and
 :func:`to_pairs` collapses them into one training pair per comparison. Both count each
 annotator once per comparison: its first judgement (rows with ``repeat`` set are left out).
+:func:`label_triples` holds the label matrix's labels as integer (pair, annotator, label)
+codes without its empty cells: what the agreement analyzer works on, so that a million pairs
+or a crowd of annotators never needs the dense matrix.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -65,6 +71,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (*MESSAGE_COLUMNS, "load_flags", ORDER_COLUM
 #: Codes of the label matrix: the annotator preferred response A, response B, or called a tie.
 LABEL_A, LABEL_B, LABEL_TIE = 0, 1, 2
 LABEL_NAMES: tuple[str, ...] = ("A", "B", "tie")
+#: The annotator name of judgements whose annotator is NA (single-label datasets).
+SINGLE_ANNOTATOR = "_single"
 
 
 def empty_table() -> pd.DataFrame:
@@ -105,6 +113,8 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
             f"table is missing required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}"
         )
     for col in ("pair_id", "prompt", "chosen", "rejected", "source"):
+        if _all_text(table[col]):
+            continue
         bad = ~table[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -121,7 +131,7 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
         raise SchemaError(f"column 'strength': expected numbers or missing values ({exc})") from None
     for col, ok in ((ORDER_COLUMN, _is_bool_or_missing), (REPEAT_COLUMN, _is_bool_or_missing),
                     *((c, _is_text_or_missing) for c in MODEL_COLUMNS)):
-        if col in table.columns:
+        if col in table.columns and not _typed_as(table[col], ok):
             bad = ~table[col].map(ok).to_numpy(dtype=bool)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -136,6 +146,22 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
                     f"column '{col}', row {i}: expected a list of {{'role', 'content'}} dicts"
                 )
     return normalize_dtypes(table)
+
+
+def _all_text(column: pd.Series) -> bool:
+    """Whether every value is a ``str``, by a C scan; the per-value check that names the first
+    bad row runs only when this says no."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return not column.isna().any()
+    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
+
+
+def _typed_as(column: pd.Series, ok: Callable[[object], bool]) -> bool:
+    """Whether the column's dtype already guarantees ``ok`` for every value (booleans or
+    missing in a boolean dtype, text or missing in a string dtype)."""
+    if ok is _is_bool_or_missing:
+        return pd.api.types.is_bool_dtype(column.dtype)
+    return isinstance(column.dtype, pd.StringDtype)
 
 
 def _is_missing(value: object) -> bool:
@@ -204,20 +230,7 @@ def presented_label_matrix(table: pd.DataFrame) -> pd.DataFrame:
     Same rows and columns as :func:`label_matrix` (repeats left out). This coding depends on
     the order the judge saw; only the as-presented agreement numbers use it.
     """
-    table = first_judgements(table)
-    first = shown_first(table).to_numpy(dtype="float64", na_value=np.nan)
-    label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
-                     np.where(first == 1.0, LABEL_A, LABEL_B)).astype("float64")
-    label[np.isnan(first)] = np.nan
-    labels = pd.DataFrame({"pair_id": table["pair_id"].to_numpy(),
-                           "annotator": table["annotator"].astype("string").fillna("_single").to_numpy(),
-                           "label": label})
-    order = pd.unique(labels["pair_id"])
-    mat = labels.pivot_table(index="pair_id", columns="annotator", values="label", aggfunc="last",
-                             dropna=False)
-    mat = mat.reindex(index=order).astype("float64")
-    mat.columns = mat.columns.astype(str)
-    return mat.sort_index(axis=1)
+    return _frame(label_triples(table, as_presented=True))
 
 
 def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -229,27 +242,31 @@ def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
     Returns a frame with ``pair_id``, ``annotator`` (NA filled with ``"_single"``) and
     ``label`` in {LABEL_A, LABEL_B, LABEL_TIE}.
     """
-    text_a = response_a(table)
-    label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
-                     np.where(table["chosen"].to_numpy() == text_a, LABEL_A, LABEL_B))
     # object Series: pandas 3 would otherwise copy every id into an Arrow string array
     return pd.DataFrame({
         "pair_id": pd.Series(table["pair_id"].to_numpy(), dtype=object),
-        "annotator": pd.Series(table["annotator"].astype("string").fillna("_single").to_numpy(),
+        "annotator": pd.Series(table["annotator"].astype("string").fillna(SINGLE_ANNOTATOR).to_numpy(),
                                dtype=object),
-        "label": label.astype(np.int8),
+        "label": oriented_labels(table),
     })
 
 
-def response_a(table: pd.DataFrame) -> np.ndarray:
+def response_a(table: pd.DataFrame, codes: np.ndarray | None = None) -> np.ndarray:
     """Per row, the text of its pair's response A: the smaller of the pair's two texts
-    (taken from the pair's first row)."""
-    codes, _ = pd.factorize(table["pair_id"].to_numpy(dtype=object), sort=False)
-    # codes follow first appearance
-    first_row = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())[codes]
+    (taken from the pair's first row). ``codes`` are the rows' :func:`pair_codes` if
+    already computed."""
+    if codes is None:
+        codes, _ = pair_codes(table)
+    text_a, _ = _pair_response_a(table, codes)
+    return text_a[codes]
+
+
+def _pair_response_a(table: pd.DataFrame, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair (in code order), its response A and the index of its first row."""
+    first_row = np.unique(codes, return_index=True)[1]  # code c's first row is first_row[c]
     first_c = table["chosen"].to_numpy(dtype=object)[first_row]
     first_r = table["rejected"].to_numpy(dtype=object)[first_row]
-    return np.where(first_c <= first_r, first_c, first_r)
+    return np.where(first_c <= first_r, first_c, first_r), first_row
 
 
 def label_matrix(table: pd.DataFrame) -> pd.DataFrame:
@@ -257,14 +274,27 @@ def label_matrix(table: pd.DataFrame) -> pd.DataFrame:
 
     Rows are ``pair_id`` in order of first appearance, columns are annotators sorted by name.
     ``repeat`` rows are left out (:func:`first_judgements`); if an annotator still judged the
-    same pair twice, their last judgement counts.
+    same pair twice, their last judgement counts. :func:`label_triples` holds the same labels
+    without the empty cells.
     """
-    labels = pair_labels(first_judgements(table))
-    order = pd.unique(labels["pair_id"])
-    mat = labels.pivot_table(index="pair_id", columns="annotator", values="label", aggfunc="last")
-    mat = mat.reindex(index=order).astype("float64")
-    mat.columns = mat.columns.astype(str)
-    return mat.sort_index(axis=1)
+    return _frame(label_triples(table))
+
+
+def _frame(triples: LabelTriples) -> pd.DataFrame:
+    return pd.DataFrame(triples.dense(), index=pd.Index(triples.pair_ids, name="pair_id"),
+                        columns=pd.Index(triples.annotators, name="annotator"))
+
+
+def label_counts(codes: np.ndarray, labels: np.ndarray, n_pairs: int) -> np.ndarray:
+    """``(n_pairs, 3)`` counts of labels A, B and tie per pair code."""
+    return np.bincount(codes * 3 + labels, minlength=3 * n_pairs).reshape(n_pairs, 3)
+
+
+def majority_labels(counts: np.ndarray) -> np.ndarray:
+    """Per pair, the label :func:`to_pairs` keeps from its (A, B, tie) vote counts: A or B when
+    it has more votes than the other and at least as many as ties; a tie otherwise."""
+    a, b, t = counts[:, LABEL_A], counts[:, LABEL_B], counts[:, LABEL_TIE]
+    return np.where((a > b) & (a >= t), LABEL_A, np.where((b > a) & (b >= t), LABEL_B, LABEL_TIE))
 
 
 def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
@@ -279,22 +309,22 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     still describe the first judgement's presentation.
     """
     table = first_judgements(table)
-    if not is_multi_annotator(table):
+    codes, pair_ids = pair_codes(table)
+    if not len(table) or len(pair_ids) == len(table):  # no pair judged twice
         out = table.copy()
         out["n_judgements"] = 1
         out["vote_share"] = np.where(out["tie"], np.nan, 1.0)
         return out.reset_index(drop=True)
-    labels = pair_labels(table)
-    order = pd.unique(labels["pair_id"])
-    counts = (labels.groupby(["pair_id", "label"], sort=False).size().unstack(fill_value=0)
-              .reindex(index=order, columns=[LABEL_A, LABEL_B, LABEL_TIE], fill_value=0))
-    a, b, t = (counts[c].to_numpy() for c in (LABEL_A, LABEL_B, LABEL_TIE))
+    counts = label_counts(codes, oriented_labels(table, codes), len(pair_ids))
+    a, b, t = counts[:, LABEL_A], counts[:, LABEL_B], counts[:, LABEL_TIE]
     n = a + b + t
-    winner = np.where((a > b) & (a >= t), LABEL_A, np.where((b > a) & (b >= t), LABEL_B, LABEL_TIE))
-    first = table.groupby("pair_id", sort=False).head(1).set_index("pair_id").reindex(order)
-    out = first.reset_index()
+    winner = majority_labels(counts)
+    text_a, first_row = _pair_response_a(table, codes)
+    out = table.take(first_row).set_index("pair_id")
+    out.index = pd.Index(pair_ids, name="pair_id")
+    out = out.reset_index()
     # the first row's chosen is response A or B; ties keep the first row's (source) order
-    first_is_a = out["chosen"].to_numpy() == response_a(first.reset_index())
+    first_is_a = out["chosen"].to_numpy() == text_a
     keep = np.where(winner == LABEL_TIE, True, np.where(winner == LABEL_A, first_is_a, ~first_is_a))
     c_text, r_text = out["chosen"].to_numpy(), out["rejected"].to_numpy()
     out["chosen"] = np.where(keep, c_text, r_text)
@@ -311,3 +341,92 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     if ORDER_COLUMN in out.columns:
         out[ORDER_COLUMN] = out[ORDER_COLUMN].where(keep, ~out[ORDER_COLUMN])
     return normalize_dtypes(out) if MODEL_COLUMNS[0] in out.columns else out
+
+
+class LabelTriples(NamedTuple):
+    """The labels of a table as integer codes: one (pair, annotator, label) triple per label.
+
+    ``pair`` indexes ``pair_ids`` (the comparisons in order of first appearance),
+    ``annotator`` indexes ``annotators`` (sorted by name; NA is ``"_single"``). Triples are
+    sorted by (pair, annotator) and hold one label per (pair, annotator): the last one, as in
+    :func:`label_matrix`. This is the label matrix without its empty cells: its memory grows
+    with the number of labels, not with pairs x annotators. ``final`` is, per pair, the label
+    :func:`to_pairs` keeps (:func:`majority_labels` of all the pair's judgements), coded like
+    :func:`label_matrix` whatever the coding of ``label``.
+    """
+
+    pair: np.ndarray
+    annotator: np.ndarray
+    label: np.ndarray
+    pair_ids: np.ndarray
+    annotators: list[str]
+    final: np.ndarray
+
+    def dense(self) -> np.ndarray:
+        """The pairs x annotators matrix of the labels (NaN = not judged)."""
+        mat = np.full((len(self.pair_ids), len(self.annotators)), np.nan)
+        mat[self.pair, self.annotator] = self.label
+        return mat
+
+
+def pair_codes(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the integer code of its ``pair_id`` (0, 1, ... in order of first appearance),
+    and the distinct ids in that order."""
+    codes, ids = pd.factorize(table["pair_id"].to_numpy(dtype=object), sort=False)
+    return codes.astype(np.int64, copy=False), np.asarray(ids, dtype=object)
+
+
+def annotator_codes(table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Per row, the integer code of its annotator, and the annotator names sorted (NA is
+    ``"_single"``); no per-row string is made."""
+    codes, names = pd.factorize(table["annotator"].astype("string"), sort=False)
+    names = [str(n) for n in names]
+    if (codes < 0).any():
+        if SINGLE_ANNOTATOR not in names:
+            names.append(SINGLE_ANNOTATOR)
+        codes = np.where(codes < 0, names.index(SINGLE_ANNOTATOR), codes)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+    return rank[codes], sorted(names)
+
+
+def label_triples(table: pd.DataFrame, *, as_presented: bool = False) -> LabelTriples:
+    """The labels of ``table`` (repeats left out) as :class:`LabelTriples`.
+
+    Labels are coded as in :func:`label_matrix` (0 = response A, the text that sorts first),
+    or with ``as_presented`` as in :func:`presented_label_matrix` (0 = the response shown
+    first won); judgements of unknown order then have no triple. Either way every pair and
+    annotator of the table keeps its code.
+    """
+    table = first_judgements(table)
+    pair, pair_ids = pair_codes(table)
+    annotator, annotators = annotator_codes(table)
+    label = oriented_labels(table, pair)
+    final = majority_labels(label_counts(pair, label, len(pair_ids)))
+    if as_presented:
+        label = presented_labels(table)
+        known = ~np.isnan(label)
+        pair, annotator, label = pair[known], annotator[known], label[known].astype(np.int8)
+    key = pair * max(len(annotators), 1) + annotator
+    # the last label of each (pair, annotator): first occurrence in reversed order
+    _, last = np.unique(key[::-1], return_index=True)
+    keep = len(key) - 1 - last
+    return LabelTriples(pair[keep], annotator[keep], label[keep], pair_ids, annotators, final)
+
+
+def presented_labels(table: pd.DataFrame) -> np.ndarray:
+    """Per row, the label as presented: 0 = the response shown first won, 1 = the one shown
+    second, 2 = tie; NaN where the order is unknown."""
+    first = shown_first(table).to_numpy(dtype="float64", na_value=np.nan)
+    label = np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
+                     np.where(first == 1.0, LABEL_A, LABEL_B)).astype("float64")
+    label[np.isnan(first)] = np.nan
+    return label
+
+
+def oriented_labels(table: pd.DataFrame, codes: np.ndarray | None = None) -> np.ndarray:
+    """Per row, its label on the oriented pair (:func:`pair_labels`) as int8; ``codes`` are
+    the rows' :func:`pair_codes` if already computed."""
+    text_a = response_a(table, codes)
+    return np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
+                    np.where(table["chosen"].to_numpy() == text_a, LABEL_A, LABEL_B)).astype(np.int8)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from prefaudit.errors import ConfigError, SchemaError
-from prefaudit.stats.dawid_skene import annotator_accuracy, fit_dawid_skene, flip_probability
+from prefaudit.stats.dawid_skene import (
+    _unique_patterns,
+    annotator_accuracy,
+    fit_dawid_skene,
+    fit_dawid_skene_triples,
+    flip_probability,
+)
+from prefaudit.stats.reliability import both_orientations
 
 ACCURACIES = np.array([0.95, 0.9, 0.8, 0.65, 0.55])
 
@@ -96,3 +103,31 @@ def test_bad_input_raises_specific_errors():
         fit_dawid_skene(np.array([[0.0, 1.0], [np.nan, np.nan]]))
     with pytest.raises(ConfigError, match="max_iter"):
         fit_dawid_skene(np.array([[0.0, 1.0]]), max_iter=0)
+
+
+@pytest.mark.parametrize("n_annotators", [5, 40])  # one packed key per pattern, and two
+def test_fit_from_triples_equals_the_dense_fit_and_swap_ab_equals_both_orientations(n_annotators):
+    accuracies = np.linspace(0.95, 0.55, n_annotators)
+    _, labels = planted(1500, accuracies, missing=0.6, seed=4)
+    labels[::7, 0] = 2.0  # some ties
+    rows, cols = np.nonzero(~np.isnan(labels))
+    codes = labels[rows, cols].astype(np.int64)
+    codes_matrix = np.where(np.isnan(labels), -1, labels).astype(np.int64)
+    assert len(np.unique(codes_matrix, axis=0)) > 100  # patterns to sort, not a handful
+    for swap_ab, dense in ((False, labels), (True, both_orientations(labels))):
+        want = fit_dawid_skene(dense, max_iter=60)
+        got = fit_dawid_skene_triples(rows, cols, codes, labels.shape, max_iter=60, swap_ab=swap_ab)
+        np.testing.assert_array_equal(got.posterior, want.posterior[:len(labels)])
+        np.testing.assert_array_equal(got.confusion, want.confusion)
+        np.testing.assert_array_equal(got.prior, want.prior)
+        assert (got.n_iter, got.log_likelihood) == (want.n_iter, want.log_likelihood)
+    # the distinct label patterns EM runs on, in np.unique's order, without the dense matrix
+    patterns, inverse, counts = _unique_patterns(rows, cols, codes, labels.shape)
+    want_patterns, want_inverse, want_counts = np.unique(codes_matrix, axis=0, return_inverse=True,
+                                                         return_counts=True)
+    dense = np.full((patterns.n, n_annotators), -1)
+    dense[patterns.k, patterns.j] = patterns.label
+    np.testing.assert_array_equal(dense, want_patterns)
+    np.testing.assert_array_equal(np.lexsort((patterns.j, patterns.k)), np.arange(len(patterns.k)))
+    np.testing.assert_array_equal(inverse, want_inverse.ravel())
+    np.testing.assert_array_equal(counts, want_counts)

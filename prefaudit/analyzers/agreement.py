@@ -42,18 +42,17 @@ from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import (
     LABEL_NAMES,
     LABEL_TIE,
+    SINGLE_ANNOTATOR,
+    LabelTriples,
     first_judgements,
     has_order,
-    label_matrix,
-    presented_label_matrix,
-    response_a,
-    to_pairs,
+    label_triples,
 )
 from prefaudit.stats import bootstrap, reliability
 from prefaudit.stats.dawid_skene import (
     DawidSkeneFit,
     annotator_accuracy,
-    fit_dawid_skene,
+    fit_dawid_skene_triples,
     flip_probability,
 )
 
@@ -182,46 +181,45 @@ def analyze_agreement(table: pd.DataFrame, *, seed: int = 0, n_bootstrap: int = 
                             "comparison again) are left out: each annotator counts once per comparison, "
                             "with its first judgement. The judges analyzer uses the repeats for swap "
                             "consistency.")
-    matrix = label_matrix(table)
-    labels = matrix.to_numpy()
-    counts = reliability.category_counts(labels)
+    labels = label_triples(table)
+    n_pairs, n_annotators = len(labels.pair_ids), len(labels.annotators)
+    counts = reliability.triple_counts(labels.pair, labels.label, n_pairs)
     n_labels = counts.sum(axis=1)
-    multi = (n_labels >= 2).any() and matrix.shape[1] >= 2
-    _add_counts(result, matrix, n_labels, multi)
+    multi = (n_labels >= 2).any() and n_annotators >= 2
+    _add_counts(result, labels.annotators, n_labels, multi)
     if not multi:
-        _single_label(result, matrix.index, noise_proxy, seed, n_bootstrap, ci)
+        _single_label(result, labels.pair_ids, noise_proxy, seed, n_bootstrap, ci)
         return result
     if noise_proxy is not None:
         result.notes.append("noise_proxy was ignored: with several labels per pair the flip rate comes "
                             "from the Dawid-Skene posteriors.")
 
-    both = reliability.both_orientations(labels)
-    fit = fit_dawid_skene(both, smoothing=ds_smoothing, tol=ds_tol, max_iter=ds_max_iter)
-    posterior = fit.posterior[:len(labels)]
-    final = _final_labels(table, matrix.index)
-    flip = flip_probability(posterior, final)
-    kappa, overlap = reliability.cohen_kappa_matrix(both)
+    triples = (labels.pair, labels.annotator, labels.label)
+    # every comparison in both orientations (reliability.both_orientations), never built
+    fit = fit_dawid_skene_triples(*triples, (n_pairs, n_annotators), smoothing=ds_smoothing, tol=ds_tol,
+                                  max_iter=ds_max_iter, swap_ab=True)
+    posterior = fit.posterior
+    flip = flip_probability(posterior, labels.final)
+    kappa, overlap = reliability.cohen_kappa_triples(*triples, n_annotators, both_orientations=True)
     overlap = overlap // 2
-    presented = (presented_label_matrix(table).reindex(index=matrix.index, columns=matrix.columns).to_numpy()
-                 if has_order(table) else np.full_like(labels, np.nan))
-    _add_reliability(result, labels, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
-    _add_as_presented(result, labels, presented, [str(a) for a in matrix.columns], seed, n_bootstrap, ci)
-    pair_data = _pair_data(matrix.index, counts, posterior, final, flip, contested_threshold)
+    _add_reliability(result, counts, kappa, overlap, seed, n_bootstrap, ci, flip)
+    _add_as_presented(result, labels, label_triples(table, as_presented=True) if has_order(table) else None,
+                      seed, n_bootstrap, ci)
+    pair_data = _pair_data(labels.pair_ids, counts, posterior, labels.final, flip, contested_threshold)
     result.pair_data = pair_data
     _add_consensus(result, pair_data, fit, contested_threshold)
-    _add_annotators(result, matrix, labels, fit, kappa)
+    _add_annotators(result, labels, counts, fit, kappa)
     result.pair_flags = _flags(pair_data, contested_threshold)
     return result
 
 
-def _add_counts(result: AnalyzerResult, matrix: pd.DataFrame, n_labels: np.ndarray, multi: bool) -> None:
-    annotators = [a for a in matrix.columns if a != "_single"]
-    result.add_metric("n_annotators", len(annotators))
+def _add_counts(result: AnalyzerResult, annotators: list[str], n_labels: np.ndarray, multi: bool) -> None:
+    result.add_metric("n_annotators", len([a for a in annotators if a != SINGLE_ANNOTATOR]))
     result.add_metric("n_pairs_multi", int((n_labels >= 2).sum()) if multi else 0)
     result.add_metric("mean_labels_per_pair", float(n_labels.mean()) if len(n_labels) else None)
 
 
-def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Series | None,
+def _single_label(result: AnalyzerResult, pair_ids: np.ndarray, noise_proxy: pd.Series | None,
                   seed: int, n_bootstrap: int, ci: float) -> None:
     """Metrics with value None and the reason; flip_rate from an external proxy if one is given."""
     for name in NEEDS_TWO_LABELS:
@@ -243,33 +241,66 @@ def _single_label(result: AnalyzerResult, pair_ids: pd.Index, noise_proxy: pd.Se
                         "estimate: there is only one label per pair).")
 
 
-def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndarray, kappa: np.ndarray,
+def _distinct_rows(counts: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One pair per distinct (category counts, flip probability), as an index into the pairs,
+    and how many pairs share it."""
+    base = int(counts.max(initial=0)) + 1
+    count_code = (counts[:, 0] * base + counts[:, 1]) * base + counts[:, 2]
+    flip_code, flips = pd.factorize(flip)  # NaN (a final tie) gets its own code, -1
+    _, first, n_same = np.unique(count_code * (len(flips) + 1) + flip_code + 1, return_index=True,
+                                 return_counts=True)
+    return first, n_same
+
+
+def _fleiss_both_orientations(counts: np.ndarray) -> float:
+    """Fleiss' kappa of the pairs in both orientations; NaN (not built) unless every pair has
+    the same number, two or more, of labels."""
+    n_labels = counts.sum(axis=1)
+    if not len(counts) or n_labels.min() < 2 or n_labels.min() != n_labels.max():
+        return float("nan")
+    return reliability.fleiss_kappa(np.vstack([counts, counts[:, [1, 0, LABEL_TIE]]]))
+
+
+def _package_alpha(counts: np.ndarray) -> float:
+    """The ``krippendorff`` package's nominal alpha of per-unit category counts (its value on
+    the label matrix they come from). Units with fewer than two labels add exact zeros to the
+    package's sums and are left out (which only changes the order of its float summation: the
+    value can differ from the full matrix's in the last digits, ~1e-16), as are categories
+    that never occur."""
+    counts = counts[counts.sum(axis=1) >= 2]
+    present = np.flatnonzero(counts.sum(axis=0) > 0)
+    return float(krippendorff.alpha(value_counts=counts[:, present], value_domain=present.astype("float64"),
+                                    level_of_measurement="nominal"))
+
+
+def _add_reliability(result: AnalyzerResult, counts: np.ndarray, kappa: np.ndarray,
                      overlap: np.ndarray, seed: int, n_bootstrap: int, ci: float, flip: np.ndarray) -> None:
     """Agreement coefficients, and alpha and flip_rate with one shared bootstrap over pairs.
 
     All coefficients here are orientation-free (``kappa`` is the Cohen's kappa matrix of
     :func:`reliability.both_orientations`). Alpha's point value comes from the
-    ``krippendorff`` package on the two-orientation matrix; the resamples use the same
+    ``krippendorff`` package on the two-orientation counts (:func:`_package_alpha`); the
+    resamples use the same
     coefficient written as per-pair sums (:func:`reliability.symmetric_alpha_parts`, equal to
     the package's value to rounding), resampling each comparison with both its copies.
     """
     result.add_metric("raw_agreement", reliability.raw_agreement(counts))
     result.add_metric("raw_agreement_no_ties", reliability.raw_agreement(counts[:, :LABEL_TIE]))
-    parts = reliability.symmetric_alpha_parts(counts)
-    defined = np.isfinite(reliability.alpha_from_totals(parts.sum(axis=0)))
-    both = reliability.both_orientations(labels)
-    alpha = (float(krippendorff.alpha(reliability_data=both.T, level_of_measurement="nominal"))
-             if defined else float("nan"))
     non_tie = np.isfinite(flip)
-    per_pair = np.column_stack([parts, np.where(non_tie, flip, 0.0), non_tie])
-    sums = bootstrap.bootstrap_sums(per_pair, n_bootstrap, seed)
+    # pairs with the same counts and flip probability have the same per-pair values: one row each
+    first, n_same = _distinct_rows(counts, flip)
+    parts = reliability.symmetric_alpha_parts(counts[first])
+    defined = np.isfinite(reliability.alpha_from_totals(n_same @ parts))
+    multi = counts[counts.sum(axis=1) >= 2]
+    alpha = _package_alpha(np.vstack([multi, multi[:, [1, 0, LABEL_TIE]]])) if defined else float("nan")
+    per_pair = np.column_stack([parts, np.where(non_tie[first], flip[first], 0.0), non_tie[first]])
+    sums = bootstrap.bootstrap_sums(per_pair, n_bootstrap, seed, sizes=n_same)
     boot_alpha = reliability.alpha_from_totals(sums[:, :-2])
     with np.errstate(divide="ignore", invalid="ignore"):
         boot_flip = sums[:, -2] / sums[:, -1]
     low, high = bootstrap.percentile_interval(boot_alpha, ci)
     result.add_metric("krippendorff_alpha", alpha, low=low, high=high)
-    both_counts = reliability.category_counts(both)
-    fleiss = reliability.fleiss_kappa(both_counts[both_counts.sum(axis=1) > 0])
+    fleiss = _fleiss_both_orientations(counts)
     result.add_metric("fleiss_kappa", fleiss)
     if not np.isfinite(fleiss):
         result.notes.append("fleiss_kappa is not reported: pairs have different numbers of labels "
@@ -289,33 +320,36 @@ def _add_reliability(result: AnalyzerResult, labels: np.ndarray, counts: np.ndar
                         "underestimate.")
 
 
-def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.ndarray,
-                      annotators: list[str], seed: int, n_bootstrap: int, ci: float) -> None:
+def _add_as_presented(result: AnalyzerResult, labels: LabelTriples, presented: LabelTriples | None,
+                      seed: int, n_bootstrap: int, ci: float) -> None:
     """Alpha, Fleiss' and Cohen's kappa on the labels as presented (A = shown first), the
     first-position share of the labels, and a note when the two alphas differ by more than
     :data:`ALPHA_GAP_NOTE`. Not measured (None, with a note) when no pair has two labels of
-    known order."""
-    counts = reliability.category_counts(presented)
+    known order (``presented`` is None when no judgement records its order)."""
+    counts = (np.zeros((0, len(LABEL_NAMES)), dtype=np.int64) if presented is None else
+              reliability.triple_counts(presented.pair, presented.label, len(presented.pair_ids)))
     known = counts.sum(axis=1) >= 2
-    if not known.any():
+    if presented is None or not known.any():
         for name in AS_PRESENTED:
             result.add_metric(name, None)
         result.notes.append("The as-presented coefficients are not measured: the data does not record which "
                             "response each annotator saw first.")
         return
-    n_unknown = int((~np.isnan(labels) & np.isnan(presented)).sum())
+    n_unknown = len(labels.label) - len(presented.label)  # a label of known order is a label
     if n_unknown:
         result.notes.append(f"The as-presented coefficients leave out {n_unknown} judgement(s) whose "
                             "presentation order is not recorded.")
-    parts = reliability.alpha_parts(counts)
+    parts = reliability.alpha_parts(counts[known])
     alpha = float(reliability.alpha_from_totals(parts.sum(axis=0)))
     if np.isfinite(alpha):
-        alpha = float(krippendorff.alpha(reliability_data=presented[known].T, level_of_measurement="nominal"))
+        alpha = _package_alpha(counts[known])
     low, high = bootstrap.percentile_interval(
-        reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts[known], n_bootstrap, seed)), ci)
+        reliability.alpha_from_totals(bootstrap.bootstrap_sums(parts, n_bootstrap, seed)), ci)
     result.add_metric("krippendorff_alpha_as_presented", alpha, low=low, high=high)
     result.add_metric("fleiss_kappa_as_presented", reliability.fleiss_kappa(counts[known]))
-    kappa, overlap = reliability.cohen_kappa_matrix(presented)
+    annotators = presented.annotators
+    kappa, overlap = reliability.cohen_kappa_triples(presented.pair, presented.annotator, presented.label,
+                                                     len(annotators))
     off = ~np.eye(len(kappa), dtype=bool) & (overlap > 0) & np.isfinite(kappa)
     result.add_metric("mean_cohen_kappa_as_presented", float(kappa[off].mean()) if off.any() else None)
     result.tables["cohen_kappa_as_presented"] = pd.DataFrame(kappa, index=annotators, columns=annotators)
@@ -333,16 +367,7 @@ def _add_as_presented(result: AnalyzerResult, labels: np.ndarray, presented: np.
             "paradox); the orientation-free alpha does not depend on the order.")
 
 
-def _final_labels(table: pd.DataFrame, pair_ids: pd.Index) -> np.ndarray:
-    """The final label of each pair (0 = A, 1 = B, 2 = tie) as :func:`to_pairs` orients it."""
-    pairs = to_pairs(table).set_index("pair_id").reindex(pair_ids)
-    text_a = pd.Series(response_a(table), index=table["pair_id"].to_numpy())
-    text_a = text_a[~text_a.index.duplicated()].reindex(pair_ids)
-    is_a = pairs["chosen"].to_numpy() == text_a.to_numpy()
-    return np.where(pairs["tie"].to_numpy(dtype=bool), LABEL_TIE, np.where(is_a, 0, 1)).astype(np.int64)
-
-
-def _pair_data(pair_ids: pd.Index, counts: np.ndarray, posterior: np.ndarray, final: np.ndarray,
+def _pair_data(pair_ids: np.ndarray, counts: np.ndarray, posterior: np.ndarray, final: np.ndarray,
                flip: np.ndarray, threshold: float) -> pd.DataFrame:
     n_labels = counts.sum(axis=1)
     top = counts.max(axis=1)
@@ -378,15 +403,16 @@ def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSk
                                                        xlabel="posterior that the final label is right"))
 
 
-def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.ndarray, fit: DawidSkeneFit,
+def _add_annotators(result: AnalyzerResult, labels: LabelTriples, counts: np.ndarray, fit: DawidSkeneFit,
                     kappa: np.ndarray) -> None:
-    names = [str(a) for a in matrix.columns]
-    loo, n_compared = reliability.leave_one_out_agreement(labels)
+    names = labels.annotators
+    loo, n_compared = reliability.leave_one_out_triples(labels.pair, labels.annotator, labels.label, counts,
+                                                        len(names))
     accuracy = annotator_accuracy(fit)
     per_class = np.diagonal(fit.confusion, axis1=1, axis2=2)
     used = fit.prior > 0
     table = pd.DataFrame({
-        "n_labels": (~np.isnan(labels)).sum(axis=0),
+        "n_labels": np.bincount(labels.annotator, minlength=len(names)),
         "loo_majority_agreement": loo,
         "n_loo_compared": n_compared,
         "ds_accuracy": accuracy,
@@ -407,7 +433,8 @@ def _add_annotators(result: AnalyzerResult, matrix: pd.DataFrame, labels: np.nda
 def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Contested pairs and pairs whose consensus differs from the final label; score = 1 - posterior."""
     names = np.array(LABEL_NAMES, dtype=object)
-    contested = pair_data[pair_data["contested"]]
+    # numpy masks: a boolean Series would make pandas build the str index's hash engine
+    contested = pair_data[pair_data["contested"].to_numpy()]
     best = contested[["p_a", "p_b", "p_tie"]].max(axis=1).to_numpy()
     detail = [f"{'even split; ' if split else ''}consensus {names[c]} at posterior {p:.2f} "
               f"(threshold {threshold}); majority share {s:.2f} of {n} labels"
@@ -415,7 +442,7 @@ def _flags(pair_data: pd.DataFrame, threshold: float) -> pd.DataFrame:
                                            contested["majority_share"], contested["n_labels"], strict=True)]
     flags = [make_flags(contested.index, "contested", 1.0 - contested["consensus_posterior"].to_numpy(),
                         detail)]
-    off = pair_data[pair_data["consensus_label"] != pair_data["final_label"]]
+    off = pair_data[pair_data["consensus_label"].to_numpy() != pair_data["final_label"].to_numpy()]
     detail = [f"final label {names[f]} has posterior {p:.2f}; Dawid-Skene consensus is {names[c]}"
               for f, p, c in zip(off["final_label"], off["consensus_posterior"], off["consensus_label"],
                                  strict=True)]

@@ -18,17 +18,29 @@ import numpy as np
 MAX_CHUNK_CELLS = 2_000_000
 
 
-def group_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of ``values`` (pairs x features) and how many pairs share each.
+def group_rows(values: np.ndarray, sizes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``values`` (pairs x features, no NaN) and how many pairs share each.
 
-    Returns ``(group_values, group_sizes)``. Groups are in sorted row order, so they do not
-    depend on the order of the pairs.
+    Returns ``(group_values, group_sizes)``. Groups are in sorted row order (first column
+    most significant), so they do not depend on the order of the pairs; the result is
+    ``np.unique(values, axis=0, return_counts=True)``, found by sorting the columns as keys
+    (no structured copy of the whole matrix). ``sizes`` says how many pairs each row stands
+    for (default one): the result is then that of the matrix with each row repeated so often.
     """
     values = np.asarray(values, dtype="float64")
     if values.ndim == 1:
         values = values[:, None]
-    distinct, sizes = np.unique(values, axis=0, return_counts=True)
-    return distinct, sizes
+    sizes = np.ones(len(values), dtype=np.int64) if sizes is None else np.asarray(sizes, dtype=np.int64)
+    if not values.size:
+        return np.unique(values, axis=0, return_counts=True)
+    order = np.lexsort(values.T[::-1])
+    new = np.zeros(len(order), dtype=bool)
+    new[0] = True
+    for column in values.T:
+        ranked = column[order]
+        new[1:] |= ranked[1:] != ranked[:-1]
+    starts = np.flatnonzero(new)
+    return values[order[starts]], np.add.reduceat(sizes[order], starts)
 
 
 def resampled_counts(group_sizes: np.ndarray, n_bootstrap: int,
@@ -45,14 +57,16 @@ def resampled_counts(group_sizes: np.ndarray, n_bootstrap: int,
         yield rng.multinomial(n, shares, size=min(chunk, n_bootstrap - start))
 
 
-def bootstrap_sums(values: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
+def bootstrap_sums(values: np.ndarray, n_bootstrap: int, seed: int,
+                   sizes: np.ndarray | None = None) -> np.ndarray:
     """Column sums of ``values`` (pairs x features) over ``n_bootstrap`` resamples of the pairs.
 
     Returns ``(n_bootstrap, n_features)``; row ``b`` equals ``values[idx_b].sum(axis=0)`` for a
     resample ``idx_b`` of the pair indices drawn with replacement. Seeded: the same
-    ``values`` (in any pair order) and ``seed`` give the same sums.
+    ``values`` (in any pair order) and ``seed`` give the same sums. ``sizes``: how many pairs
+    each row of ``values`` stands for (:func:`group_rows`).
     """
-    group_values, sizes = group_rows(values)
+    group_values, sizes = group_rows(values, sizes)
     rng = np.random.default_rng(seed)
     parts = [counts @ group_values for counts in resampled_counts(sizes, n_bootstrap, rng)]
     return np.vstack(parts) if parts else np.empty((0, group_values.shape[1]))

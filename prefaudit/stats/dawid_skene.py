@@ -72,21 +72,41 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
     max_iter:
         Upper bound on EM iterations.
     """
-    if smoothing < 0 or tol <= 0 or max_iter < 1:
-        raise ConfigError(f"Dawid–Skene needs smoothing >= 0, tol > 0, max_iter >= 1 "
-                          f"(got {smoothing}, {tol}, {max_iter})")
+    _check_parameters(smoothing, tol, max_iter)
     labels = np.asarray(labels, dtype="float64")
-    counts = category_counts(labels, n_classes)
-    if len(labels) == 0 or (counts.sum(axis=1) == 0).any():
-        raise ConfigError("Dawid–Skene needs at least one label on every pair")
-    codes = np.where(np.isnan(labels), -1, labels).astype(np.int64)
-    patterns, inverse, weights = _unique_rows(codes)
-    used = np.flatnonzero(counts.sum(axis=0) > 0)
-    onehot = (patterns[:, :, None] == used[None, None, :]).astype("float64")  # K x m x C
-    weights = weights.astype("float64")
-    obs = _Observed(*np.nonzero(onehot), shape=onehot.shape)  # the labels given: few per pattern
+    category_counts(labels, n_classes)  # validates the codes
+    rows, annotators = np.nonzero(~np.isnan(labels))
+    return fit_dawid_skene_triples(rows, annotators, labels[rows, annotators].astype(np.int64),
+                                   labels.shape, n_classes, smoothing=smoothing, tol=tol, max_iter=max_iter)
 
-    post = onehot.sum(axis=1)
+
+def fit_dawid_skene_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
+                            shape: tuple[int, int], n_classes: int = N_CATEGORIES, *, smoothing: float = 1.0,
+                            tol: float = 1e-6, max_iter: int = 500, swap_ab: bool = False) -> DawidSkeneFit:
+    """:func:`fit_dawid_skene` of the labels given as (row, annotator, label code) triples, one
+    per label, of a ``shape = (n_pairs, n_annotators)`` label matrix that is never built.
+
+    With ``swap_ab`` the model is fitted to every pair twice, as given and with labels A (0)
+    and B (1) exchanged (the matrix :func:`prefaudit.stats.reliability.both_orientations`
+    makes), and ``posterior`` covers the given pairs: equal to fitting that matrix and
+    keeping its first ``n_pairs`` rows, without building the second copy.
+    """
+    _check_parameters(smoothing, tol, max_iter)
+    rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
+    n_pairs, n_ann = shape
+    if n_pairs == 0 or (np.bincount(rows, minlength=n_pairs) == 0).any():
+        raise ConfigError("Dawid–Skene needs at least one label on every pair")
+    patterns, inverse, weights = _unique_patterns(rows, annotators, labels, shape)
+    if swap_ab:
+        patterns, inverse, weights = _with_swapped(patterns, inverse, weights, n_ann)
+    used = np.flatnonzero(np.bincount(patterns.label, minlength=n_classes) > 0)
+    obs = _Observed(patterns.k, patterns.j, np.searchsorted(used, patterns.label),
+                    shape=(patterns.n, n_ann, len(used)))
+    weights = weights.astype("float64")
+
+    # start from each pattern's vote shares
+    post = np.bincount(obs.k * len(used) + obs.label, minlength=patterns.n * len(used))
+    post = post.reshape(patterns.n, len(used)).astype("float64")
     post /= post.sum(axis=1, keepdims=True)
     prior, confusion = _m_step(obs, weights, post, smoothing)
     converged, n_iter = False, 0
@@ -101,8 +121,7 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
             break
     post, log_norm = _e_step(obs, prior, confusion)
 
-    n_ann = labels.shape[1]
-    full_post = np.zeros((len(patterns), n_classes))
+    full_post = np.zeros((patterns.n, n_classes))
     full_post[:, used] = post
     full_prior = np.zeros(n_classes)
     full_prior[used] = prior
@@ -113,16 +132,88 @@ def fit_dawid_skene(labels: np.ndarray, n_classes: int = N_CATEGORIES, *, smooth
                          log_likelihood=float(weights @ log_norm))
 
 
-def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` for codes in -1..2:
-    each row packed into one int64 (base 4, first column most significant, so the order is
-    the same), which sorts a million rows in a fraction of the time a row-wise sort takes."""
-    if codes.shape[1] > 31 or len(codes) == 0 or codes.min() < -1 or codes.max() > 2:
-        patterns, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-        return patterns, inverse.ravel(), counts
-    keys = (codes + 1) @ (4 ** np.arange(codes.shape[1] - 1, -1, -1, dtype=np.int64))
-    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
-    return codes[first], inverse.ravel(), counts
+def _check_parameters(smoothing: float, tol: float, max_iter: int) -> None:
+    if smoothing < 0 or tol <= 0 or max_iter < 1:
+        raise ConfigError(f"Dawid–Skene needs smoothing >= 0, tol > 0, max_iter >= 1 "
+                          f"(got {smoothing}, {tol}, {max_iter})")
+
+
+#: Annotators per packed key: a label pattern is packed base 4 (codes -1..2) into int64 keys.
+KEY_COLUMNS = 31
+
+
+class _Patterns(NamedTuple):
+    """Distinct label patterns as (pattern, annotator, label) triples, sorted by pattern and
+    annotator: the labelled cells of ``np.unique``'s dense pattern matrix in row-major order."""
+
+    k: np.ndarray
+    j: np.ndarray
+    label: np.ndarray
+    n: int
+
+
+def _unique_patterns(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
+                     shape: tuple[int, int]) -> tuple[_Patterns, np.ndarray, np.ndarray]:
+    """``np.unique(codes, axis=0, return_inverse=True, return_counts=True)`` of the pairs x
+    annotators code matrix (-1 = not judged) without building it or the patterns densely:
+    the rows are grouped by their :func:`_pattern_keys` and the labels of one row per
+    pattern kept as :class:`_Patterns`."""
+    first, inverse, counts = _group(_pattern_keys(rows, annotators, labels, shape))
+    return _pattern_labels(first, inverse, rows, annotators, labels, shape[0]), inverse, counts
+
+
+def _pattern_labels(first: np.ndarray, inverse: np.ndarray, rows: np.ndarray, annotators: np.ndarray,
+                    labels: np.ndarray, n_rows: int) -> _Patterns:
+    """The labels of the rows ``first`` (one per pattern), renumbered to their pattern."""
+    is_first = np.zeros(n_rows, dtype=bool)
+    is_first[first] = True
+    sel = is_first[rows]
+    k, j, label = inverse[rows[sel]], annotators[sel], labels[sel]
+    order = np.lexsort((j, k))
+    return _Patterns(k[order], j[order], label[order], len(first))
+
+
+def _with_swapped(patterns: _Patterns, inverse: np.ndarray, weights: np.ndarray,
+                  n_ann: int) -> tuple[_Patterns, np.ndarray, np.ndarray]:
+    """:func:`_unique_patterns` of the pairs followed by the same pairs with A and B swapped,
+    from the patterns of the pairs alone; ``inverse`` covers the original pairs."""
+    swapped = np.where(patterns.label == 0, 1, np.where(patterns.label == 1, 0, patterns.label))
+    rows = np.concatenate([patterns.k, patterns.k + patterns.n])
+    annotators = np.concatenate([patterns.j, patterns.j])
+    labels = np.concatenate([patterns.label, swapped])
+    shape = (2 * patterns.n, n_ann)
+    first, both_inverse, _ = _group(_pattern_keys(rows, annotators, labels, shape))
+    both_weights = np.bincount(both_inverse, weights=np.concatenate([weights, weights])).astype(np.int64)
+    both = _pattern_labels(first, both_inverse, rows, annotators, labels, shape[0])
+    return both, both_inverse[:patterns.n][inverse], both_weights
+
+
+def _pattern_keys(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Each row of the code matrix packed into int64 keys of :data:`KEY_COLUMNS` annotators,
+    ``(n_keys, n_rows)``: base 4, first column most significant, so that sorting rows by their
+    keys (first key first) sorts them as ``np.unique(axis=0)`` does."""
+    n_rows, n_ann = shape
+    chunk = annotators // KEY_COLUMNS
+    width = np.minimum(KEY_COLUMNS, n_ann - chunk * KEY_COLUMNS)
+    keys = np.zeros((max(1, -(-n_ann // KEY_COLUMNS)), n_rows), dtype=np.int64)
+    np.add.at(keys, (chunk, rows), (labels + 1) * 4 ** (width - 1 - annotators % KEY_COLUMNS))
+    return keys
+
+
+def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of equal columns of ``keys`` in sorted order: each group's first column index,
+    each column's group, and the group sizes."""
+    order = np.lexsort(keys[::-1])
+    new = np.zeros(keys.shape[1], dtype=bool)
+    new[:1] = True
+    for key in keys:
+        ranked = key[order]
+        new[1:] |= ranked[1:] != ranked[:-1]
+    group = np.cumsum(new) - 1
+    inverse = np.empty(keys.shape[1], dtype=np.int64)
+    inverse[order] = group
+    return order[new], inverse, np.bincount(group)
 
 
 class _Observed(NamedTuple):

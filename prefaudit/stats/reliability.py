@@ -35,6 +35,13 @@ def both_orientations(labels: np.ndarray) -> np.ndarray:
     return np.vstack([labels, swap_ab(labels)])
 
 
+def triple_counts(rows: np.ndarray, labels: np.ndarray, n_rows: int,
+                  n_categories: int = N_CATEGORIES) -> np.ndarray:
+    """:func:`category_counts` of labels given as (row, label code) pairs, one per label."""
+    rows, labels = np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    return np.bincount(rows * n_categories + labels, minlength=n_rows * n_categories).reshape(n_rows, -1)
+
+
 def category_counts(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> np.ndarray:
     """Per-pair counts of each category: ``(n_pairs, n_categories)`` integers.
 
@@ -142,25 +149,80 @@ def cohen_kappa_matrix(labels: np.ndarray, n_categories: int = N_CATEGORIES) -> 
     """
     labels = np.asarray(labels, dtype="float64")
     category_counts(labels, n_categories)  # validates the codes
-    n_ann = labels.shape[1]
-    seen = ~np.isnan(labels)
-    overlap = seen.T.astype(np.int64) @ seen.astype(np.int64)
-    shared = seen.sum(axis=1) >= 2  # only pairs with two labels can be shared by two annotators
-    labels, seen = labels[shared], seen[shared]
-    kappa = np.full((n_ann, n_ann), np.nan)
-    for j in range(n_ann):
-        kappa[j, j] = 1.0 if overlap[j, j] else np.nan
-        for k in range(j + 1, n_ann):
-            both = seen[:, j] & seen[:, k]
-            if not both.any():
-                continue
-            a, b = labels[both, j].astype(np.int64), labels[both, k].astype(np.int64)
-            table = np.bincount(a * n_categories + b, minlength=n_categories**2).reshape(n_categories, -1)
-            total = table.sum()
-            p_o = np.trace(table) / total
-            p_e = float(table.sum(axis=1) @ table.sum(axis=0)) / total**2
-            kappa[j, k] = kappa[k, j] = (p_o - p_e) / (1.0 - p_e) if p_e < 1.0 else np.nan
+    rows, annotators = np.nonzero(~np.isnan(labels))
+    return cohen_kappa_triples(rows, annotators, labels[rows, annotators].astype(np.int64),
+                               labels.shape[1], n_categories)
+
+
+def cohen_kappa_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, n_annotators: int,
+                        n_categories: int = N_CATEGORIES, *,
+                        both_orientations: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cohen_kappa_matrix` of the labels given as (row, annotator, label code) triples,
+    one per label (at most one per row and annotator); with ``both_orientations``, of the
+    matrix :func:`both_orientations` makes of them (every count doubles, A and B swapped in
+    the copy).
+
+    All annotator pairs' contingency tables are counted at once (:func:`contingency_tables`),
+    so the cost grows with the labels, not with the number of annotator pairs times rows.
+    """
+    rows, annotators, labels = (np.asarray(a, dtype=np.int64) for a in (rows, annotators, labels))
+    table = contingency_tables(rows, annotators, labels, n_annotators, n_categories)
+    given_j, given_k = table.sum(axis=3), table.sum(axis=2)  # each annotator's labels on shared rows
+    agreed = np.trace(table, axis1=2, axis2=3)
+    overlap = table.sum(axis=(2, 3))
+    per_annotator = np.bincount(annotators, minlength=n_annotators)
+    if both_orientations:  # the swapped copy swaps the categories of the margins; agreement stays
+        swap = [1, 0, *range(2, n_categories)]
+        given_j, given_k = given_j + given_j[..., swap], given_k + given_k[..., swap]
+        agreed, overlap, per_annotator = 2 * agreed, 2 * overlap, 2 * per_annotator
+    np.fill_diagonal(overlap, per_annotator)
+    total = overlap
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_o = agreed / total
+        p_e = np.einsum("jka,jka->jk", given_j, given_k).astype("float64") / total**2
+        kappa = np.where((total > 0) & (p_e < 1.0), (p_o - p_e) / (1.0 - p_e), np.nan)
+    np.fill_diagonal(kappa, np.where(np.diagonal(overlap) > 0, 1.0, np.nan))
     return kappa, overlap
+
+
+def contingency_tables(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, n_annotators: int,
+                       n_categories: int = N_CATEGORIES) -> np.ndarray:
+    """``table[j, k, a, b]``: rows on which annotator ``j`` gave label ``a`` and annotator
+    ``k != j`` gave label ``b`` (the diagonal ``j == k`` is not counted and is zero).
+
+    Labels are (row, annotator, label code) triples, one per label. Only rows with two or
+    more labels count. Where rows hold few labels each, every ordered pair of labels within a
+    row is counted with one ``bincount`` (cost: the sum over rows of squared label counts);
+    where rows hold many, with one 0/1 matrix product per pair of categories (cost: rows x
+    annotators squared; integer counts, exact in float64).
+    """
+    per_row = np.bincount(rows)
+    shared = per_row[rows] >= 2
+    order = np.argsort(rows[shared], kind="stable")
+    rows, annotators, labels = rows[shared][order], annotators[shared][order], labels[shared][order]
+    _, start, m = np.unique(rows, return_index=True, return_counts=True)
+    n_cells = n_annotators * n_annotators * n_categories * n_categories
+    if (m * m).sum() <= n_categories * len(m) * n_annotators:  # no more pairs than one-hot cells
+        size = np.repeat(m, m)  # per label: the labels in its row, itself included
+        label_i = np.repeat(np.arange(len(rows)), size)
+        label_k = np.repeat(np.repeat(start, m), size) + np.arange(len(label_i)) - np.repeat(
+            np.cumsum(size) - size, size)
+        other = label_i != label_k
+        label_i, label_k = label_i[other], label_k[other]
+        key = ((annotators[label_i] * n_annotators + annotators[label_k]) * n_categories
+               + labels[label_i]) * n_categories + labels[label_k]
+        table = np.bincount(key, minlength=n_cells)
+        return table.reshape(n_annotators, n_annotators, n_categories, n_categories)
+    row = np.repeat(np.arange(len(m)), m)
+    onehot = []
+    for c in range(n_categories):
+        x = np.zeros((len(m), n_annotators))
+        x[row[labels == c], annotators[labels == c]] = 1.0
+        onehot.append(x)
+    table = np.stack([np.stack([np.rint(onehot[a].T @ onehot[b]) for b in range(n_categories)], axis=-1)
+                      for a in range(n_categories)], axis=-2).astype(np.int64)
+    table[np.arange(n_annotators), np.arange(n_annotators)] = 0
+    return table
 
 
 def leave_one_out_agreement(labels: np.ndarray,
@@ -173,18 +235,25 @@ def leave_one_out_agreement(labels: np.ndarray,
     """
     labels = np.asarray(labels, dtype="float64")
     counts = category_counts(labels, n_categories)
-    agreement = np.full(labels.shape[1], np.nan)
-    n_compared = np.zeros(labels.shape[1], dtype=np.int64)
-    for j in range(labels.shape[1]):
-        own = labels[:, j]
-        rows = np.flatnonzero(~np.isnan(own))
-        code = own[rows].astype(np.int64)
-        others = counts[rows].copy()
-        others[np.arange(len(rows)), code] -= 1
-        top = others.max(axis=1)
-        unique_top = (others == top[:, None]).sum(axis=1) == 1
-        usable = unique_top & (top > 0)
-        n_compared[j] = int(usable.sum())
-        if n_compared[j]:
-            agreement[j] = float((others[usable].argmax(axis=1) == code[usable]).mean())
+    rows, annotators = np.nonzero(~np.isnan(labels))
+    return leave_one_out_triples(rows, annotators, labels[rows, annotators].astype(np.int64), counts,
+                                 labels.shape[1])
+
+
+def leave_one_out_triples(rows: np.ndarray, annotators: np.ndarray, labels: np.ndarray, counts: np.ndarray,
+                          n_annotators: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`leave_one_out_agreement` of labels given as (row, annotator, label code)
+    triples, one per label, with ``counts`` the rows' category counts (:func:`triple_counts`)."""
+    rows, annotators = np.asarray(rows), np.asarray(annotators)
+    shared = counts.sum(axis=1)[rows] >= 2  # alone on its row, a label has no others to agree with
+    rows, annotators, labels = rows[shared], annotators[shared], np.asarray(labels, dtype=np.int64)[shared]
+    others = counts[rows]
+    others[np.arange(len(rows)), labels] -= 1
+    top = others.max(axis=1, initial=0)
+    usable = ((others == top[:, None]).sum(axis=1) == 1) & (top > 0)
+    who = annotators[usable]
+    n_compared = np.bincount(who, minlength=n_annotators).astype(np.int64)
+    hits = np.bincount(who, weights=others[usable].argmax(axis=1) == labels[usable], minlength=n_annotators)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agreement = np.where(n_compared > 0, hits / n_compared, np.nan)
     return agreement, n_compared
