@@ -320,15 +320,17 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     n = a + b + t
     winner = majority_labels(counts)
     text_a, first_row = _pair_response_a(table, codes)
-    out = table.take(first_row).set_index("pair_id")
-    out.index = pd.Index(pair_ids, name="pair_id")
-    out = out.reset_index()
+    # the first row of each pair (its pair_id is pair_ids[k]), pair_id as the first column;
+    # text columns stay object, as in the canonical table (pandas 3 would otherwise copy every
+    # id and text into Arrow strings: a second copy of all texts in each analyzer)
+    out = table.take(first_row).reset_index(drop=True)
+    out = out[["pair_id", *(c for c in out.columns if c != "pair_id")]]
     # the first row's chosen is response A or B; ties keep the first row's (source) order
     first_is_a = out["chosen"].to_numpy() == text_a
     keep = np.where(winner == LABEL_TIE, True, np.where(winner == LABEL_A, first_is_a, ~first_is_a))
     c_text, r_text = out["chosen"].to_numpy(), out["rejected"].to_numpy()
-    out["chosen"] = np.where(keep, c_text, r_text)
-    out["rejected"] = np.where(keep, r_text, c_text)
+    out["chosen"] = pd.Series(np.where(keep, c_text, r_text), dtype=object)
+    out["rejected"] = pd.Series(np.where(keep, r_text, c_text), dtype=object)
     out["tie"] = winner == LABEL_TIE
     out["annotator"] = pd.array([pd.NA] * len(out), dtype="string")
     out["n_judgements"] = n
