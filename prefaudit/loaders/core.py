@@ -4,7 +4,9 @@ LoadReport."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator
+from itertools import zip_longest
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -26,6 +28,8 @@ FORMAT_NAMES: tuple[str, ...] = (
     "alpacafarm", "mt_bench", "llmbar", "generic_long",
 )
 SNIFF_RECORDS = 5
+#: Rows buffered before they are moved into the columns (see :func:`_collect`).
+COLLECT_BATCH = 4096
 
 
 class Loaded(NamedTuple):
@@ -236,21 +240,8 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     prepare = getattr(mod, "prepare", None)
     if prepare is not None:
         prepare(ctx)
-    # column-wise accumulation: no list of row dicts is kept, one list.append per cell
-    columns: dict[str, list[Any]] = {}
-    appenders: list[tuple[Callable[[Any], None], str]] = []
-    n_rows = 0
-    where: list[tuple[int | None, int]] = []  # (line, record) of each row, for error messages
-    for r in _rows(mod, records, ctx):
-        where.append((ctx.line, ctx.record))
-        if not r.keys() <= columns.keys():
-            for k in r.keys() - columns.keys():
-                columns[k] = [None] * n_rows
-                appenders.append((columns[k].append, k))
-        get = r.get
-        for append, k in appenders:
-            append(get(k))
-        n_rows += 1
+    columns, where = _collect(_rows(mod, records, ctx), ctx)
+    n_rows = len(where.records)
     report.n_rows = n_rows
     if not n_rows:
         return Loaded(empty_table(), report)
@@ -260,6 +251,53 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
     _check_unique_in_file(table, where, path)
     return Loaded(table, report)
+
+
+class RowOrigins(NamedTuple):
+    """Where each table row came from, for error messages: its 1-based line (0: the format
+    has no lines) and record number, 16 bytes a row."""
+
+    lines: array[int]
+    records: array[int]
+
+    def at(self, i: int) -> tuple[int | None, int]:
+        """``(line or None, record)`` of row ``i``."""
+        return self.lines[i] or None, self.records[i]
+
+
+def _collect(rows: Iterator[dict[str, Any]], ctx: Context) -> tuple[dict[str, list[Any]], RowOrigins]:
+    """The rows as columns (a list per key, None where a row lacks the key) and their origins.
+
+    Column-wise accumulation: no list of row dicts is kept. Rows are buffered as value
+    tuples, :data:`COLLECT_BATCH` at a time, and moved into the columns by a C-level
+    transpose (``zip_longest`` fills the keys that appeared after a row with None).
+    """
+    columns: dict[str, list[Any]] = {}
+    keys: list[str] = []
+    known: set[str] = set()
+    origins = RowOrigins(array("q"), array("q"))
+    batch: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        for key, values in zip(keys, zip_longest(*batch), strict=True):
+            columns[key] += values
+        batch.clear()
+
+    for r in rows:
+        origins.lines.append(ctx.line or 0)
+        origins.records.append(ctx.record)
+        if not known.issuperset(r):
+            for key in r:
+                if key not in known:
+                    known.add(key)
+                    keys.append(key)
+                    columns[key] = [None] * (len(origins.records) - 1 - len(batch))
+        batch.append(tuple(map(r.get, keys)))
+        if len(batch) == COLLECT_BATCH:
+            flush()
+    if batch:
+        flush()
+    return columns, origins
 
 
 def _rows(mod: ModuleType, records: Iterator[Record], ctx: Context) -> Iterator[dict[str, Any]]:
@@ -274,7 +312,7 @@ def _rows(mod: ModuleType, records: Iterator[Record], ctx: Context) -> Iterator[
         yield from finish(ctx)
 
 
-def _check_unique_in_file(table: pd.DataFrame, where: list[tuple[int | None, int]] | None, path: str) -> None:
+def _check_unique_in_file(table: pd.DataFrame, where: RowOrigins | None, path: str) -> None:
     """Two rows of one file with the same (pair_id, annotator) would double-count a judgement:
     the error names the repeat by its line/record in the file (``where``, per row; None: the
     row number is the record), and the first occurrence."""
@@ -288,7 +326,7 @@ def _check_unique_in_file(table: pd.DataFrame, where: list[tuple[int | None, int
     same = (table["pair_id"] == table["pair_id"].iloc[i]) & (annotator == annotator.iloc[i])
     j = int(np.flatnonzero(same.to_numpy())[0])
     (first_line, first_record), (line, record) = (
-        ((None, j + 1), (None, i + 1)) if where is None else (where[j], where[i]))
+        ((None, j + 1), (None, i + 1)) if where is None else (where.at(j), where.at(i)))
     first = f"line {first_line}" if first_line is not None else f"record {first_record}"
     raise DataFormatError(
         f"pair_id {table['pair_id'].iloc[i]!r} appears twice for the same annotator (first at {first}); "
