@@ -245,10 +245,12 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     report.n_rows = n_rows
     if not n_rows:
         return Loaded(empty_table(), report)
-    # object dtype up front: pandas 3 would otherwise copy every text into Arrow and back
-    table = pd.DataFrame(columns, dtype=object)
-    ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in table.columns]
-    table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
+    ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in columns]
+    # one column at a time, each list freed once it is an array (object dtype: pandas 3 would
+    # otherwise copy every text into Arrow and back); copy=False: no 2-D block of them all
+    arrays = {c: np.fromiter(columns.pop(c), dtype=object, count=n_rows)
+              for c in ordered + [c for c in columns if c not in ordered]}
+    table = normalize_dtypes(pd.DataFrame(arrays, dtype=object, copy=False))
     _check_unique_in_file(table, where, path)
     return Loaded(table, report)
 
