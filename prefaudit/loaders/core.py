@@ -28,8 +28,10 @@ FORMAT_NAMES: tuple[str, ...] = (
     "alpacafarm", "mt_bench", "llmbar", "generic_long",
 )
 SNIFF_RECORDS = 5
-#: Rows buffered before they are moved into the columns (see :func:`_collect`).
-COLLECT_BATCH = 4096
+#: Rows buffered before they are moved into the columns (see :func:`_collect`); below the
+#: garbage collector's first threshold (700 new objects), so buffering starts no collections,
+#: which would walk the growing columns again and again.
+COLLECT_BATCH = 256
 
 
 class Loaded(NamedTuple):
@@ -305,10 +307,12 @@ def _collect(rows: Iterator[dict[str, Any]], ctx: Context) -> tuple[dict[str, li
 def _rows(mod: ModuleType, records: Iterator[Record], ctx: Context) -> Iterator[dict[str, Any]]:
     """Rows of every record, then any rows the module emits at the end (``finish``)."""
     convert = mod.convert
+    n_records = 0
     for line, rec_no, rec in records:
         ctx.line, ctx.record = line, rec_no
-        ctx.report.n_records += 1
+        n_records += 1
         yield from convert(rec, ctx)
+    ctx.report.n_records += n_records
     finish = getattr(mod, "finish", None)
     if finish is not None:
         yield from finish(ctx)
