@@ -243,6 +243,7 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     if prepare is not None:
         prepare(ctx)
     columns, where = _collect(_rows(mod, records, ctx), ctx)
+    ctx.state.clear()  # the format's working state (e.g. the judgements seen) is done with
     n_rows = len(where.records)
     report.n_rows = n_rows
     if not n_rows:
