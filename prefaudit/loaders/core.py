@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from array import array
 from collections.abc import Iterable, Iterator
-from itertools import zip_longest
+from itertools import chain, repeat
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -271,33 +271,30 @@ class RowOrigins(NamedTuple):
 
 
 def _collect(rows: Iterator[dict[str, Any]], ctx: Context) -> tuple[dict[str, list[Any]], RowOrigins]:
-    """The rows as columns (a list per key, None where a row lacks the key) and their origins.
+    """The rows as columns (a list per key in order of first appearance, None where a row
+    lacks the key) and their origins.
 
-    Column-wise accumulation: no list of row dicts is kept. Rows are buffered as value
-    tuples, :data:`COLLECT_BATCH` at a time, and moved into the columns by a C-level
-    transpose (``zip_longest`` fills the keys that appeared after a row with None).
+    Column-wise accumulation: no list of all row dicts is kept. Rows are buffered
+    :data:`COLLECT_BATCH` at a time and each column is extended from the batch by a C-level
+    ``map(dict.get, ...)``, not by a Python loop over cells.
     """
     columns: dict[str, list[Any]] = {}
-    keys: list[str] = []
-    known: set[str] = set()
     origins = RowOrigins(array("q"), array("q"))
-    batch: list[tuple[Any, ...]] = []
+    batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        for key, values in zip(keys, zip_longest(*batch), strict=True):
-            columns[key] += values
+        n_before = len(origins.records) - len(batch)
+        for key in dict.fromkeys(chain.from_iterable(batch)):
+            if key not in columns:
+                columns[key] = [None] * n_before
+        for key, values in columns.items():
+            values += map(dict.get, batch, repeat(key))
         batch.clear()
 
     for r in rows:
         origins.lines.append(ctx.line or 0)
         origins.records.append(ctx.record)
-        if not known.issuperset(r):
-            for key in r:
-                if key not in known:
-                    known.add(key)
-                    keys.append(key)
-                    columns[key] = [None] * (len(origins.records) - 1 - len(batch))
-        batch.append(tuple(map(r.get, keys)))
+        batch.append(r)
         if len(batch) == COLLECT_BATCH:
             flush()
     if batch:
