@@ -254,6 +254,7 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     arrays = {c: np.fromiter(columns.pop(c), dtype=object, count=n_rows)
               for c in ordered + [c for c in columns if c not in ordered]}
     table = normalize_dtypes(pd.DataFrame(arrays, dtype=object, copy=False))
+    del arrays  # normalize_dtypes copied them: not kept through the checks below
     _check_unique_in_file(table, where, path)
     return Loaded(table, report)
 
