@@ -254,7 +254,7 @@ def judged_before(ctx: Context, pair_id: str, annotator: str | None) -> bool:
     """True when ``annotator`` already judged ``pair_id`` in this file. The repeat is kept
     as a ``repeat`` row and counted (``repeat_judgement``): the judges analyzer reads it for
     swap consistency, every other analyzer counts the annotator's first judgement only."""
-    seen = ctx.state.get("judged")
+    seen: set[str | tuple[str, str]] | None = ctx.state.get("judged")
     if seen is None:
         seen = ctx.state["judged"] = set()
     # a judgement without an annotator is keyed by its pair id alone (never equal to a tuple):
