@@ -1,13 +1,18 @@
 """Loader throughput and peak memory against ``pandas.read_json(lines=True)`` on the same file.
 
-Generates a seeded TRL-standard JSONL file (prompt ~30 words, responses ~40-300 words), then
-times ``prefaudit.loaders.load`` (every check on: field types, empty responses, unique pair
-ids, canonical dtypes) and ``pandas.read_json(path, lines=True)``, each in a fresh subprocess
-so that its peak RSS (``ru_maxrss``) is its own. Prints pairs/s, the throughput ratio
-(prefaudit / pandas; target >= 0.5) and peak MiB of each (target: prefaudit <= pandas).
+Generates a seeded TRL-standard JSONL file (prompt ~30 words, responses ~40-300 words), or
+takes ``--file`` (e.g. the AlpacaFarm file of ``bench_scale.py``), then times
+``prefaudit.loaders.load`` (every check on: field types, empty responses, unique pair ids,
+canonical dtypes) and ``pandas.read_json(path, lines=True)``, each in a fresh subprocess so
+that its peak RSS (``ru_maxrss``) is its own, interleaved ``--repeats`` times (the fastest
+counts). Prints pairs/s and CPU seconds of each, the throughput ratio (prefaudit / pandas;
+target >= 0.5), the CPU ratio (prefaudit / pandas), peak MiB of each against the pandas
+frame's ``memory_usage(deep=True)``, and the CPU seconds of ``audit.table_hash`` (the
+content digest every audit computes) on the loaded table.
 
     python benchmarks/bench_load.py            # 200,000 pairs
     python benchmarks/bench_load.py --quick    # 20,000 pairs
+    python benchmarks/bench_load.py --file /work/bench/pairs_1000000_seed0.jsonl --repeats 1
 """
 
 from __future__ import annotations
@@ -25,16 +30,21 @@ CHILD = r"""
 import json, resource, sys, time
 kind, path = sys.argv[1], sys.argv[2]
 import pandas as pd
+from prefaudit.audit import table_hash
 from prefaudit.loaders import load
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t0 = time.perf_counter()
-if kind == "prefaudit":
-    n = len(load(path).table)
-else:
-    n = len(pd.read_json(path, lines=True))
-dt = time.perf_counter() - t0
+t0, c0 = time.perf_counter(), time.process_time()
+frame = load(path).table if kind == "prefaudit" else pd.read_json(path, lines=True)
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"rows": n, "seconds": dt, "peak_kib": peak, "import_kib": base}))
+out = {"rows": len(frame), "seconds": dt, "cpu": cpu, "peak_kib": peak, "import_kib": base}
+if kind == "prefaudit":
+    c0 = time.process_time()
+    table_hash(frame)
+    out["hash_cpu"] = time.process_time() - c0
+else:
+    out["frame_kib"] = int(frame.memory_usage(deep=True).sum()) / 1024
+print(json.dumps(out))
 """
 
 
@@ -71,28 +81,41 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 pairs instead of 200,000")
     parser.add_argument("--pairs", type=int, default=None, help="number of pairs (overrides --quick)")
+    parser.add_argument("--file", type=Path, default=None,
+                        help="time this JSONL file instead of a generated one")
     parser.add_argument("--repeats", type=int, default=2, help="runs per loader; the fastest counts")
     args = parser.parse_args(argv)
-    n = args.pairs or (20_000 if args.quick else 200_000)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pairs.jsonl"
-        make_file(path, n)
+        path = args.file
+        if path is None:
+            path = Path(tmp) / "pairs.jsonl"
+            make_file(path, args.pairs or (20_000 if args.quick else 200_000))
         size_mib = path.stat().st_size / 2**20
         runs: dict[str, list[dict[str, float]]] = {"prefaudit": [], "pandas": []}
         for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
             for kind in runs:
                 runs[kind].append(measure(kind, path))
-    print(f"file: {n:,} pairs, {size_mib:.1f} MiB JSONL")
-    best = {k: min(r, key=lambda x: x["seconds"]) for k, r in runs.items()}
+    best = {k: min(r, key=lambda x: x["cpu"]) for k, r in runs.items()}
+    n = best["pandas"]["rows"]
+    print(f"file: {path.name}, {n:,} records, {size_mib:.1f} MiB JSONL")
+    if args.file is None:  # one judgement per generated record
+        assert best["prefaudit"]["rows"] == n, best
     for kind, r in best.items():
-        assert r["rows"] == n, (kind, r["rows"])
         peak = max(x["peak_kib"] for x in runs[kind]) / 1024
-        print(f"{kind:>10}: {n / r['seconds']:>10,.0f} pairs/s  ({r['seconds']:.2f} s)   "
-              f"peak RSS {peak:,.0f} MiB (after imports {r['import_kib'] / 1024:,.0f} MiB)")
+        print(f"{kind:>10}: {n / r['seconds']:>10,.0f} records/s  ({r['seconds']:.2f} s wall, "
+              f"{r['cpu']:.2f} s CPU)   peak RSS {peak:,.0f} MiB (after imports "
+              f"{r['import_kib'] / 1024:,.0f} MiB)")
+    frame_mib = best["pandas"]["frame_kib"] / 1024
+    print(f"pandas frame memory_usage(deep=True): {frame_mib:,.0f} MiB")
+    print(f"audit.table_hash of the loaded table: {best['prefaudit']['hash_cpu']:.2f} s CPU")
     ratio = best["pandas"]["seconds"] / best["prefaudit"]["seconds"]
+    cpu = best["prefaudit"]["cpu"] / best["pandas"]["cpu"]
     mem = max(x["peak_kib"] for x in runs["prefaudit"]) / max(x["peak_kib"] for x in runs["pandas"])
     print(f"throughput ratio prefaudit/pandas: {ratio:.2f}x (target >= 0.5)")
+    print(f"CPU ratio prefaudit/pandas: {cpu:.2f}x")
     print(f"peak memory ratio prefaudit/pandas: {mem:.2f}x (target <= 1.0)")
+    print(f"prefaudit peak RSS / pandas frame: "
+          f"{max(x['peak_kib'] for x in runs['prefaudit']) / 1024 / frame_mib:.2f}x")
 
 
 if __name__ == "__main__":

@@ -301,18 +301,24 @@ def summarize_table(table: pd.DataFrame) -> dict[str, Any]:
 
 
 _TEXT_COLUMNS = frozenset({"pair_id", "prompt", "chosen", "rejected"})
+#: Rows per block of :func:`table_hash`: the non-text fields are written as text a block at a
+#: time, not for the whole table at once.
+HASH_BLOCK = 32_768
 
 
 def table_hash(table: pd.DataFrame) -> str:
-    """SHA-256 of the table's judgements (stable across runs; names the audited data)."""
+    """SHA-256 of the table's judgements (stable across runs; names the audited data): row
+    after row, the fields joined by ``\x1f`` and a ``\x1e`` (UTF-8, lone surrogates kept)."""
     h = hashlib.sha256()
     cols = ["pair_id", "prompt", "chosen", "rejected", "annotator", "tie", "strength"]
-    # the text columns are str already: hashed as they are, without a copy into Arrow strings
-    text = [table[c].to_numpy(dtype=object) if c in _TEXT_COLUMNS
-            else table[c].astype("string").fillna("<NA>").to_numpy(dtype=object) for c in cols]
-    for values in zip(*text, strict=True):
-        h.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
-        h.update(b"\x1e")
+    for start in range(0, len(table), HASH_BLOCK):
+        block = table.iloc[start:start + HASH_BLOCK]
+        # the text columns are str already: hashed as they are, without a copy into Arrow strings
+        text = [block[c].to_numpy(dtype=object) if c in _TEXT_COLUMNS
+                else block[c].astype("string").fillna("<NA>").to_numpy(dtype=object) for c in cols]
+        for values in zip(*text, strict=True):
+            h.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
+            h.update(b"\x1e")
     return h.hexdigest()
 
 

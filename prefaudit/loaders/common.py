@@ -17,6 +17,8 @@ from typing import Any
 from prefaudit.errors import DataFormatError
 from prefaudit.loaders.report import LoadReport
 
+#: The missing ``strength`` of every row (one float object, not one per row).
+NAN = math.nan
 #: Chat roles a message list may use (TRL's conversational format); others are an error.
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
@@ -60,7 +62,7 @@ def row(ctx: Context, pair_id: str, prompt: str, chosen: str, rejected: str, *,
     out: dict[str, Any] = {
         "pair_id": pair_id, "prompt": prompt, "chosen": chosen, "rejected": rejected,
         "annotator": annotator, "tie": tie,
-        "strength": float("nan") if strength is None else float(strength),
+        "strength": NAN if strength is None else float(strength),
         "source": ctx.source, "load_flags": load_flags, "chosen_shown_first": chosen_shown_first,
     }
     if chosen_model is not None or rejected_model is not None:
@@ -91,7 +93,10 @@ def text(record: Mapping[str, Any], key: str, ctx: Context, *, required: bool = 
          default: str = "") -> str:
     """A text field. JSON booleans are coerced to "true"/"false" and counted (a known quirk of
     generated datasets, e.g. PandaLM); numbers, lists and objects are errors."""
-    if not required and record.get(key) is None:
+    value = record.get(key)
+    if type(value) is str:  # the usual case, without the checks below
+        return value
+    if not required and value is None:
         return default
     return as_text(require(record, key, ctx), key, ctx)
 
@@ -249,8 +254,12 @@ def judged_before(ctx: Context, pair_id: str, annotator: str | None) -> bool:
     """True when ``annotator`` already judged ``pair_id`` in this file. The repeat is kept
     as a ``repeat`` row and counted (``repeat_judgement``): the judges analyzer reads it for
     swap consistency, every other analyzer counts the annotator's first judgement only."""
-    seen: set[tuple[str, str | None]] = ctx.state.setdefault("judged", set())
-    key = (pair_id, annotator)
+    seen: set[str | tuple[str, str]] | None = ctx.state.get("judged")
+    if seen is None:
+        seen = ctx.state["judged"] = set()
+    # a judgement without an annotator is keyed by its pair id alone (never equal to a tuple):
+    # no tuple kept per row
+    key = pair_id if annotator is None else (pair_id, annotator)
     if key in seen:
         ctx.note("repeat_judgement", "kept",
                  "the same annotator judged the same comparison again; kept as a repeat (used for "

@@ -4,7 +4,9 @@ LoadReport."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator
+from itertools import chain, repeat
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -26,6 +28,10 @@ FORMAT_NAMES: tuple[str, ...] = (
     "alpacafarm", "mt_bench", "llmbar", "generic_long",
 )
 SNIFF_RECORDS = 5
+#: Rows buffered before they are moved into the columns (see :func:`_collect`); below the
+#: garbage collector's first threshold (700 new objects), so buffering starts no collections,
+#: which would walk the growing columns again and again.
+COLLECT_BATCH = 256
 
 
 class Loaded(NamedTuple):
@@ -241,45 +247,82 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     prepare = getattr(mod, "prepare", None)
     if prepare is not None:
         prepare(ctx)
-    # column-wise accumulation: no list of row dicts is kept, one list.append per cell
-    columns: dict[str, list[Any]] = {}
-    appenders: list[tuple[Callable[[Any], None], str]] = []
-    n_rows = 0
-    where: list[tuple[int | None, int]] = []  # (line, record) of each row, for error messages
-    for r in _rows(mod, records, ctx):
-        where.append((ctx.line, ctx.record))
-        if not r.keys() <= columns.keys():
-            for k in r.keys() - columns.keys():
-                columns[k] = [None] * n_rows
-                appenders.append((columns[k].append, k))
-        get = r.get
-        for append, k in appenders:
-            append(get(k))
-        n_rows += 1
+    columns, where = _collect(_rows(mod, records, ctx), ctx)
+    ctx.state.clear()  # the format's working state (e.g. the judgements seen) is done with
+    n_rows = len(where.records)
     report.n_rows = n_rows
     if not n_rows:
         return Loaded(empty_table(), report)
-    # object dtype up front: pandas 3 would otherwise copy every text into Arrow and back
-    table = pd.DataFrame(columns, dtype=object)
-    ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in table.columns]
-    table = normalize_dtypes(table[ordered + [c for c in table.columns if c not in ordered]])
+    ordered = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in columns]
+    # one column at a time, each list freed once it is an array (object dtype: pandas 3 would
+    # otherwise copy every text into Arrow and back); copy=False: no 2-D block of them all
+    arrays = {c: np.fromiter(columns.pop(c), dtype=object, count=n_rows)
+              for c in ordered + [c for c in columns if c not in ordered]}
+    table = normalize_dtypes(pd.DataFrame(arrays, dtype=object, copy=False))
+    del arrays  # normalize_dtypes copied them: not kept through the checks below
     _check_unique_in_file(table, where, path)
     return Loaded(table, report)
+
+
+class RowOrigins(NamedTuple):
+    """Where each table row came from, for error messages: its 1-based line (0: the format
+    has no lines) and record number, 16 bytes a row."""
+
+    lines: array[int]
+    records: array[int]
+
+    def at(self, i: int) -> tuple[int | None, int]:
+        """``(line or None, record)`` of row ``i``."""
+        return self.lines[i] or None, self.records[i]
+
+
+def _collect(rows: Iterator[dict[str, Any]], ctx: Context) -> tuple[dict[str, list[Any]], RowOrigins]:
+    """The rows as columns (a list per key in order of first appearance, None where a row
+    lacks the key) and their origins.
+
+    Column-wise accumulation: no list of all row dicts is kept. Rows are buffered
+    :data:`COLLECT_BATCH` at a time and each column is extended from the batch by a C-level
+    ``map(dict.get, ...)``, not by a Python loop over cells.
+    """
+    columns: dict[str, list[Any]] = {}
+    origins = RowOrigins(array("q"), array("q"))
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        n_before = len(origins.records) - len(batch)
+        for key in dict.fromkeys(chain.from_iterable(batch)):
+            if key not in columns:
+                columns[key] = [None] * n_before
+        for key, values in columns.items():
+            values += map(dict.get, batch, repeat(key))
+        batch.clear()
+
+    for r in rows:
+        origins.lines.append(ctx.line or 0)
+        origins.records.append(ctx.record)
+        batch.append(r)
+        if len(batch) == COLLECT_BATCH:
+            flush()
+    if batch:
+        flush()
+    return columns, origins
 
 
 def _rows(mod: ModuleType, records: Iterator[Record], ctx: Context) -> Iterator[dict[str, Any]]:
     """Rows of every record, then any rows the module emits at the end (``finish``)."""
     convert = mod.convert
+    n_records = 0
     for line, rec_no, rec in records:
         ctx.line, ctx.record = line, rec_no
-        ctx.report.n_records += 1
+        n_records += 1
         yield from convert(rec, ctx)
+    ctx.report.n_records += n_records
     finish = getattr(mod, "finish", None)
     if finish is not None:
         yield from finish(ctx)
 
 
-def _check_unique_in_file(table: pd.DataFrame, where: list[tuple[int | None, int]] | None, path: str) -> None:
+def _check_unique_in_file(table: pd.DataFrame, where: RowOrigins | None, path: str) -> None:
     """Two rows of one file with the same (pair_id, annotator) would double-count a judgement:
     the error names the repeat by its line/record in the file (``where``, per row; None: the
     row number is the record), and the first occurrence."""
@@ -293,7 +336,7 @@ def _check_unique_in_file(table: pd.DataFrame, where: list[tuple[int | None, int
     same = (table["pair_id"] == table["pair_id"].iloc[i]) & (annotator == annotator.iloc[i])
     j = int(np.flatnonzero(same.to_numpy())[0])
     (first_line, first_record), (line, record) = (
-        ((None, j + 1), (None, i + 1)) if where is None else (where[j], where[i]))
+        ((None, j + 1), (None, i + 1)) if where is None else (where.at(j), where.at(i)))
     first = f"line {first_line}" if first_line is not None else f"record {first_record}"
     raise DataFormatError(
         f"pair_id {table['pair_id'].iloc[i]!r} appears twice for the same annotator (first at {first}); "

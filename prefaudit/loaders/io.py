@@ -128,26 +128,26 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     leading byte-order mark dropped), so a decoding error names its own line."""
     line_no = 0
     with _open_binary(path) as fh:
-        lines = iter(fh)
-        while True:
-            try:
-                raw = next(lines)
-            except StopIteration:
-                return
-            except _STREAM_ERRORS as exc:
-                raise DataFormatError(f"cannot read file: damaged or truncated data ({exc})",
-                                      path=str(path), line=line_no + 1) from None
-            if line_no == 0 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(f"file is not valid UTF-8 ({exc.reason} at byte {exc.start + 1} "
-                                      "of the line)", path=str(path), line=line_no + 1) from None
-            # a bare "\r" ends a line too (old Mac files), as in Python's text mode with newline=""
-            for part in _BARE_CR.split(text) if "\r" in text else (text,):
-                line_no += 1
-                yield line_no, part
+        try:  # around the loop, not each line: a damaged stream fails in the file's iterator
+            for raw in fh:
+                if line_no == 0 and raw.startswith(BOM):
+                    raw = raw[len(BOM):]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataFormatError(f"file is not valid UTF-8 ({exc.reason} at byte {exc.start + 1} "
+                                          "of the line)", path=str(path), line=line_no + 1) from None
+                if "\r" not in text:
+                    line_no += 1
+                    yield line_no, text
+                    continue
+                # a bare "\r" ends a line too (old Mac files), as in Python's text mode with newline=""
+                for part in _BARE_CR.split(text):
+                    line_no += 1
+                    yield line_no, part
+        except _STREAM_ERRORS as exc:
+            raise DataFormatError(f"cannot read file: damaged or truncated data ({exc})",
+                                  path=str(path), line=line_no + 1) from None
 
 
 def _read_text(path: Path) -> str:
@@ -213,12 +213,31 @@ def _long_integer_field(text: str, is_list: bool) -> tuple[int | None, str | Non
     return None, where.lstrip(".") or None
 
 
+#: The C scanner behind ``json.loads`` (default settings), called directly for JSONL lines.
+_SCAN_JSON = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"
+
+
+def _parse_json_line(line: str, path: Path, line_no: int) -> Any:
+    """``json.loads(line)`` without its per-call overhead: the scanner reads the value at
+    the line's start and the rest must be JSON whitespace (the line ending). Anything else
+    (leading space, extra data, any error) goes through :func:`_parse_json`, so values and
+    error messages are exactly those of ``json.loads``."""
+    try:
+        value, end = _SCAN_JSON(line, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return _parse_json(line, path, line_no)
+    if end == len(line) or not line[end:].strip(_JSON_SPACE):
+        return value
+    return _parse_json(line, path, line_no)
+
+
 def _iter_jsonl(path: Path) -> Iterator[Record]:
     record_no = 0
     for line_no, line in text_lines(path):
         if line.isspace() or not line:  # blank line (no stripped copy of the record)
             continue
-        rec = _parse_json(line, path, line_no)
+        rec = _parse_json_line(line, path, line_no)
         record_no += 1
         if not isinstance(rec, dict):
             raise DataFormatError(f"expected a JSON object, got {type(rec).__name__}",

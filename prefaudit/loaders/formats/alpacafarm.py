@@ -39,9 +39,11 @@ def sniff(record: Mapping[str, Any]) -> bool:
 
 def _annotator(record: Mapping[str, Any], ctx: Context) -> str | None:
     for key in ("annotator", "annotator_index"):
-        value = id_text(record.get(key), key, ctx)
-        if value is not None and value != "":
-            return value
+        value = record.get(key)
+        if value is not None:
+            value = id_text(value, key, ctx)
+            if value is not None and value != "":
+                return value
     return None
 
 
@@ -57,7 +59,8 @@ def convert(record: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     pair_id = content_id(ctx, instruction, input_text, *sorted((out_1, out_2)))
     annotator = _annotator(record, ctx)
     repeat = judged_before(ctx, pair_id, annotator)
-    models = [text(record, key, ctx, required=False) or None for key in ("generator_1", "generator_2")]
+    models = [text(record, "generator_1", ctx, required=False) or None,
+              text(record, "generator_2", ctx, required=False) or None]
     chosen, rejected = (out_2, out_1) if choice == "B" else (out_1, out_2)
     if choice == "B":
         models.reverse()
