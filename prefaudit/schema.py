@@ -81,8 +81,9 @@ def empty_table() -> pd.DataFrame:
 
 
 def normalize_dtypes(table: pd.DataFrame) -> pd.DataFrame:
-    """Cast the required columns to their canonical dtypes (in place on a copy)."""
-    out = table.copy()
+    """Cast the required columns to their canonical dtypes (on a shallow copy: pandas copies on
+    write, so ``table`` is left as it was and no column is copied that needs no cast)."""
+    out = table.copy(deep=False)
     for col in ("pair_id", "prompt", "chosen", "rejected", "source"):
         out[col] = out[col].astype(object)
     out["annotator"] = out["annotator"].astype("string")
