@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from hashlib import blake2b
 
 import numpy as np
@@ -49,10 +49,12 @@ def normalize_text(texts: Texts) -> pd.Series:
     or Unicode compatibility forms (full-width letters, ligatures, no-break spaces) become equal.
     """
     values = _as_list(texts)
+    return pd.Series([_normalized(t) for t in values], index=_index(texts, values), dtype=object)
+
+
+def _normalized(text: str) -> str:
     # ASCII text is already NFKC and its case folding is lower(), which is faster.
-    return pd.Series([" ".join((t.lower() if t.isascii()
-                                else unicodedata.normalize("NFKC", t).casefold()).split())
-                      for t in values], index=_index(texts, values), dtype=object)
+    return " ".join((text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()).split())
 
 
 def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
@@ -68,15 +70,13 @@ def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
     digests = np.empty((len(values), 2), dtype=np.uint64)
     for start in range(0, len(values), _CHUNK):
         chunk = values[start:start + _CHUNK]
-        if normalized:
-            chunk = normalize_text(chunk).tolist()
-        digests[start:start + len(chunk)] = _digests(chunk)
+        digests[start:start + len(chunk)] = _digests(map(_normalized, chunk) if normalized else chunk)
     high = pd.factorize(digests[:, 0])[0]
     low = pd.factorize(digests[:, 1])[0]
     return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0].astype(np.int64)
 
 
-def _digests(values: list[str]) -> np.ndarray:
+def _digests(values: Iterable[str]) -> np.ndarray:
     """The 128-bit BLAKE2b digest of each text's UTF-8 bytes as two uint64 columns (lone
     surrogates, which JSON can carry, are encoded as themselves, so distinct texts give
     distinct bytes)."""
@@ -180,6 +180,8 @@ def _truncation(text: str, min_words: int, min_last_line_words: int) -> str:
 
 def _as_list(texts: Texts) -> list[str]:
     values = texts.tolist() if isinstance(texts, (pd.Series, pd.Index, np.ndarray)) else list(texts)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # all str: a C-level check
+        return values
     return [v if isinstance(v, str) else str(v) for v in values]
 
 

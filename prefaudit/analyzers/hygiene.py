@@ -391,6 +391,7 @@ def _load_flags(table: pd.DataFrame) -> pd.DataFrame:
     if "load_flags" not in table.columns:
         return make_flags([], "load_flag")
     codes = table[["pair_id", "load_flags"]].dropna()
+    codes = codes[codes["load_flags"].to_numpy(dtype=object) != ""]  # "" holds no code
     codes = codes.assign(reason=codes["load_flags"].astype(str).str.split(";")).explode("reason")
     codes["reason"] = codes["reason"].str.strip()
     codes = codes[codes["reason"] != ""].drop_duplicates(["pair_id", "reason"])
