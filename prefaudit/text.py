@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from hashlib import blake2b
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,8 @@ _SUSPECT_RE = re.compile("[\u00c2-\u00f4\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9
 _ASCII_SUSPECT = bytes(0 if _SUSPECT_RE.match(chr(c)) else 1 for c in range(256))
 #: Texts per chunk when a whole column is hashed or scanned: bounds the transient copies.
 _CHUNK = 16_384
+#: The ASCII characters str.split() splits on, which normalisation collapses.
+_ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
 
 
 def normalize_text(texts: Texts) -> pd.Series:
@@ -54,7 +57,8 @@ def normalize_text(texts: Texts) -> pd.Series:
 
 def _normalized(text: str) -> str:
     # ASCII text is already NFKC and its case folding is lower(), which is faster.
-    return " ".join((text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()).split())
+    folded = text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(folded.split())
 
 
 def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
@@ -67,21 +71,78 @@ def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
     ``n**2 / 2**129``, below 1e-25 for ten million texts).
     """
     values = _as_list(texts)
-    digests = np.empty((len(values), 2), dtype=np.uint64)
-    for start in range(0, len(values), _CHUNK):
-        chunk = values[start:start + _CHUNK]
-        digests[start:start + len(chunk)] = _digests(map(_normalized, chunk) if normalized else chunk)
+    digests = (_normalized_digests(values) if normalized
+               else _digests((_utf8(t) for t in values), len(values)))
+    return _digest_codes(digests)
+
+
+def _normalized_digests(values: list[str]) -> np.ndarray:
+    """Per text, the digest of its normal form (:func:`normalize_text`) or of a stand-in that is
+    equal exactly when the normal forms are.
+
+    Normalising is the costly step, so it is skipped for an ASCII text whose *squeezed* form
+    (lower-cased with all whitespace deleted: two C calls) no other text shares. Equal normal
+    forms have equal squeezed forms, so such a text's normal form is unique, and the digest of its
+    squeezed form stands in for it: no other text's normal form can equal that squeezed form, or
+    it would share it. Non-ASCII texts are always normalised; a normal form that is ASCII takes
+    part in the comparison of squeezed forms.
+    """
+    n = len(values)
+    is_ascii = np.fromiter((t.isascii() for t in values), dtype=bool, count=n)
+    plain, other = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
+    digests = np.empty((n, 2), dtype=np.uint64)
+    squeezed = np.empty((n, 2), dtype=np.uint64)
+    keyed = is_ascii.copy()  # rows whose squeezed form is compared
+    squeezed[plain] = _digests((_squeezed(values[i]) for i in plain.tolist()), len(plain))
+    for start in range(0, len(other), _CHUNK):
+        rows = other[start:start + _CHUNK]
+        normal = [_normalized(values[i]) for i in rows.tolist()]
+        digests[rows] = _digests(map(_utf8, normal), len(rows))
+        ascii_normal = np.fromiter((t.isascii() for t in normal), dtype=bool, count=len(rows))
+        squeezed[rows[ascii_normal]] = _digests(
+            (_squeezed(t) for t, a in zip(normal, ascii_normal, strict=True) if a), int(ascii_normal.sum()))
+        keyed[rows[ascii_normal]] = True
+    shared = np.zeros(n, dtype=bool)
+    shared[keyed] = _repeated(squeezed[keyed])
+    alone = plain[~shared[plain]]
+    digests[alone] = squeezed[alone]
+    rest = plain[shared[plain]]
+    digests[rest] = _digests((_utf8(_normalized(values[i])) for i in rest.tolist()), len(rest))
+    return digests
+
+
+def _repeated(digests: np.ndarray) -> np.ndarray:
+    """Per row of a digest array, whether another row holds the same digest."""
+    codes = _digest_codes(digests)
+    return np.bincount(codes)[codes] > 1
+
+
+def _digest_codes(digests: np.ndarray) -> np.ndarray:
+    """Codes 0, 1, ... (in order of first appearance) of the rows of an (n, 2) digest array."""
     high = pd.factorize(digests[:, 0])[0]
     low = pd.factorize(digests[:, 1])[0]
     return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0].astype(np.int64)
 
 
-def _digests(values: Iterable[str]) -> np.ndarray:
-    """The 128-bit BLAKE2b digest of each text's UTF-8 bytes as two uint64 columns (lone
-    surrogates, which JSON can carry, are encoded as themselves, so distinct texts give
-    distinct bytes)."""
-    raw = b"".join([blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in values])
-    return np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+def _squeezed(text: str) -> bytes:
+    """An ASCII text lower-cased, with every character that str.split() splits on deleted."""
+    return text.encode("ascii").lower().translate(None, _ASCII_SPACE)
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes; lone surrogates, which JSON can carry, are encoded as themselves, so distinct
+    texts give distinct bytes."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _digests(items: Iterator[bytes], n: int) -> np.ndarray:
+    """The 128-bit BLAKE2b digests of ``n`` byte strings as two uint64 columns, made a chunk at
+    a time."""
+    out = np.empty((n, 2), dtype=np.uint64)
+    for start in range(0, n, _CHUNK):
+        raw = b"".join([blake2b(b, digest_size=16).digest() for b in islice(items, _CHUNK)])
+        out[start:start + len(raw) // 16] = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    return out
 
 
 def encoding_damage(texts: Texts) -> pd.Series:
