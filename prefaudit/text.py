@@ -38,8 +38,11 @@ REPLACEMENT_CHAR = "\ufffd"
 CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 #: Any character that can start a sign of damage: a cheap single-class pre-filter.
 _SUSPECT_RE = re.compile("[\u00c2-\u00f4\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-#: A bytes.translate table mapping the ASCII characters of :data:`_SUSPECT_RE` to 0, others to 1.
-_ASCII_SUSPECT = bytes(0 if _SUSPECT_RE.match(chr(c)) else 1 for c in range(256))
+#: A bytes.translate table mapping to 0 every UTF-8 byte that can begin a character of
+#: :data:`_SUSPECT_RE` (its ASCII characters; 0xC2 and 0xC3, which lead U+0080-U+00FF; 0xEF,
+#: which leads U+FFFD), and every other byte to 1.
+_UTF8_SUSPECT = bytes(0 if (c < 128 and _SUSPECT_RE.match(chr(c))) or c in (0xC2, 0xC3, 0xEF) else 1
+                      for c in range(256))
 #: Texts per chunk when a whole column is hashed or scanned: bounds the transient copies.
 _CHUNK = 16_384
 #: The ASCII characters str.split() splits on, which normalisation collapses.
@@ -153,27 +156,24 @@ def encoding_damage(texts: Texts) -> pd.Series:
     """
     values = _as_list(texts)
     out = [""] * len(values)
-    for i in _suspect_texts(values):
+    for i in _suspect_texts(values).tolist():
         out[i] = _damage(values[i])
     return pd.Series(out, index=_index(texts, values), dtype=object)
 
 
 def _suspect_texts(values: list[str]) -> np.ndarray:
-    """Positions of the texts holding a character of :data:`_SUSPECT_RE`, the only ones that can
-    be damaged. An ASCII text can only hold a control character; those are found a chunk of
-    texts at a time, joined by newlines (not suspect), with one byte-translation pass instead
-    of a regex search per text."""
-    is_ascii = np.fromiter((t.isascii() for t in values), dtype=bool, count=len(values))
-    hits = [np.array([i for i in np.flatnonzero(~is_ascii) if _SUSPECT_RE.search(values[i])], dtype=np.int64)]
-    plain = np.flatnonzero(is_ascii)
-    for start in range(0, len(plain), _CHUNK):
-        rows = plain[start:start + _CHUNK]
-        texts = [values[i] for i in rows]
-        ends = np.cumsum(np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts)))
-        marked = "\n".join(texts).encode("ascii").translate(_ASCII_SUSPECT)
+    """Positions of the texts that may hold a character of :data:`_SUSPECT_RE`: every text that
+    does, and a few that do not (the check that follows is exact). A chunk of texts is encoded
+    as UTF-8 and joined by newlines, and one byte-translation pass marks the bytes that can begin
+    a suspect character (see :data:`_UTF8_SUSPECT`), instead of a regex search per text."""
+    hits = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(values), _CHUNK):
+        encoded = [_utf8(t) for t in values[start:start + _CHUNK]]
+        ends = np.cumsum(np.fromiter((len(b) + 1 for b in encoded), dtype=np.int64, count=len(encoded)))
+        marked = b"\n".join(encoded).translate(_UTF8_SUSPECT)
         where = np.flatnonzero(np.frombuffer(marked, dtype=np.uint8) == 0)
-        hits.append(rows[np.unique(np.searchsorted(ends, where, side="right"))])
-    return np.sort(np.concatenate(hits))
+        hits.append(start + np.unique(np.searchsorted(ends, where, side="right")))
+    return np.concatenate(hits)
 
 
 def _damage(text: str) -> str:
