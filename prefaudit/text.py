@@ -47,6 +47,11 @@ _UTF8_SUSPECT = bytes(0 if (c < 128 and _SUSPECT_RE.match(chr(c))) or c in (0xC2
 _CHUNK = 16_384
 #: The ASCII characters str.split() splits on, which normalisation collapses.
 _ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+#: Common non-ASCII punctuation that normalisation leaves as it is, next to any ASCII character
+#: or each other (NFKC-stable, its own case fold, not whitespace, composes with nothing):
+#: curly quotes, en and em dashes, bullet.
+_PLAIN_PUNCTUATION = "\u2018\u2019\u201c\u201d\u2013\u2014\u2022"
+_PLAIN_UTF8 = [c.encode() for c in _PLAIN_PUNCTUATION]
 
 
 def normalize_text(texts: Texts) -> pd.Series:
@@ -83,33 +88,35 @@ def _normalized_digests(values: list[str]) -> np.ndarray:
     """Per text, the digest of its normal form (:func:`normalize_text`) or of a stand-in that is
     equal exactly when the normal forms are.
 
-    Normalising is the costly step, so it is skipped for an ASCII text whose *squeezed* form
-    (lower-cased with all whitespace deleted: two C calls) no other text shares. Equal normal
-    forms have equal squeezed forms, so such a text's normal form is unique, and the digest of its
-    squeezed form stands in for it: no other text's normal form can equal that squeezed form, or
-    it would share it. Non-ASCII texts are always normalised; a normal form that is ASCII takes
-    part in the comparison of squeezed forms.
+    Normalising is the costly step, so it is skipped for a *plain* text (ASCII, or ASCII with
+    characters of :data:`_PLAIN_PUNCTUATION`) whose *squeezed* form (:func:`_squeezed`: ASCII
+    letters lower-cased, whitespace deleted; a few C calls) no other text shares. A plain text's
+    squeezed form is its normal form without spaces, so equal normal forms have equal squeezed
+    forms and such a text's normal form is unique; the digest of its squeezed form stands in for
+    it (no other text's normal form can equal that squeezed form, or it would share it). Other
+    texts are normalised, a chunk at a time; a normal form that is plain takes part in the
+    comparison of squeezed forms.
     """
     n = len(values)
-    is_ascii = np.fromiter((t.isascii() for t in values), dtype=bool, count=n)
-    plain, other = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
     digests = np.empty((n, 2), dtype=np.uint64)
     squeezed = np.empty((n, 2), dtype=np.uint64)
-    keyed = is_ascii.copy()  # rows whose squeezed form is compared
-    squeezed[plain] = _digests((_squeezed(values[i]) for i in plain.tolist()), len(plain))
-    for start in range(0, len(other), _CHUNK):
-        rows = other[start:start + _CHUNK]
-        normal = [_normalized(values[i]) for i in rows.tolist()]
-        digests[rows] = _digests(map(_utf8, normal), len(rows))
-        ascii_normal = np.fromiter((t.isascii() for t in normal), dtype=bool, count=len(rows))
-        squeezed[rows[ascii_normal]] = _digests(
-            (_squeezed(t) for t, a in zip(normal, ascii_normal, strict=True) if a), int(ascii_normal.sum()))
-        keyed[rows[ascii_normal]] = True
+    keyed = np.zeros(n, dtype=bool)  # rows whose squeezed form is compared
+    plain = np.zeros(n, dtype=bool)  # rows not normalised yet
+    for start in range(0, n, _CHUNK):
+        rows = np.arange(start, min(start + _CHUNK, n))
+        forms = [_squeezed(t) for t in values[start:start + _CHUNK]]
+        plain[rows] = [f is not None for f in forms]
+        for i in rows[~plain[rows]].tolist():
+            normal = _normalized(values[i])
+            digests[i] = _digests(iter([_utf8(normal)]), 1)
+            forms[i - start] = _squeezed(normal)
+        keyed[rows] = [f is not None for f in forms]
+        squeezed[rows[keyed[rows]]] = _digests((f for f in forms if f is not None), int(keyed[rows].sum()))
     shared = np.zeros(n, dtype=bool)
     shared[keyed] = _repeated(squeezed[keyed])
-    alone = plain[~shared[plain]]
+    alone = np.flatnonzero(plain & ~shared)
     digests[alone] = squeezed[alone]
-    rest = plain[shared[plain]]
+    rest = np.flatnonzero(plain & shared)
     digests[rest] = _digests((_utf8(_normalized(values[i])) for i in rest.tolist()), len(rest))
     return digests
 
@@ -127,9 +134,18 @@ def _digest_codes(digests: np.ndarray) -> np.ndarray:
     return pd.factorize(high * (int(low.max(initial=0)) + 1) + low)[0].astype(np.int64)
 
 
-def _squeezed(text: str) -> bytes:
-    """An ASCII text lower-cased, with every character that str.split() splits on deleted."""
-    return text.encode("ascii").lower().translate(None, _ASCII_SPACE)
+def _squeezed(text: str) -> bytes | None:
+    """A plain text's UTF-8 with ASCII letters lower-cased and every character str.split()
+    splits on deleted; None if the text is not plain (holds a character other than ASCII and
+    :data:`_PLAIN_PUNCTUATION`)."""
+    raw = _utf8(text)
+    if not text.isascii():
+        rest = raw
+        for mark in _PLAIN_UTF8:
+            rest = rest.replace(mark, b"")
+        if not rest.isascii():
+            return None
+    return raw.lower().translate(None, _ASCII_SPACE)
 
 
 def _utf8(text: str) -> bytes:
