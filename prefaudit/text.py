@@ -73,15 +73,18 @@ def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
     """Per text, an integer code: equal texts (equal after :func:`normalize_text` when
     ``normalized``) get equal codes, numbered 0, 1, ... in order of first appearance.
 
-    Texts are compared by their 128-bit BLAKE2b digests, made a chunk at a time, so neither a
-    normalised copy of every text nor a hash table of the texts is held: 16 bytes per text. Two
-    different texts share a code only if their digests collide (probability about
-    ``n**2 / 2**129``, below 1e-25 for ten million texts).
+    Raw texts are compared as they are, by pandas' object hash table. Normal forms are compared
+    by their 128-bit BLAKE2b digests, made a chunk at a time, so no normalised copy of every text
+    is held: 16 bytes per text. Two different normal forms share a code only if their digests
+    collide (probability about ``n**2 / 2**129``, below 1e-25 for ten million texts).
     """
     values = _as_list(texts)
-    digests = (_normalized_digests(values) if normalized
-               else _digests((_utf8(t) for t in values), len(values)))
-    return _digest_codes(digests)
+    if normalized:
+        return _digest_codes(_normalized_digests(values))
+    # The None (code -1, dropped) makes pandas use its object hash table, which compares the str
+    # objects in place; for all-str values it picks its string table, which leaves a UTF-8 copy
+    # cached inside every non-ASCII str it reads.
+    return pd.factorize(np.array([*values, None], dtype=object))[0][:-1].astype(np.int64)
 
 
 def _normalized_digests(values: list[str]) -> np.ndarray:
