@@ -78,13 +78,12 @@ def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
     is held: 16 bytes per text. Two different normal forms share a code only if their digests
     collide (probability about ``n**2 / 2**129``, below 1e-25 for ten million texts).
     """
-    values = _as_list(texts)
     if normalized:
-        return _digest_codes(_normalized_digests(values))
+        return _digest_codes(_normalized_digests(_as_list(texts)))
     # The None (code -1, dropped) makes pandas use its object hash table, which compares the str
     # objects in place; for all-str values it picks its string table, which leaves a UTF-8 copy
     # cached inside every non-ASCII str it reads.
-    return pd.factorize(np.array([*values, None], dtype=object))[0][:-1].astype(np.int64)
+    return pd.factorize(np.append(_as_array(texts), None))[0][:-1].astype(np.int64)
 
 
 def _normalized_digests(values: list[str]) -> np.ndarray:
@@ -263,6 +262,14 @@ def _as_list(texts: Texts) -> list[str]:
     if pd.api.types.infer_dtype(values, skipna=False) == "string":  # all str: a C-level check
         return values
     return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def _as_array(texts: Texts) -> np.ndarray:
+    """Texts as an object array of str: the input itself when it already is one."""
+    if (isinstance(texts, np.ndarray) and texts.dtype == object
+            and pd.api.types.infer_dtype(texts, skipna=False) == "string"):
+        return texts
+    return np.array(_as_list(texts), dtype=object)
 
 
 def _index(texts: Texts, values: list[str]) -> pd.Index:
