@@ -74,59 +74,55 @@ def text_codes(texts: Texts, *, normalized: bool = False) -> np.ndarray:
     ``normalized``) get equal codes, numbered 0, 1, ... in order of first appearance.
 
     Raw texts are compared as they are, by pandas' object hash table. Normal forms are compared
-    by their 128-bit BLAKE2b digests, made a chunk at a time, so no normalised copy of every text
-    is held: 16 bytes per text. Two different normal forms share a code only if their digests
-    collide (probability about ``n**2 / 2**129``, below 1e-25 for ten million texts).
+    without holding a normalised copy of every text: a cheap key per text singles out the few
+    texts that may share a normal form, and only those are compared, by 128-bit BLAKE2b digests
+    of their normal forms (two different normal forms share a code only if their digests
+    collide: probability about ``n**2 / 2**129``, below 1e-25 for ten million texts).
     """
     if normalized:
-        return _digest_codes(_normalized_digests(_as_list(texts)))
+        return _normalized_codes(_as_list(texts))
     # The None (code -1, dropped) makes pandas use its object hash table, which compares the str
     # objects in place; for all-str values it picks its string table, which leaves a UTF-8 copy
     # cached inside every non-ASCII str it reads.
     return pd.factorize(np.append(_as_array(texts), None))[0][:-1].astype(np.int64)
 
 
-def _normalized_digests(values: list[str]) -> np.ndarray:
-    """Per text, the digest of its normal form (:func:`normalize_text`) or of a stand-in that is
-    equal exactly when the normal forms are.
+def _normalized_codes(values: list[str]) -> np.ndarray:
+    """Codes of the texts' normal forms (see :func:`text_codes`).
 
-    Normalising is the costly step, so it is skipped for a *plain* text (ASCII, or ASCII with
-    characters of :data:`_PLAIN_PUNCTUATION`) whose *squeezed* form (:func:`_squeezed`: ASCII
-    letters lower-cased, whitespace deleted; a few C calls) no other text shares. A plain text's
-    squeezed form is its normal form without spaces, so equal normal forms have equal squeezed
-    forms and such a text's normal form is unique; the digest of its squeezed form stands in for
-    it (no other text's normal form can equal that squeezed form, or it would share it). Other
-    texts are normalised, a chunk at a time; a normal form that is plain takes part in the
-    comparison of squeezed forms.
+    Normalising is the costly step, so most texts skip it. Each text gets a *key*
+    (:func:`_key`) such that texts with equal normal forms have equal keys; a text whose key's
+    hash no other text has therefore has a normal form of its own and gets a code of its own.
+    Only texts sharing a hash (in practice: near-duplicates) are compared exactly, by the 128-bit
+    BLAKE2b digests of their normal forms. Python's per-process salted ``hash`` only chooses which
+    texts get that exact comparison (a collision merely adds work), so the codes never depend on it.
     """
     n = len(values)
-    digests = np.empty((n, 2), dtype=np.uint64)
-    squeezed = np.empty((n, 2), dtype=np.uint64)
-    keyed = np.zeros(n, dtype=bool)  # rows whose squeezed form is compared
-    plain = np.zeros(n, dtype=bool)  # rows not normalised yet
+    hashes = np.empty(n, dtype=np.int64)
     for start in range(0, n, _CHUNK):
-        rows = np.arange(start, min(start + _CHUNK, n))
-        forms = [_squeezed(t) for t in values[start:start + _CHUNK]]
-        plain[rows] = [f is not None for f in forms]
-        for i in rows[~plain[rows]].tolist():
-            normal = _normalized(values[i])
-            digests[i] = _digests(iter([_utf8(normal)]), 1)
-            forms[i - start] = _squeezed(normal)
-        keyed[rows] = [f is not None for f in forms]
-        squeezed[rows[keyed[rows]]] = _digests((f for f in forms if f is not None), int(keyed[rows].sum()))
-    shared = np.zeros(n, dtype=bool)
-    shared[keyed] = _repeated(squeezed[keyed])
-    alone = np.flatnonzero(plain & ~shared)
-    digests[alone] = squeezed[alone]
-    rest = np.flatnonzero(plain & shared)
-    digests[rest] = _digests((_utf8(_normalized(values[i])) for i in rest.tolist()), len(rest))
-    return digests
+        chunk = values[start:start + _CHUNK]
+        hashes[start:start + len(chunk)] = np.fromiter((hash(_key(t)) for t in chunk), dtype=np.int64,
+                                                       count=len(chunk))
+    group = pd.factorize(hashes)[0]
+    shared = np.flatnonzero(np.bincount(group)[group] > 1)
+    del hashes, group
+    keys = np.arange(n, dtype=np.int64)  # a key of its own ...
+    normal = _digests((_utf8(_normalized(values[i])) for i in shared.tolist()), len(shared))
+    keys[shared] = n + _digest_codes(normal)  # ... unless another text may have the same normal form
+    return pd.factorize(keys)[0].astype(np.int64)
 
 
-def _repeated(digests: np.ndarray) -> np.ndarray:
-    """Per row of a digest array, whether another row holds the same digest."""
-    codes = _digest_codes(digests)
-    return np.bincount(codes)[codes] > 1
+def _key(text: str) -> bytes:
+    """Bytes equal for texts with equal normal forms, and cheap for a *plain* text (ASCII, or
+    ASCII with :data:`_PLAIN_PUNCTUATION`): its squeezed form (:func:`_squeezed`), which is its
+    normal form without spaces. Any other text is normalised: its key is its normal form's
+    squeezed form if that is plain, else the normal form."""
+    squeezed = _squeezed(text)
+    if squeezed is not None:
+        return squeezed
+    normal = _normalized(text)
+    squeezed = _squeezed(normal)
+    return squeezed if squeezed is not None else _utf8(normal)
 
 
 def _digest_codes(digests: np.ndarray) -> np.ndarray:
