@@ -135,8 +135,8 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
         return result
     ids = pairs["pair_id"].astype(str).to_numpy(dtype=object)
     codes = _encode(pairs)
-    empty = np.fromiter((not t.strip() for t in codes.responses), dtype=bool, count=len(codes.responses))
     loglen = log_length(codes.responses)
+    empty = (loglen == 0) | np.fromiter(map(str.isspace, codes.responses), dtype=bool, count=len(loglen))
     tie = pairs["tie"].to_numpy(dtype=bool)
 
     frames = [
@@ -248,8 +248,8 @@ def near_identical_similarity(a: Sequence[str], b: Sequence[str], cutoff: float 
 
     a = np.asarray(a, dtype=object)
     b = np.asarray(b, dtype=object)
-    la = np.fromiter((len(t) for t in a), dtype=np.int64, count=len(a))
-    lb = np.fromiter((len(t) for t in b), dtype=np.int64, count=len(b))
+    la = np.fromiter(map(len, a), dtype=np.int64, count=len(a))
+    lb = np.fromiter(map(len, b), dtype=np.int64, count=len(b))
     longer = np.maximum(la, lb)
     possible = np.minimum(la, lb) >= cutoff * longer
     out = np.zeros(len(a), dtype=np.float64)
