@@ -241,10 +241,12 @@ def _truncation(text: str, min_words: int, min_last_line_words: int) -> str:
     if not s:
         return ""
     last = s[-1]
+    ellipsis = s.endswith("...") or last == "\u2026"
+    if last in _TERMINAL and not ellipsis:  # finished, code fences or not: most texts stop here
+        return ""
     fences = s.count("```")
     if fences:
         return "unclosed code fence" if fences % 2 and last not in _TERMINAL else ""
-    ellipsis = s.endswith("...") or last == "\u2026"
     if not (ellipsis or last.islower() or last in _OPEN_ENDINGS):
         return ""
     line = s[s.rfind("\n") + 1:]
