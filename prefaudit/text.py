@@ -48,6 +48,8 @@ _UTF8_SUSPECT = bytes(0 if (c < 128 and _SUSPECT_RE.match(chr(c))) or c in (0xC2
 _CHUNK = 16_384
 #: The ASCII characters str.split() splits on, which normalisation collapses.
 _ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+#: bytes.lower() as a bytes.translate table, so that lower-casing and deleting spaces is one pass.
+_ASCII_LOWER = bytes(range(256)).lower()
 #: Common non-ASCII punctuation that normalisation leaves as it is, next to any ASCII character
 #: or each other (NFKC-stable, its own case fold, not whitespace, composes with nothing):
 #: curly quotes, en and em dashes, bullet.
@@ -144,7 +146,7 @@ def _squeezed(text: str) -> bytes | None:
             rest = rest.replace(mark, b"")
         if not rest.isascii():
             return None
-    return raw.lower().translate(None, _ASCII_SPACE)
+    return raw.translate(_ASCII_LOWER, _ASCII_SPACE)
 
 
 #: A text's UTF-8 bytes; lone surrogates, which JSON can carry, are encoded as themselves, so
