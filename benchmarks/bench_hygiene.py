@@ -6,7 +6,8 @@ two are identical), then makes every 50th pair an exact copy of the pair before 
 
 - baseline: ``table.duplicated(["prompt", "chosen", "rejected"])`` — the exact-duplicate check
   a user would write by hand (no normalisation, no order-swaps, nothing else);
-- a full ``analyze_hygiene`` run, first, so that its peak RSS over the built table is its own;
+- a full ``analyze_hygiene`` run, before the stages, so that its peak RSS over the built table
+  is its own;
 - the analyzer's costliest stages alone: codes of the normalised texts (Unicode/case/whitespace,
   :func:`prefaudit.text.text_codes`) of the three text columns, the encoding-damage check, the
   truncation rule.
@@ -73,10 +74,10 @@ def main() -> None:
     table = make_pairs(n)
     texts = pd.concat([table["prompt"], table["chosen"], table["rejected"]], ignore_index=True)
 
+    baseline, *t_base = timed(lambda: table.duplicated(["prompt", "chosen", "rejected"]))
     rss_table = _peak_rss_mib()
     res, *t_full = timed(analyze_hygiene, table)
     rss_full = _peak_rss_mib() - rss_table
-    baseline, *t_base = timed(lambda: table.duplicated(["prompt", "chosen", "rejected"]))
     _, *t_norm = timed(text_codes, texts, normalized=True)
     _, *t_enc = timed(encoding_damage, texts)
     _, *t_trunc = timed(truncation_sign, pd.concat([table["chosen"], table["rejected"]], ignore_index=True))
