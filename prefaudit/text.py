@@ -104,8 +104,7 @@ def _normalized_codes(values: list[str]) -> np.ndarray:
     hashes = np.empty(n, dtype=np.int64)
     for start in range(0, n, _CHUNK):
         chunk = values[start:start + _CHUNK]
-        hashes[start:start + len(chunk)] = np.fromiter((hash(_key(t)) for t in chunk), dtype=np.int64,
-                                                       count=len(chunk))
+        hashes[start:start + len(chunk)] = _key_hashes(chunk)
     group = pd.factorize(hashes)[0]
     shared = np.flatnonzero(np.bincount(group)[group] > 1)
     del hashes, group
@@ -113,6 +112,22 @@ def _normalized_codes(values: list[str]) -> np.ndarray:
     normal = _digests((_utf8(_normalized(values[i])) for i in shared.tolist()), len(shared))
     keys[shared] = n + _digest_codes(normal)  # ... unless another text may have the same normal form
     return pd.factorize(keys)[0].astype(np.int64)
+
+
+def _key_hashes(texts: list[str]) -> np.ndarray:
+    """``hash(_key(t))`` per text. The keys of the ASCII texts are made all at once: joined by
+    "\\xff" (a byte no ASCII text holds), lower-cased and stripped of spaces by one translate
+    pass, and split apart again."""
+    out = np.empty(len(texts), dtype=np.int64)
+    is_ascii = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
+    ascii_rows = np.flatnonzero(is_ascii)
+    if len(ascii_rows):
+        joined = "\xff".join([texts[i] for i in ascii_rows.tolist()]).encode("latin-1")
+        keys = joined.translate(_ASCII_LOWER, _ASCII_SPACE).split(b"\xff")
+        out[ascii_rows] = np.fromiter(map(hash, keys), dtype=np.int64, count=len(ascii_rows))
+    other = np.flatnonzero(~is_ascii)
+    out[other] = [hash(_key(texts[i])) for i in other.tolist()]
+    return out
 
 
 def _key(text: str) -> bytes:
