@@ -37,7 +37,7 @@ MOJIBAKE_RE = re.compile(
 REPLACEMENT_CHAR = "\ufffd"
 #: C0 and C1 control characters other than tab, newline and carriage return, plus DEL.
 CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-#: Any character that can start a sign of damage: a cheap single-class pre-filter.
+#: Any character that can start a sign of damage: only texts holding one are checked further.
 _SUSPECT_RE = re.compile("[\u00c2-\u00f4\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 #: A bytes.translate table mapping to 0 every UTF-8 byte that can begin a character of
 #: :data:`_SUSPECT_RE` (its ASCII characters; 0xC2 and 0xC3, which lead U+0080-U+00FF; 0xEF,
@@ -55,6 +55,9 @@ _ASCII_LOWER = bytes(range(256)).lower()
 #: curly quotes, en and em dashes, bullet.
 _PLAIN_PUNCTUATION = "\u2018\u2019\u201c\u201d\u2013\u2014\u2022"
 _PLAIN_UTF8 = [c.encode() for c in _PLAIN_PUNCTUATION]
+#: A text's UTF-8 bytes; lone surrogates, which JSON can carry, are encoded as themselves, so
+#: distinct texts give distinct bytes. (A C-level callable: it is mapped over millions of texts.)
+_utf8 = methodcaller("encode", "utf-8", "surrogatepass")
 
 
 def normalize_text(texts: Texts) -> pd.Series:
@@ -162,11 +165,6 @@ def _squeezed(text: str) -> bytes | None:
         if not rest.isascii():
             return None
     return raw.translate(_ASCII_LOWER, _ASCII_SPACE)
-
-
-#: A text's UTF-8 bytes; lone surrogates, which JSON can carry, are encoded as themselves, so
-#: distinct texts give distinct bytes. (A C-level callable: it is mapped over millions of texts.)
-_utf8 = methodcaller("encode", "utf-8", "surrogatepass")
 
 
 def _digests(items: Iterator[bytes], n: int) -> np.ndarray:
