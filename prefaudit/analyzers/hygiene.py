@@ -50,7 +50,7 @@ from prefaudit.figures import Bars, Histogram, Values
 from prefaudit.metrics import MetricSpec, declare
 from prefaudit.results import AnalyzerResult, concat_flags, make_flags
 from prefaudit.schema import LABEL_A, LABEL_B, LABEL_TIE, to_pairs
-from prefaudit.text import encoding_damage, log_length, normalize_text, truncation_sign
+from prefaudit.text import encoding_damage, log_length, text_codes, truncation_sign
 
 NAME = "hygiene"
 METRICS = declare(
@@ -135,8 +135,8 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
         return result
     ids = pairs["pair_id"].astype(str).to_numpy(dtype=object)
     codes = _encode(pairs)
-    empty = np.fromiter((not t.strip() for t in codes.responses), dtype=bool, count=len(codes.responses))
     loglen = log_length(codes.responses)
+    empty = (loglen == 0) | np.fromiter(map(str.isspace, codes.responses), dtype=bool, count=len(loglen))
     tie = pairs["tie"].to_numpy(dtype=bool)
 
     frames = [
@@ -206,29 +206,33 @@ class _Codes:
 
 
 def _encode(pairs: pd.DataFrame) -> _Codes:
+    """Codes of the texts (:func:`prefaudit.text.text_codes`); only distinct texts are normalised."""
     n = len(pairs)
-    prompt, prompts = pd.factorize(np.asarray(pairs["prompt"].tolist(), dtype=object))
-    resp, responses = pd.factorize(np.asarray(pairs["chosen"].tolist() + pairs["rejected"].tolist(),
-                                              dtype=object))
-    prompts, responses = np.asarray(prompts, dtype=object), np.asarray(responses, dtype=object)
-    norm_p = pd.factorize(normalize_text(prompts).to_numpy(dtype=object))[0][prompt]
-    norm_r = pd.factorize(normalize_text(responses).to_numpy(dtype=object))[0][resp]
+    prompt_texts = pairs["prompt"].to_numpy(dtype=object)
+    response_texts = np.concatenate([pairs["chosen"].to_numpy(dtype=object),
+                                     pairs["rejected"].to_numpy(dtype=object)])
+    prompt, resp = text_codes(prompt_texts), text_codes(response_texts)
+    prompts = prompt_texts[_first_positions(prompt)]
+    responses = response_texts[_first_positions(resp)]
+    norm_p = text_codes(prompts, normalized=True)[prompt]
+    norm_r = text_codes(responses, normalized=True)[resp]
     return _Codes(prompts, responses, prompt, resp[:n], resp[n:], norm_p, norm_r[:n], norm_r[n:])
 
 
 def _empty_flags(ids: np.ndarray, c: np.ndarray, r: np.ndarray) -> pd.DataFrame:
-    hit = c | r
-    detail = np.where(c & r, "chosen and rejected are empty",
-                      np.where(c, "chosen is empty", "rejected is empty"))
-    return make_flags(ids[hit], "empty_response", 1.0, detail[hit])
+    hit = np.flatnonzero(c | r)
+    detail = ["chosen and rejected are empty" if c[i] and r[i] else "chosen is empty" if c[i]
+              else "rejected is empty" for i in hit]
+    return make_flags(ids[hit], "empty_response", 1.0, detail)
 
 
 def _identical_flags(ids: np.ndarray, codes: _Codes) -> pd.DataFrame:
-    exact = codes.chosen == codes.rejected
-    hit = codes.norm_chosen == codes.norm_rejected
-    detail = np.where(exact, "chosen and rejected are identical",
-                      "chosen and rejected are identical after normalising case, whitespace and Unicode")
-    return make_flags(ids[hit], "identical_responses", np.where(exact, 1.0, 0.9)[hit], detail[hit])
+    hit = np.flatnonzero(codes.norm_chosen == codes.norm_rejected)
+    exact = codes.chosen[hit] == codes.rejected[hit]
+    detail = ["chosen and rejected are identical" if e
+              else "chosen and rejected are identical after normalising case, whitespace and Unicode"
+              for e in exact]
+    return make_flags(ids[hit], "identical_responses", np.where(exact, 1.0, 0.9), detail)
 
 
 def near_identical_similarity(a: Sequence[str], b: Sequence[str], cutoff: float = 0.0) -> np.ndarray:
@@ -244,8 +248,8 @@ def near_identical_similarity(a: Sequence[str], b: Sequence[str], cutoff: float 
 
     a = np.asarray(a, dtype=object)
     b = np.asarray(b, dtype=object)
-    la = np.fromiter((len(t) for t in a), dtype=np.int64, count=len(a))
-    lb = np.fromiter((len(t) for t in b), dtype=np.int64, count=len(b))
+    la = np.fromiter(map(len, a), dtype=np.int64, count=len(a))
+    lb = np.fromiter(map(len, b), dtype=np.int64, count=len(b))
     longer = np.maximum(la, lb)
     possible = np.minimum(la, lb) >= cutoff * longer
     out = np.zeros(len(a), dtype=np.float64)
@@ -313,16 +317,20 @@ def _pair_keys(prompt: np.ndarray, chosen: np.ndarray, rejected: np.ndarray,
     code of the two, LABEL_B if the larger, LABEL_TIE for ties and for pairs whose two responses
     are equal. Inputs are text codes."""
     lo, hi = np.minimum(chosen, rejected), np.maximum(chosen, rejected)
-    group = pd.MultiIndex.from_arrays([prompt, lo, hi]).factorize()[0]
+    width = int(hi.max(initial=0)) + 1  # codes are below width, so the keys below are unique
+    group = pd.factorize(pd.factorize(prompt * width + lo)[0] * width + hi)[0]
     orient = np.where(tie | (chosen == rejected), LABEL_TIE, np.where(chosen == lo, LABEL_A, LABEL_B))
     return group, orient
 
 
 def _first_where(group: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per row, the position of the first row of its group where ``mask`` holds (-1 if none)."""
+    """Per row, the position of the first row of its group where ``mask`` holds (-1 if none).
+    ``group`` holds codes 0, 1, ..."""
     never = np.iinfo(np.int64).max
-    pos = pd.Series(np.where(mask, np.arange(len(mask)), never))
-    first = pos.groupby(group).transform("min").to_numpy()
+    rows = np.flatnonzero(mask)
+    first = np.full(int(group.max(initial=-1)) + 1, never, dtype=np.int64)
+    np.minimum.at(first, group[rows], rows)
+    first = first[group]
     return np.where(first == never, -1, first)
 
 
@@ -383,6 +391,7 @@ def _load_flags(table: pd.DataFrame) -> pd.DataFrame:
     if "load_flags" not in table.columns:
         return make_flags([], "load_flag")
     codes = table[["pair_id", "load_flags"]].dropna()
+    codes = codes[codes["load_flags"].to_numpy(dtype=object) != ""]  # "" holds no code
     codes = codes.assign(reason=codes["load_flags"].astype(str).str.split(";")).explode("reason")
     codes["reason"] = codes["reason"].str.strip()
     codes = codes[codes["reason"] != ""].drop_duplicates(["pair_id", "reason"])
@@ -411,8 +420,8 @@ def _length_histogram(lc: np.ndarray, lr: np.ndarray) -> Histogram:
 
 def _first_positions(codes: np.ndarray) -> np.ndarray:
     """Position of the first row of each code (codes numbered in order of first appearance)."""
-    first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    first = np.full(int(codes.max(initial=-1)) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
     return first
 
 
