@@ -325,7 +325,8 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     # text columns stay object, as in the canonical table (pandas 3 would otherwise copy every
     # id and text into Arrow strings: a second copy of all texts in each analyzer)
     out = table.take(first_row).reset_index(drop=True)
-    out = out[["pair_id", *(c for c in out.columns if c != "pair_id")]]
+    if out.columns[0] != "pair_id":
+        out = out[["pair_id", *(c for c in out.columns if c != "pair_id")]]
     # the first row's chosen is response A or B; ties keep the first row's (source) order
     first_is_a = out["chosen"].to_numpy() == text_a
     keep = np.where(winner == LABEL_TIE, True, np.where(winner == LABEL_A, first_is_a, ~first_is_a))
@@ -333,7 +334,7 @@ def to_pairs(table: pd.DataFrame) -> pd.DataFrame:
     out["chosen"] = pd.Series(np.where(keep, c_text, r_text), dtype=object)
     out["rejected"] = pd.Series(np.where(keep, r_text, c_text), dtype=object)
     out["tie"] = winner == LABEL_TIE
-    out["annotator"] = pd.array([pd.NA] * len(out), dtype="string")
+    out["annotator"] = pd.Series(pd.NA, index=out.index, dtype="string")
     out["n_judgements"] = n
     out["vote_share"] = np.where(winner == LABEL_A, a, np.where(winner == LABEL_B, b, t)) / np.maximum(n, 1)
     for c_col, r_col in (("chosen_messages", "rejected_messages"), MODEL_COLUMNS):

@@ -170,3 +170,29 @@ def test_table_hash_of_every_field_kind(monkeypatch):
         other = table.copy()
         other.loc[1, col] = value
         assert audit_module.table_hash(other) != digest, col
+
+
+def test_repeated_judgements_share_their_text_objects(monkeypatch, tmp_path):
+    """A pair judged by three annotators, one JSONL record each (so each parsed into its own
+    str objects), holds its id and texts once: the later rows point at the first row's objects,
+    chosen and rejected matched whichever way round they were shown, and no value changes."""
+    hh = load(SAMPLE / "hh_rlhf_harmless_test_300.jsonl").table.head(40)
+    path = tmp_path / "three_judges.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for k, row in enumerate(hh.itertuples()):
+            for j in range(3):
+                swap = (k + j) % 2 == 1  # shown the other way round: the label follows
+                o1, o2 = (row.rejected, row.chosen) if swap else (row.chosen, row.rejected)
+                f.write(json.dumps({"instruction": row.prompt, "output_1": o1, "output_2": o2,
+                                    "preference": 2 if swap else 1, "annotator": f"judge{j}"}) + "\n")
+    shared = load(path).table
+    monkeypatch.setattr(core, "_share_repeated_texts", lambda arrays: None)
+    separate = load(path).table
+    pd.testing.assert_frame_equal(shared, separate, check_exact=True)
+    assert len(shared) == 120 and shared["pair_id"].nunique() == 40
+
+    def objects(table: pd.DataFrame) -> set[int]:
+        return {id(v) for c in ("pair_id", "prompt", "chosen", "rejected") for v in table[c]}
+
+    assert len(objects(shared)) == 40 * 4  # one id, prompt, chosen, rejected per pair
+    assert len(objects(separate)) == 120 * 4  # the parser's own objects, per record

@@ -385,7 +385,7 @@ def _pair_data(pair_ids: np.ndarray, counts: np.ndarray, posterior: np.ndarray, 
         "majority_share": top / n_labels,
         "even_split": even_split,
         "contested": (consensus_p < threshold) | even_split,
-    }, index=pd.Index(pair_ids, name="pair_id"))
+    }, index=pd.Index(pair_ids, name="pair_id", dtype=object))  # the table's own id objects
 
 
 def _add_consensus(result: AnalyzerResult, pair_data: pd.DataFrame, fit: DawidSkeneFit,

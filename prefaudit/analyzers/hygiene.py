@@ -133,7 +133,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     if n == 0:
         result.notes.append("The table has no pairs; no hygiene check could run.")
         return result
-    ids = pairs["pair_id"].astype(str).to_numpy(dtype=object)
+    ids = pairs["pair_id"].to_numpy(dtype=object)  # str already (canonical table): no Arrow round trip
     codes = _encode(pairs)
     loglen = log_length(codes.responses)
     empty = (loglen == 0) | np.fromiter(map(str.isspace, codes.responses), dtype=bool, count=len(loglen))

@@ -199,7 +199,7 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
         "chosen_chars": c_chars, "rejected_chars": r_chars,
         "chosen_words": _words(pairs["chosen"]), "rejected_words": _words(pairs["rejected"]),
         "log_length_ratio": lr, "chosen_longer": c_chars > r_chars, "tie": tie,
-    }, index=pd.Index(pairs["pair_id"].astype(str), name="pair_id"))
+    }, index=pd.Index(pairs["pair_id"].to_numpy(dtype=object), name="pair_id", dtype=object))
 
     _size_metrics(res, pair_data)
     if tokenizer is not None:
@@ -241,13 +241,15 @@ def _words(texts: pd.Series) -> np.ndarray:
 def _size_metrics(res: AnalyzerResult, d: pd.DataFrame) -> None:
     res.add_metric("n_pairs", len(d))
     res.add_metric("n_ties_excluded", int(d["tie"].sum()))
-    live = d[~d["tie"]]
-    res.add_metric("n_equal_length", int((live["chosen_chars"] == live["rejected_chars"]).sum()))
+    live = ~d["tie"].to_numpy(dtype=bool)  # a mask, not a copy of the frame
+    res.add_metric("n_equal_length",
+                   int((d["chosen_chars"].to_numpy()[live] == d["rejected_chars"].to_numpy()[live]).sum()))
     res.add_metric("chosen_chars_median", float(d["chosen_chars"].median()) if len(d) else None)
     res.add_metric("chosen_words_mean", float(d["chosen_words"].mean()) if len(d) else None)
     res.add_metric("rejected_chars_median", float(d["rejected_chars"].median()) if len(d) else None)
     res.add_metric("rejected_words_mean", float(d["rejected_words"].mean()) if len(d) else None)
-    res.add_metric("mean_log_length_ratio", float(live["log_length_ratio"].mean()) if len(live) else None)
+    live_ratio = d["log_length_ratio"][live]
+    res.add_metric("mean_log_length_ratio", float(live_ratio.mean()) if len(live_ratio) else None)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from prefaudit.loaders.common import Context
 from prefaudit.loaders.io import CSV_DEFAULT_FIELD_LIMIT, Record, find_data_files, iter_records
 from prefaudit.loaders.report import LoadReport
 from prefaudit.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, empty_table, normalize_dtypes, validate
+from prefaudit.text import text_codes
 
 #: Format modules in sniffing order: the one whose ``sniff`` accepts most of a file's first
 #: records wins, the earlier on a tie (see :func:`detect_format`).
@@ -258,10 +259,35 @@ def _convert(name: str, records: Iterator[Record], path: str, source: str,
     # otherwise copy every text into Arrow and back); copy=False: no 2-D block of them all
     arrays = {c: np.fromiter(columns.pop(c), dtype=object, count=n_rows)
               for c in ordered + [c for c in columns if c not in ordered]}
+    _share_repeated_texts(arrays)
     table = normalize_dtypes(pd.DataFrame(arrays, dtype=object, copy=False))
     del arrays  # normalize_dtypes copied them: not kept through the checks below
     _check_unique_in_file(table, where, path)
     return Loaded(table, report)
+
+
+def _share_repeated_texts(arrays: dict[str, np.ndarray]) -> None:
+    """Point the later rows of a comparison judged several times at its first row's id and text
+    objects, where they are equal.
+
+    Each record's texts are parsed into str objects of their own, so a pair judged by three
+    annotators would hold its id, prompt and responses three times. Equal values only are
+    shared (chosen and rejected may be swapped between judgements, so each is compared with
+    both of the first row's responses): the table's values do not change, the copies are freed.
+    """
+    codes = text_codes(arrays["pair_id"])
+    first = np.unique(codes, return_index=True)[1][codes]  # per row, the first row of its pair
+    later = np.flatnonzero(first != np.arange(len(codes)))
+    if not len(later):
+        return
+    src = first[later]
+    for col, refs in (("pair_id", ("pair_id",)), ("prompt", ("prompt",)),
+                      ("chosen", ("chosen", "rejected")), ("rejected", ("rejected", "chosen"))):
+        values = arrays[col]
+        for ref_col in refs:
+            ref = arrays[ref_col][src]
+            same = values[later] == ref  # element-wise str equality
+            values[later[same]] = ref[same]
 
 
 class RowOrigins(NamedTuple):
