@@ -54,7 +54,8 @@ _ASCII_LOWER = bytes(range(256)).lower()
 #: or each other (NFKC-stable, its own case fold, not whitespace, composes with nothing):
 #: curly quotes, en and em dashes, bullet.
 _PLAIN_PUNCTUATION = "\u2018\u2019\u201c\u201d\u2013\u2014\u2022"
-_PLAIN_UTF8 = [c.encode() for c in _PLAIN_PUNCTUATION]
+#: A character that makes a text not plain.
+_NOT_PLAIN_RE = re.compile(f"[^\x00-\x7f{_PLAIN_PUNCTUATION}]")
 #: A text's UTF-8 bytes; lone surrogates, which JSON can carry, are encoded as themselves, so
 #: distinct texts give distinct bytes. (A C-level callable: it is mapped over millions of texts.)
 _utf8 = methodcaller("encode", "utf-8", "surrogatepass")
@@ -157,14 +158,9 @@ def _squeezed(text: str) -> bytes | None:
     """A plain text's UTF-8 with ASCII letters lower-cased and every character str.split()
     splits on deleted; None if the text is not plain (holds a character other than ASCII and
     :data:`_PLAIN_PUNCTUATION`)."""
-    raw = _utf8(text)
-    if not text.isascii():
-        rest = raw
-        for mark in _PLAIN_UTF8:
-            rest = rest.replace(mark, b"")
-        if not rest.isascii():
-            return None
-    return raw.translate(_ASCII_LOWER, _ASCII_SPACE)
+    if not text.isascii() and _NOT_PLAIN_RE.search(text):
+        return None
+    return _utf8(text).translate(_ASCII_LOWER, _ASCII_SPACE)
 
 
 def _digests(items: Iterator[bytes], n: int) -> np.ndarray:
