@@ -234,24 +234,6 @@ def presented_label_matrix(table: pd.DataFrame) -> pd.DataFrame:
     return _frame(label_triples(table, as_presented=True))
 
 
-def pair_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """Each judgement as a label on an oriented pair.
-
-    Response A of a pair is whichever of its two texts sorts first, so no judgement decides
-    the orientation (orienting by, say, the first annotator's choice would make that
-    annotator's labels nearly all A and skew the label shares kappa and alpha depend on).
-    Returns a frame with ``pair_id``, ``annotator`` (NA filled with ``"_single"``) and
-    ``label`` in {LABEL_A, LABEL_B, LABEL_TIE}.
-    """
-    # object Series: pandas 3 would otherwise copy every id into an Arrow string array
-    return pd.DataFrame({
-        "pair_id": pd.Series(table["pair_id"].to_numpy(), dtype=object),
-        "annotator": pd.Series(table["annotator"].astype("string").fillna(SINGLE_ANNOTATOR).to_numpy(),
-                               dtype=object),
-        "label": oriented_labels(table),
-    })
-
-
 def response_a(table: pd.DataFrame, codes: np.ndarray | None = None) -> np.ndarray:
     """Per row, the text of its pair's response A: the smaller of the pair's two texts
     (taken from the pair's first row). ``codes`` are the rows' :func:`pair_codes` if
@@ -429,8 +411,12 @@ def presented_labels(table: pd.DataFrame) -> np.ndarray:
 
 
 def oriented_labels(table: pd.DataFrame, codes: np.ndarray | None = None) -> np.ndarray:
-    """Per row, its label on the oriented pair (:func:`pair_labels`) as int8; ``codes`` are
-    the rows' :func:`pair_codes` if already computed."""
+    """Per row, its label on the oriented pair as int8: LABEL_A / LABEL_B when it prefers the
+    pair's response A / B, LABEL_TIE for a tie. Response A is whichever of the pair's two texts
+    sorts first (:func:`response_a`), so no judgement decides the orientation (orienting by, say,
+    the first annotator's choice would make that annotator's labels nearly all A and skew the
+    label shares kappa and alpha depend on). ``codes`` are the rows' :func:`pair_codes` if
+    already computed."""
     text_a = response_a(table, codes)
     return np.where(table["tie"].to_numpy(dtype=bool), LABEL_TIE,
                     np.where(table["chosen"].to_numpy() == text_a, LABEL_A, LABEL_B)).astype(np.int8)
