@@ -381,6 +381,7 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         result.not_run["judges"] = ("the data names no annotator and does not record which "
                                     "response was shown first")
     firsts = first_judgements(table)
+    pairs = to_pairs(firsts)  # the majority collapse, once for every analyzer that reads it
     for name in ANALYZERS:
         if name not in wanted:
             result.not_run.setdefault(name, "not requested")
@@ -391,8 +392,10 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
             kwargs.setdefault("seed", seed)
         if engine is not None and "engine" in inspect.signature(func).parameters:
             kwargs.setdefault("engine", engine)
+        if name not in READS_REPEATS and "pairs" in inspect.signature(func).parameters:
+            kwargs["pairs"] = pairs
         result.results[name] = func(table if name in READS_REPEATS else firsts, **kwargs)
-    result.examples = _examples(firsts, result)
+    result.examples = _examples(pairs, result)
     return result
 
 
@@ -429,13 +432,15 @@ def _handoffs(name: str, done: dict[str, AnalyzerResult]) -> dict[str, Any]:
     return kwargs
 
 
-def _examples(table: pd.DataFrame, result: AuditResult) -> dict[str, dict[str, str]]:
+def _examples(pairs: pd.DataFrame, result: AuditResult) -> dict[str, dict[str, str]]:
+    """Prompt and texts of the worst-flagged pairs of each analyzer, in ``pairs``' final
+    (majority) orientation."""
     ids: list[str] = []
     for res in result.results.values():
         flags = concat_flags([res.pair_flags])
         worst = flags.sort_values("score", ascending=False, kind="mergesort")
         ids += list(dict.fromkeys(worst["pair_id"].astype(str)))[:N_EXAMPLES]
-    first = to_pairs(table).set_index("pair_id")  # the final (majority) orientation
+    first = pairs[pairs["pair_id"].isin(ids)].set_index("pair_id")
     out = {}
     for pid in dict.fromkeys(ids):
         if pid in first.index:

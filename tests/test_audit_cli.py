@@ -143,3 +143,20 @@ def test_audit_hands_vote_share_to_length_and_shows_final_orientation(sample_dir
     assert result.examples
     for pid, ex in result.examples.items():
         assert ex["chosen"] == pairs.loc[pid, "chosen"] and ex["rejected"] == pairs.loc[pid, "rejected"]
+
+
+def test_audit_collapses_once_and_gives_each_analyzer_the_same_numbers_as_alone(sample_dir):
+    """audit() hands one to_pairs collapse to every analyzer that reads pairs; each analyzer's
+    metrics and flags equal a call of it alone on the table (which collapses by itself)."""
+    from prefaudit import audit
+    from prefaudit.analyzers.length import analyze_length
+    from prefaudit.schema import to_pairs
+
+    table = load(sample_dir / "pandalm_testset_v1.json").table  # three annotators per pair
+    assert len(to_pairs(table)) < len(table)
+    together = audit(table, ["hygiene", "length"], seed=0)
+    for name, alone in (("hygiene", analyze_hygiene(table)), ("length", analyze_length(table, seed=0))):
+        assert together.results[name].flat_metrics() == alone.flat_metrics()
+        pd.testing.assert_frame_equal(together.results[name].pair_flags, alone.pair_flags)
+    assert together.examples and all(
+        set(ex) == {"prompt", "chosen", "rejected", "source"} for ex in together.examples.values())

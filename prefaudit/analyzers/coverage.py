@@ -94,13 +94,16 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
                      response_threshold: float = 0.9, n_clusters: int | None = None,
                      knn: int = 10, uncovered_ratio: float = 0.5, n_examples: int = 3,
                      max_map_points: int = 3000, embedder: Embedder | None = None,
-                     engine: Any = None) -> AnalyzerResult:
+                     engine: Any = None, pairs: pd.DataFrame | None = None) -> AnalyzerResult:
     """Topics, near-duplicates and (given a target) coverage gaps of the prompts.
 
     Parameters
     ----------
     table:
         Canonical pair table.
+    pairs:
+        ``to_pairs(table)`` when the caller has it (:func:`prefaudit.audit.audit` collapses the
+        table once for all analyzers); None: collapsed here.
     embedding_model:
         Local sentence-transformers folder or hub id; None for all-MiniLM-L6-v2.
     target:
@@ -149,7 +152,7 @@ def analyze_coverage(table: pd.DataFrame, *, embedding_model: str | None = None,
                                  "run's).")
             return vectors
 
-    pairs = to_pairs(table)
+    pairs = to_pairs(table) if pairs is None else pairs
     target_list = _check_target(target)
     if len(pairs) == 0:
         res.notes.append("the table has no pairs; coverage was not measured")

@@ -102,7 +102,8 @@ _EXCERPT = 60
 
 
 def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncation_words: int = 40,
-                    min_last_line_words: int = 8, near_identical: float = 0.9) -> AnalyzerResult:
+                    min_last_line_words: int = 8, near_identical: float = 0.9,
+                    pairs: pd.DataFrame | None = None) -> AnalyzerResult:
     """Find hygiene defects in a canonical pair table.
 
     Parameters
@@ -117,6 +118,9 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
         (see :func:`prefaudit.text.truncation_sign`).
     near_identical:
         Normalised edit similarity from which two different responses are near-identical.
+    pairs:
+        ``to_pairs(table)`` when the caller has it (:func:`prefaudit.audit.audit` collapses the
+        table once for all analyzers); None: collapsed here.
 
     Returns
     -------
@@ -127,7 +131,7 @@ def analyze_hygiene(table: pd.DataFrame, *, length_z: float = 3.5, min_truncatio
     """
     result = AnalyzerResult(NAME, params={"length_z": length_z, "min_truncation_words": min_truncation_words,
                                           "min_last_line_words": min_last_line_words})
-    pairs = to_pairs(table).reset_index(drop=True)
+    pairs = (to_pairs(table) if pairs is None else pairs).reset_index(drop=True)
     n = len(pairs)
     result.add_metric("n_pairs", n)
     if n == 0:

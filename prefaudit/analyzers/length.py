@@ -145,13 +145,17 @@ _TOKEN_METRICS: dict[str, tuple[str, str, str, str]] = {
 def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, max_length: int = 512,
                    support: pd.Series | None = None, clusters: pd.Series | None = None, seed: int = 0,
                    alpha: float = 0.05, much_longer: float = 2.0, low_support: float = 0.75,
-                   low_strength_quantile: float = 0.25, batch_size: int = BATCH_SIZE) -> AnalyzerResult:
+                   low_strength_quantile: float = 0.25, batch_size: int = BATCH_SIZE,
+                   pairs: pd.DataFrame | None = None) -> AnalyzerResult:
     """Measure length bias in a canonical pair table.
 
     Parameters
     ----------
     table:
         A canonical pair table.
+    pairs:
+        ``to_pairs(table)`` when the caller has it (:func:`prefaudit.audit.audit` collapses the
+        table once for all analyzers); None: collapsed here.
     tokenizer:
         A local tokenizer path or a loaded ``transformers`` tokenizer; adds token statistics
         of TRL's encoding (chat-templated for conversational data). None: characters and
@@ -185,7 +189,7 @@ def analyze_length(table: pd.DataFrame, *, tokenizer: str | Path | Any = None, m
         if s is not None and not isinstance(s, pd.Series):
             raise ConfigError(f"length: {name} must be a pandas Series indexed by pair_id, "
                               f"got {type(s).__name__}")
-    pairs = to_pairs(validate(table))
+    pairs = to_pairs(validate(table)) if pairs is None else pairs
     res = AnalyzerResult(analyzer="length", params={
         "tokenizer": None if tokenizer is None else str(getattr(tokenizer, "name_or_path", tokenizer)),
         "max_length": max_length, "seed": seed, "alpha": alpha, "much_longer": much_longer,

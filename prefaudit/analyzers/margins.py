@@ -99,13 +99,16 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
                     support: pd.Series | None = None, seed: int = 0, ood_z: float = 3.5,
                     near_zero: float = 1.0, token_budget: int | None = None, device: str | None = None,
                     progress: bool = True, ches_quantile: float = 0.05, encoding: str = "trl",
-                    engine: Any = None) -> AnalyzerResult:
+                    engine: Any = None, pairs: pd.DataFrame | None = None) -> AnalyzerResult:
     """Reference-model margins of each pair and what they say about the data.
 
     Parameters
     ----------
     table:
         Canonical pair table (several annotators per pair are collapsed by majority).
+    pairs:
+        ``to_pairs(table)`` when the caller has it (:func:`prefaudit.audit.audit` collapses the
+        table once for all analyzers); None: collapsed here.
     reference_model:
         A spec for :func:`prefaudit.scoring.models.load_reference` (local dir, cached hub id,
         ``.gguf`` file, ``"smollm2"``) or an already loaded ``(model, tokenizer)``.
@@ -150,7 +153,7 @@ def analyze_margins(table: pd.DataFrame, *, reference_model: str | tuple[Any, An
         raise ConfigError(f"margins: beta must be positive, got {beta}")
     if not 0 <= ches_quantile < 1:
         raise ConfigError(f"margins: ches_quantile must be in [0, 1), got {ches_quantile}")
-    pairs = to_pairs(table)
+    pairs = to_pairs(table) if pairs is None else pairs
     ties = pairs["tie"].to_numpy(dtype=bool)
     scored_pairs = pairs.loc[~ties].set_index("pair_id", drop=False)
     result = AnalyzerResult(analyzer="margins", params={
