@@ -381,7 +381,7 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         result.not_run["judges"] = ("the data names no annotator and does not record which "
                                     "response was shown first")
     firsts = first_judgements(table)
-    pairs = to_pairs(firsts)  # the majority collapse, once for every analyzer that reads it
+    pairs = None  # the majority collapse, shared by consecutive analyzers that read it
     for name in ANALYZERS:
         if name not in wanted:
             result.not_run.setdefault(name, "not requested")
@@ -393,9 +393,12 @@ def audit(table: pd.DataFrame | Any, analyzers: list[str] | tuple[str, ...] | No
         if engine is not None and "engine" in inspect.signature(func).parameters:
             kwargs.setdefault("engine", engine)
         if name not in READS_REPEATS and "pairs" in inspect.signature(func).parameters:
+            pairs = to_pairs(firsts) if pairs is None else pairs
             kwargs["pairs"] = pairs
+        else:  # not held through an analyzer that does not read it: its memory peak comes first
+            pairs = None
         result.results[name] = func(table if name in READS_REPEATS else firsts, **kwargs)
-    result.examples = _examples(pairs, result)
+    result.examples = _examples(to_pairs(firsts) if pairs is None else pairs, result)
     return result
 
 
