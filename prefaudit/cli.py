@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefaudit.env import arrow_system_allocator
 from prefaudit.errors import PrefauditError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -601,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prefaudit`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    arrow_system_allocator()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -160,3 +160,22 @@ def test_audit_collapses_once_and_gives_each_analyzer_the_same_numbers_as_alone(
         pd.testing.assert_frame_equal(together.results[name].pair_flags, alone.pair_flags)
     assert together.examples and all(
         set(ex) == {"prompt", "chosen", "rejected", "source"} for ex in together.examples.values())
+
+
+def test_the_command_gives_arrow_the_c_allocator_unless_told_otherwise(monkeypatch):
+    """The CLI process hands Arrow's freed memory back to NumPy and Python (see
+    prefaudit.env.arrow_system_allocator); ARROW_DEFAULT_MEMORY_POOL, when set, wins."""
+    import pyarrow as pa
+
+    from prefaudit.env import ARROW_POOL_ENV, arrow_system_allocator
+
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv(ARROW_POOL_ENV, "mimalloc")
+        arrow_system_allocator()
+        assert pa.default_memory_pool().backend_name == before.backend_name
+        monkeypatch.delenv(ARROW_POOL_ENV)
+        arrow_system_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
