@@ -21,6 +21,17 @@ def sample_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny(sample_dir: Path):
+    """``(model, tokenizer)``: a tiny causal LM built in code, its vocabulary from 50 real HH-RLHF
+    prompts and chosen responses; one for the session (the tests only score with it)."""
+    from prefaudit.loaders import load
+    from prefaudit.testing import tiny_causal_lm
+
+    hh = load(sample_dir / "hh_rlhf_harmless_test_300.jsonl").table
+    return tiny_causal_lm(corpus=list(hh["prompt"].head(50)) + list(hh["chosen"].head(50)))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real datasets (CI lays shared/ beside the checkout)."""
     if not SHARED_DATA.is_dir():

@@ -54,11 +54,6 @@ def hh_table(sample_dir) -> pd.DataFrame:
     return load(sample_dir / "hh_rlhf_harmless_test_300.jsonl").table
 
 
-@pytest.fixture(scope="module")
-def tiny(hh):
-    return tiny_causal_lm(corpus=list(hh["prompt"].head(50)) + list(hh["chosen"].head(50)))
-
-
 def assert_ches_matches_direct(model, tok, pairs, **kw) -> pd.DataFrame:
     scores = score_pairs(pairs, model, tok, progress=False, **kw)
     for e, (_, row) in zip(encode_pairs(tok, pairs, max_length=kw.get("max_length")), scores.iterrows(),

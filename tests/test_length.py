@@ -22,7 +22,6 @@ from prefaudit.stats.length_balance import (
     ratio_bin,
 )
 from prefaudit.stats.length_stats import logistic_fit, rank_auc, wilson_interval
-from prefaudit.testing import tiny_causal_lm
 
 FIXED = ("length.share_longer_chosen", "length.share_longer_chosen_low", "length.share_longer_chosen_high",
          "length.binomial_p", "length.length_auc", "length.logit_slope")
@@ -268,11 +267,6 @@ def trl_dataset(model, tok, pairs: pd.DataFrame, max_length: int, out_dir):
                          train_dataset=Dataset.from_dict(trl_columns(pairs)),
                          processing_class=copy.deepcopy(tok))
     return trainer.train_dataset
-
-
-@pytest.fixture(scope="module")
-def tiny(hh_sample):
-    return tiny_causal_lm(corpus=list(hh_sample["prompt"].head(50)) + list(hh_sample["chosen"].head(50)))
 
 
 @pytest.mark.parametrize("data", ["hh_rlhf_harmless_test_300.jsonl", "llama_factory_dpo_en_100.json"])

@@ -56,11 +56,6 @@ def hh(sample_dir) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def tiny(hh):
-    return tiny_causal_lm(corpus=list(hh["prompt"].head(50)) + list(hh["chosen"].head(50)))
-
-
-@pytest.fixture(scope="module")
 def mixed_pairs(hh) -> pd.DataFrame:
     """Real HH pairs (a short and a long multi-turn prompt), an empty prompt, and chat pairs."""
     lengths = hh["prompt"].str.len()

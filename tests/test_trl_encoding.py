@@ -15,7 +15,6 @@ from prefaudit.loaders import load
 from prefaudit.schema import to_pairs
 from prefaudit.scoring.encoding import encode_pairs, is_conversational, trl_columns
 from prefaudit.scoring.logprobs import score_pairs
-from prefaudit.testing import tiny_causal_lm
 
 
 def trl_reference_logps(model, tok, pairs: pd.DataFrame, max_length: int | None, out_dir) -> pd.DataFrame:
@@ -44,11 +43,6 @@ def hh(sample_dir) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def chat_pairs(sample_dir) -> pd.DataFrame:
     return to_pairs(load(sample_dir / "llama_factory_dpo_en_100.json").table)
-
-
-@pytest.fixture(scope="module")
-def tiny(hh):
-    return tiny_causal_lm(corpus=list(hh["prompt"].head(50)) + list(hh["chosen"].head(50)))
 
 
 def assert_equals_trl(model, tok, pairs, max_length, tmp_path, per_token: bool = False) -> pd.DataFrame:
